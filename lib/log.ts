@@ -1,0 +1,96 @@
+/** The injected logger: human text or NDJSON on stderr, with rate limiting of repeated lines. */
+
+/** Log levels in increasing severity. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** Structured fields attached to one log line. */
+export type LogFields = Record<string, string | number | boolean | null | undefined>;
+
+/** What the code outside main.ts logs through. */
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** True when a debug line would be written (to skip building expensive fields). */
+  readonly debugEnabled: boolean;
+}
+
+/** Options for createLogger. */
+export interface LoggerOptions {
+  level?: LogLevel;
+  format?: "text" | "json";
+  /** Where lines go; defaults to stderr. */
+  write?: (line: string) => void;
+  /** Clock in milliseconds, for rate limiting. */
+  now?: () => number;
+}
+
+const encoder = new TextEncoder();
+
+function writeStderr(line: string): void {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+}
+
+/** A logger that suppresses more than 20 identical messages per 10 s, then says how many it dropped. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const min = RANK[options.level ?? "info"];
+  const format = options.format ?? "text";
+  const write = options.write ?? writeStderr;
+  const now = options.now ?? (() => Date.now());
+  const windows = new Map<string, { start: number; count: number; dropped: number }>();
+  const WINDOW_MS = 10_000;
+  const LIMIT = 20;
+
+  function emit(level: LogLevel, msg: string, fields?: LogFields): void {
+    if (RANK[level] < min) return;
+    const t = now();
+    let w = windows.get(msg);
+    if (!w || t - w.start >= WINDOW_MS) {
+      if (w && w.dropped > 0) {
+        line("warn", `Suppressed ${w.dropped} repeats of a log message`, { message: msg }, t);
+      }
+      if (windows.size > 1000) windows.clear();
+      w = { start: t, count: 0, dropped: 0 };
+      windows.set(msg, w);
+    }
+    if (++w.count > LIMIT) {
+      w.dropped++;
+      return;
+    }
+    line(level, msg, fields, t);
+  }
+
+  function line(level: LogLevel, msg: string, fields: LogFields | undefined, t: number): void {
+    const ts = new Date(t).toISOString();
+    if (format === "json") {
+      write(JSON.stringify({ ts, level, msg, ...fields }));
+      return;
+    }
+    let s = `${ts} ${level.toUpperCase().padEnd(5)} ${msg}`;
+    if (fields) {
+      for (const [k, v] of Object.entries(fields)) {
+        if (v === undefined) continue;
+        const text = String(v);
+        s += /[\s"=]/.test(text) ? ` ${k}=${JSON.stringify(text)}` : ` ${k}=${text}`;
+      }
+    }
+    write(s);
+  }
+
+  return {
+    debug: (m, f) => emit("debug", m, f),
+    info: (m, f) => emit("info", m, f),
+    warn: (m, f) => emit("warn", m, f),
+    error: (m, f) => emit("error", m, f),
+    debugEnabled: min <= RANK.debug,
+  };
+}
+
+/** A logger that writes nothing (for tests). */
+export function silentLogger(): Logger {
+  const noop = () => {};
+  return { debug: noop, info: noop, warn: noop, error: noop, debugEnabled: false };
+}

@@ -1,0 +1,123 @@
+/**
+ * The lease model and the store interfaces. Binding states are those of
+ * draft-ietf-dhc-failover-12 §5.11 / §12.3 so failover can build on them.
+ */
+
+/** draft §12.3 binding-status values, by name. */
+export const BindingStatus = {
+  FREE: 1,
+  ACTIVE: 2,
+  EXPIRED: 3,
+  RELEASED: 4,
+  ABANDONED: 5,
+  RESET: 6,
+  BACKUP: 7,
+} as const;
+
+/** Lower-case binding state as stored and printed (`duet leases --json`). */
+export type LeaseState =
+  | "free"
+  | "active"
+  | "expired"
+  | "released"
+  | "abandoned"
+  | "reset"
+  | "backup";
+
+/** Every state, in draft §12.3 order. */
+export const LEASE_STATES: readonly LeaseState[] = [
+  "free",
+  "active",
+  "expired",
+  "released",
+  "abandoned",
+  "reset",
+  "backup",
+];
+
+/** One address binding. Times are epoch seconds (UTC); absent times are 0. */
+export interface Lease {
+  /** The leased IPv4 address as uint32; the key. */
+  address: number;
+  state: LeaseState;
+  /** Hardware type (RFC 1700; 1 = Ethernet). */
+  htype: number;
+  /** chaddr[0..hlen), or empty when unknown (e.g. ABANDONED). */
+  hwAddress: Uint8Array;
+  /** Option 61 bytes, or null. */
+  clientId: Uint8Array | null;
+  /** Option 12 as sent by the client, or null. */
+  hostname: string | null;
+  /** When the binding started. */
+  starts: number;
+  /** When the binding ends (lease expiry). */
+  ends: number;
+  /** Client last transaction time (draft §12.8). */
+  cltt: number;
+  /** Potential expiration time this server has told the partner (draft §12.28, "tstp"). */
+  tstp: number;
+  /** Potential expiration time the partner has acknowledged ("tsfp"). */
+  tsfp: number;
+  /** Time the partner acknowledged this binding ("atsfp"). */
+  atsfp: number;
+  /** Relay agent information (option 82) seen with the last request, or null. */
+  relayInfo: Uint8Array | null;
+}
+
+/** Filters for listing leases; all given fields must match. */
+export interface LeaseFilter {
+  state?: LeaseState;
+  hwAddress?: Uint8Array;
+  address?: number;
+}
+
+/** Read access to leases, used by the pure core. */
+export interface LeaseView {
+  /** The lease on an address, if any. */
+  get(address: number): Lease | undefined;
+  /** Every lease whose hardware address (with htype) matches, newest `ends` first. */
+  findByHw(htype: number, hwAddress: Uint8Array): Lease[];
+  /** Every lease with this client identifier, newest `ends` first. */
+  findByClientId(clientId: Uint8Array): Lease[];
+  /** Streams leases in address order. */
+  iterate(filter?: LeaseFilter): IterableIterator<Lease>;
+  /** Number of leases per state. */
+  countByState(): Record<LeaseState, number>;
+}
+
+/**
+ * Write access. `put` joins the current write batch and is visible to reads at once;
+ * `commit` makes the batch durable (with SQLite: one transaction, synchronous=FULL).
+ * A reply that acknowledges a lease MUST wait for the commit that holds it.
+ */
+export interface LeaseStore extends LeaseView {
+  put(lease: Lease): void;
+  /** Removes an address's row (used when an address leaves every pool). */
+  delete(address: number): void;
+  /** Commits the batch; returns the number of rows written in it. */
+  commit(): number;
+  /** Rolls back the batch (a failed commit); the store reloads nothing. */
+  rollback(): void;
+  /** Number of puts not yet committed. */
+  readonly pending: number;
+  close(): void;
+}
+
+/** A fresh lease row with zero times. */
+export function emptyLease(address: number, state: LeaseState = "free"): Lease {
+  return {
+    address,
+    state,
+    htype: 1,
+    hwAddress: new Uint8Array(0),
+    clientId: null,
+    hostname: null,
+    starts: 0,
+    ends: 0,
+    cltt: 0,
+    tstp: 0,
+    tsfp: 0,
+    atsfp: 0,
+    relayInfo: null,
+  };
+}

@@ -1,0 +1,150 @@
+/** Bounds-checked big-endian reading and writing of network bytes. */
+import { WireError } from "../errors.ts";
+
+/** Reads big-endian integers and slices; any short read throws WireError with the offset. */
+export class ByteReader {
+  readonly bytes: Uint8Array;
+  readonly protocol: string;
+  #view: DataView;
+  #pos: number;
+  #end: number;
+
+  constructor(bytes: Uint8Array, protocol: string, start = 0, end = bytes.length) {
+    this.bytes = bytes;
+    this.protocol = protocol;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.#pos = start;
+    this.#end = end;
+  }
+
+  /** Current offset into the underlying bytes. */
+  get offset(): number {
+    return this.#pos;
+  }
+
+  /** Bytes left before the end. */
+  get remaining(): number {
+    return this.#end - this.#pos;
+  }
+
+  #need(n: number, what: string): void {
+    if (this.#pos + n > this.#end) {
+      throw new WireError(
+        this.protocol,
+        this.#pos,
+        `Cannot read ${what}: need ${n} bytes, ${this.#end - this.#pos} left`,
+      );
+    }
+  }
+
+  u8(what = "u8"): number {
+    this.#need(1, what);
+    return this.#view.getUint8(this.#pos++);
+  }
+
+  u16(what = "u16"): number {
+    this.#need(2, what);
+    const v = this.#view.getUint16(this.#pos);
+    this.#pos += 2;
+    return v;
+  }
+
+  u32(what = "u32"): number {
+    this.#need(4, what);
+    const v = this.#view.getUint32(this.#pos);
+    this.#pos += 4;
+    return v;
+  }
+
+  /** A copy of the next n bytes. */
+  bytesCopy(n: number, what = "bytes"): Uint8Array {
+    this.#need(n, what);
+    const out = this.bytes.slice(this.#pos, this.#pos + n);
+    this.#pos += n;
+    return out;
+  }
+
+  /** A view (no copy) of the next n bytes. */
+  bytesView(n: number, what = "bytes"): Uint8Array {
+    this.#need(n, what);
+    const out = this.bytes.subarray(this.#pos, this.#pos + n);
+    this.#pos += n;
+    return out;
+  }
+
+  skip(n: number, what = "bytes"): void {
+    this.#need(n, what);
+    this.#pos += n;
+  }
+}
+
+/** Appends big-endian integers and bytes to a growable buffer. */
+export class ByteWriter {
+  #buf: Uint8Array;
+  #view: DataView;
+  #len = 0;
+
+  constructor(initial = 576) {
+    this.#buf = new Uint8Array(initial);
+    this.#view = new DataView(this.#buf.buffer);
+  }
+
+  get length(): number {
+    return this.#len;
+  }
+
+  #grow(n: number): void {
+    if (this.#len + n <= this.#buf.length) return;
+    let size = this.#buf.length * 2;
+    while (size < this.#len + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.#buf.subarray(0, this.#len));
+    this.#buf = next;
+    this.#view = new DataView(next.buffer);
+  }
+
+  u8(v: number): this {
+    this.#grow(1);
+    this.#view.setUint8(this.#len++, v);
+    return this;
+  }
+
+  u16(v: number): this {
+    this.#grow(2);
+    this.#view.setUint16(this.#len, v);
+    this.#len += 2;
+    return this;
+  }
+
+  u32(v: number): this {
+    this.#grow(4);
+    this.#view.setUint32(this.#len, v >>> 0);
+    this.#len += 4;
+    return this;
+  }
+
+  bytes(b: Uint8Array): this {
+    this.#grow(b.length);
+    this.#buf.set(b, this.#len);
+    this.#len += b.length;
+    return this;
+  }
+
+  /** Writes n zero bytes. */
+  zeros(n: number): this {
+    this.#grow(n);
+    this.#buf.fill(0, this.#len, this.#len + n);
+    this.#len += n;
+    return this;
+  }
+
+  /** Overwrites a u16 at an earlier offset (for length fields). */
+  patchU16(offset: number, v: number): void {
+    this.#view.setUint16(offset, v);
+  }
+
+  /** A copy of what was written. */
+  finish(): Uint8Array {
+    return this.#buf.slice(0, this.#len);
+  }
+}
