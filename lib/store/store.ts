@@ -121,3 +121,51 @@ export function emptyLease(address: number, state: LeaseState = "free"): Lease {
     relayInfo: null,
   };
 }
+
+/**
+ * Small persistent key/value settings beside the leases (the failover endpoint's own state,
+ * draft §9). `setMeta` joins the current write batch like `put`.
+ */
+export interface MetaStore {
+  getMeta(key: string): string | undefined;
+  setMeta(key: string, value: string): void;
+}
+
+/** Largest IPv4 address as a uint32. */
+const UINT32_MAX = 0xffffffff;
+
+/**
+ * Throws TypeError/RangeError when a lease is not well-formed (a caller bug, STYLE.md §5).
+ * Both store implementations call it in `put` so they accept exactly the same rows.
+ */
+export function checkLease(lease: Lease): void {
+  const a = lease.address;
+  if (!Number.isInteger(a) || a < 0 || a > UINT32_MAX) {
+    throw new RangeError(`Lease address must be a uint32, got ${a}`);
+  }
+  if (!LEASE_STATES.includes(lease.state)) {
+    throw new TypeError(`Lease state must be one of ${LEASE_STATES.join(", ")}: "${lease.state}"`);
+  }
+  if (!Number.isInteger(lease.htype) || lease.htype < 0 || lease.htype > 255) {
+    throw new RangeError(`Lease htype must be 0..255, got ${lease.htype}`);
+  }
+  if (!(lease.hwAddress instanceof Uint8Array) || lease.hwAddress.length > 16) {
+    // RFC 2131 §2: chaddr is 16 octets.
+    throw new RangeError("Lease hwAddress must be a Uint8Array of at most 16 bytes");
+  }
+  if (lease.clientId !== null && !(lease.clientId instanceof Uint8Array)) {
+    throw new TypeError("Lease clientId must be a Uint8Array or null");
+  }
+  if (lease.relayInfo !== null && !(lease.relayInfo instanceof Uint8Array)) {
+    throw new TypeError("Lease relayInfo must be a Uint8Array or null");
+  }
+  if (lease.hostname !== null && typeof lease.hostname !== "string") {
+    throw new TypeError("Lease hostname must be a string or null");
+  }
+  for (const key of ["starts", "ends", "cltt", "tstp", "tsfp", "atsfp"] as const) {
+    const t = lease[key];
+    if (!Number.isSafeInteger(t) || t < 0) {
+      throw new RangeError(`Lease ${key} must be a non-negative integer of seconds, got ${t}`);
+    }
+  }
+}

@@ -1,0 +1,189 @@
+/** `duet serve`: run the DHCP server until SIGTERM or SIGINT. */
+import { parseArgs } from "node:util";
+import { loadConfig } from "../config/config.ts";
+import type { Config } from "../config/types.ts";
+import { ConfigError, StoreError } from "../errors.ts";
+import { createLogger, type Logger, type LogLevel } from "../log.ts";
+import { DhcpCore } from "../server/dhcp.ts";
+import { DhcpShell } from "../server/shell.ts";
+import type { Transport } from "../server/transport.ts";
+import { openDenoTransport } from "../server/udp_deno.ts";
+import { openFfiTransport } from "../server/udp_ffi.ts";
+import { SqliteLeaseStore } from "../store/sqlite.ts";
+import { formatIpv4 } from "../wire/ip.ts";
+import { ExitCode, type CliIo } from "./io.ts";
+import { VERSION } from "./version.ts";
+
+const LEVELS: readonly string[] = ["debug", "info", "warn", "error"];
+
+/** Which socket implementation to use for `listen` entries. */
+export type TransportChoice = "auto" | "ffi" | "deno";
+
+/**
+ * Opens one transport per `listen` entry: interfaces always go through FFI (the only way to
+ * know the interface of arrival); addresses use Deno's sockets unless `ffi` is asked for.
+ */
+export function openTransports(config: Config, choice: TransportChoice): Transport[] {
+  const out: Transport[] = [];
+  try {
+    const byPort = new Map<number, string[]>();
+    for (const l of config.listen) {
+      if (l.kind === "interface") {
+        if (choice === "deno") {
+          throw new Error(
+            `Cannot listen on interface "${l.interface}" with --transport deno: use an address`,
+          );
+        }
+        byPort.set(l.port, [...(byPort.get(l.port) ?? []), l.interface]);
+      } else if (choice === "ffi") {
+        out.push(openFfiTransport({ address: formatIpv4(l.address), port: l.port }));
+      } else {
+        out.push(openDenoTransport({ address: formatIpv4(l.address), port: l.port }));
+      }
+    }
+    for (const [port, interfaces] of byPort) out.push(openFfiTransport({ interfaces, port }));
+  } catch (e) {
+    for (const t of out) t.close();
+    throw e;
+  }
+  return out;
+}
+
+/** A running server, for serve and the demo. */
+export interface RunningServer {
+  shell: DhcpShell;
+  core: DhcpCore;
+  store: SqliteLeaseStore;
+  transports: Transport[];
+  stop(): Promise<void>;
+}
+
+/** Opens the database and sockets of a configuration and starts serving. */
+export function startServer(
+  config: Config,
+  options: { logger: Logger; transport?: TransportChoice },
+): RunningServer {
+  const store = SqliteLeaseStore.open(config.database);
+  let transports: Transport[];
+  try {
+    transports = openTransports(config, options.transport ?? "auto");
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+  const core = new DhcpCore(config, store, { logger: options.logger });
+  const shell = new DhcpShell({
+    core,
+    store,
+    transports,
+    logger: options.logger,
+    commitDelayMs: config.commitDelayMs,
+    commitBatch: config.commitBatch,
+  });
+  shell.start();
+  let stopping: Promise<void> | undefined;
+  return {
+    shell,
+    core,
+    store,
+    transports,
+    stop() {
+      stopping ??= (async () => {
+        await shell.stop();
+        store.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Runs `duet serve`; returns the exit code. */
+export async function serveCommand(args: string[], io: CliIo): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        config: { type: "string", short: "c" },
+        db: { type: "string" },
+        "log-level": { type: "string" },
+        "log-format": { type: "string" },
+        transport: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    io.stderr(`duet serve: ${(e as Error).message}\n`);
+    return ExitCode.USAGE;
+  }
+  if (values.help) {
+    io.stdout(
+      "Usage: duet serve --config FILE [--db FILE] [--log-level debug|info|warn|error]\n" +
+        "                  [--log-format text|json] [--transport auto|ffi|deno]\n",
+    );
+    return ExitCode.OK;
+  }
+  if (!values.config) {
+    io.stderr("duet serve: --config FILE is required\n");
+    return ExitCode.USAGE;
+  }
+  const format = values["log-format"] ?? "text";
+  if (format !== "text" && format !== "json") {
+    io.stderr(`duet serve: --log-format must be text or json, not "${format}"\n`);
+    return ExitCode.USAGE;
+  }
+  const transport = values.transport ?? "auto";
+  if (transport !== "auto" && transport !== "ffi" && transport !== "deno") {
+    io.stderr(`duet serve: --transport must be auto, ffi or deno, not "${transport}"\n`);
+    return ExitCode.USAGE;
+  }
+  if (values["log-level"] !== undefined && !LEVELS.includes(values["log-level"])) {
+    io.stderr(`duet serve: --log-level must be one of ${LEVELS.join(", ")}\n`);
+    return ExitCode.USAGE;
+  }
+
+  let config: Config;
+  try {
+    config = await loadConfig(values.config);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      io.stderr(e.message + "\n");
+      return ExitCode.INVALID_CONFIG;
+    }
+    throw e;
+  }
+  if (values.db) config = { ...config, database: values.db };
+  const level = (values["log-level"] ?? config.logLevel) as LogLevel;
+  const logger = createLogger({ level, format });
+
+  let server: RunningServer;
+  try {
+    server = startServer(config, { logger, transport });
+  } catch (e) {
+    if (e instanceof StoreError || e instanceof Error) {
+      logger.error("Cannot start", { error: e.message });
+      return ExitCode.FAILURE;
+    }
+    throw e;
+  }
+  logger.info("duet serving", {
+    version: VERSION,
+    database: config.database,
+    listen: server.transports.map((t) => t.name).join(","),
+    subnets: config.subnets.length,
+  });
+
+  const { promise: signalled, resolve } = Promise.withResolvers<string>();
+  const onTerm = () => resolve("SIGTERM");
+  const onInt = () => resolve("SIGINT");
+  Deno.addSignalListener("SIGTERM", onTerm);
+  Deno.addSignalListener("SIGINT", onInt);
+  const why = await Promise.race([signalled, server.shell.done().then(() => "closed")]);
+  Deno.removeSignalListener("SIGTERM", onTerm);
+  Deno.removeSignalListener("SIGINT", onInt);
+  logger.info("duet stopping", { reason: why });
+  await server.stop();
+  return ExitCode.OK;
+}

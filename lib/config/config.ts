@@ -1,0 +1,1060 @@
+/**
+ * YAML -> validated Config. Every problem is collected with its line:column and thrown at once
+ * as one ConfigError, so `duet check` can list them all.
+ */
+import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
+import { ConfigError, type ConfigProblem } from "../errors.ts";
+import {
+  type Cidr,
+  cidrBroadcast,
+  cidrContains,
+  formatIpv4,
+  formatMac,
+  fromHex,
+  parseIpv4,
+  parseMac,
+  prefixMask,
+} from "../wire/ip.ts";
+import {
+  encodeOptionValue,
+  OPTION_DEFS,
+  optionByCode,
+  optionByName,
+  SERVER_MANAGED_CODES,
+} from "./options.ts";
+import type {
+  Config,
+  LeaseTimes,
+  ListenSpec,
+  OptionMap,
+  PoolConfig,
+  ReservationConfig,
+  SubnetConfig,
+} from "./types.ts";
+
+/** Lease times used when the file does not set them, in seconds. */
+export const DEFAULT_LEASE_TIME: Readonly<LeaseTimes> = { default: 3600, max: 86400, min: 60 };
+/** Seconds an offered address stays held for the client it was offered to. */
+export const DEFAULT_OFFER_HOLD = 10;
+/** Group commit defaults: the longest a lease waits for its COMMIT, and the most per COMMIT. */
+export const DEFAULT_COMMIT_DELAY_MS = 2;
+export const DEFAULT_COMMIT_BATCH = 256;
+/** The DHCP server port (RFC 2131 §4.1). */
+export const DHCP_SERVER_PORT = 67;
+
+const TOP_KEYS = [
+  "database",
+  "authoritative",
+  "listen",
+  "lease-time",
+  "options",
+  "subnets",
+  "offer-hold",
+  "server-id",
+  "commit",
+  "log-level",
+] as const;
+const LISTEN_KEYS = ["interface", "address", "port"] as const;
+const LEASE_TIME_KEYS = ["default", "max", "min"] as const;
+const COMMIT_KEYS = ["delay-ms", "batch"] as const;
+const SUBNET_KEYS = [
+  "subnet",
+  "pools",
+  "options",
+  "reservations",
+  "interface",
+  "relays",
+  "lease-time",
+  "authoritative",
+] as const;
+const POOL_KEYS = ["range", "options"] as const;
+const RESERVATION_KEYS = ["hw-address", "client-id", "address", "hostname", "options"] as const;
+const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+
+/** A YAML node as the walker sees it (after resolving aliases). */
+type YamlNode = unknown;
+
+/** One key of a map, with its nodes. */
+interface Entry {
+  name: string;
+  path: string;
+  key: YamlNode;
+  value: YamlNode;
+}
+
+interface Ctx {
+  lc: LineCounter;
+  doc: Document;
+  problems: ConfigProblem[];
+}
+
+function rangeOf(node: YamlNode): [number, number, number] | undefined {
+  if (typeof node !== "object" || node === null) return undefined;
+  const r = (node as { range?: [number, number, number] | null }).range;
+  return r ?? undefined;
+}
+
+function posOf(ctx: Ctx, node: YamlNode): { line: number; col: number } {
+  const r = rangeOf(node);
+  return r ? ctx.lc.linePos(r[0]) : { line: 0, col: 0 };
+}
+
+function lineOf(ctx: Ctx, node: YamlNode): number {
+  return posOf(ctx, node).line;
+}
+
+function report(ctx: Ctx, node: YamlNode, path: string, message: string): void {
+  const { line, col } = posOf(ctx, node);
+  ctx.problems.push({ path, line, col, message });
+}
+
+/** The node to point at for a problem with an entry's value: the value, or its key if absent. */
+function valueSite(e: Entry): YamlNode {
+  if (isScalar(e.value) && e.value.value === null) {
+    const r = rangeOf(e.value);
+    if (!r || r[0] === r[1]) return e.key;
+  }
+  return e.value ?? e.key;
+}
+
+function deref(ctx: Ctx, node: YamlNode): YamlNode {
+  return isAlias(node) ? node.resolve(ctx.doc) : node;
+}
+
+function join(path: string, key: string | number): string {
+  return path === "" ? String(key) : `${path}.${key}`;
+}
+
+function isNull(node: YamlNode): boolean {
+  return node === null || node === undefined || (isScalar(node) && node.value === null);
+}
+
+function describe(node: YamlNode): string {
+  if (isMap(node)) return "a map";
+  if (isSeq(node)) return "a list";
+  if (isScalar(node)) {
+    const v = node.value;
+    if (v === null || v === undefined) return "nothing";
+    if (typeof v === "string") return JSON.stringify(v);
+    return String(v);
+  }
+  return node === null || node === undefined ? "nothing" : "an unsupported value";
+}
+
+function distance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0] as number;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j] as number;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      prev[j] = Math.min(up + 1, (prev[j - 1] as number) + 1, diag + cost);
+      diag = up;
+    }
+  }
+  return prev[b.length] as number;
+}
+
+/** The closest candidate, when close enough to be a likely typo. */
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  const norm = word.toLowerCase().replace(/_/g, "-");
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = Math.min(distance(norm, c), distance(word, c));
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function didYouMean(word: string, candidates: readonly string[]): string {
+  const s = suggest(word, candidates);
+  return s === undefined ? "" : `: did you mean ${JSON.stringify(s)}?`;
+}
+
+/** Reads a map's entries, reporting a non-map and every unknown key. */
+function readMap(
+  ctx: Ctx,
+  node: YamlNode,
+  path: string,
+  what: string,
+  allowed: readonly string[],
+): Map<string, Entry> | undefined {
+  node = deref(ctx, node);
+  if (!isMap(node)) {
+    report(ctx, node, path, `Expected a map for ${what}, got ${describe(node)}`);
+    return undefined;
+  }
+  const out = new Map<string, Entry>();
+  for (const pair of node.items) {
+    const key = deref(ctx, pair.key);
+    const name = isScalar(key) ? String(key.value) : undefined;
+    if (name === undefined) {
+      report(ctx, key ?? node, path, `Expected a plain key in ${what}, got ${describe(key)}`);
+      continue;
+    }
+    const entry = { name, path: join(path, name), key, value: deref(ctx, pair.value) };
+    if (!allowed.includes(name)) {
+      report(
+        ctx,
+        key,
+        entry.path,
+        `Unknown key ${JSON.stringify(name)}${didYouMean(name, allowed)}`,
+      );
+      continue;
+    }
+    out.set(name, entry);
+  }
+  return out;
+}
+
+function missing(ctx: Ctx, node: YamlNode, path: string, key: string, what: string): void {
+  report(ctx, node, join(path, key), `Missing required key ${JSON.stringify(key)} in ${what}`);
+}
+
+function scalarOf(e: Entry): unknown {
+  return isScalar(e.value) ? e.value.value : undefined;
+}
+
+function readInt(ctx: Ctx, e: Entry, min: number, max: number): number | undefined {
+  const v = scalarOf(e);
+  if (typeof v === "number" && Number.isInteger(v) && v >= min && v <= max) return v;
+  report(
+    ctx,
+    valueSite(e),
+    e.path,
+    `Expected an integer from ${min} to ${max} for ${JSON.stringify(e.name)}, got ${
+      describe(e.value)
+    }`,
+  );
+  return undefined;
+}
+
+function readBool(ctx: Ctx, e: Entry): boolean | undefined {
+  const v = scalarOf(e);
+  if (typeof v === "boolean") return v;
+  report(
+    ctx,
+    valueSite(e),
+    e.path,
+    `Expected true or false for ${JSON.stringify(e.name)}, got ${describe(e.value)}`,
+  );
+  return undefined;
+}
+
+function readString(ctx: Ctx, e: Entry): string | undefined {
+  const v = scalarOf(e);
+  if (typeof v === "string" && v.trim() !== "") return v;
+  report(
+    ctx,
+    valueSite(e),
+    e.path,
+    `Expected a non-empty string for ${JSON.stringify(e.name)}, got ${describe(e.value)}`,
+  );
+  return undefined;
+}
+
+function readIpNode(ctx: Ctx, node: YamlNode, path: string, what: string): number | undefined {
+  const v = isScalar(node) ? node.value : undefined;
+  const ip = typeof v === "string" ? parseIpv4(v) : undefined;
+  if (ip !== undefined) return ip;
+  report(ctx, node, path, `Expected an IPv4 address for ${what}, got ${describe(node)}`);
+  return undefined;
+}
+
+function readIp(ctx: Ctx, e: Entry): number | undefined {
+  return readIpNode(ctx, valueSite(e), e.path, JSON.stringify(e.name));
+}
+
+/** Reads a list; an absent value (`key:` with nothing) reads as an empty list. */
+function readSeq(ctx: Ctx, e: Entry): { node: YamlNode; path: string }[] | undefined {
+  if (isNull(e.value)) return [];
+  if (!isSeq(e.value)) {
+    report(
+      ctx,
+      valueSite(e),
+      e.path,
+      `Expected a list for ${JSON.stringify(e.name)}, got ${describe(e.value)}`,
+    );
+    return undefined;
+  }
+  return e.value.items.map((n, i) => ({ node: deref(ctx, n), path: join(e.path, i) }));
+}
+
+function readLeaseTime(ctx: Ctx, e: Entry, base: Readonly<LeaseTimes>): LeaseTimes | undefined {
+  const m = readMap(ctx, e.value, e.path, `"lease-time"`, LEASE_TIME_KEYS);
+  if (!m) return undefined;
+  const out: LeaseTimes = { ...base };
+  let ok = true;
+  for (const k of LEASE_TIME_KEYS) {
+    const f = m.get(k);
+    if (!f) continue;
+    // RFC 2131 §3.3: lease times are 32-bit seconds; 0xffffffff means infinity.
+    const v = readInt(ctx, f, 1, 0xffffffff);
+    if (v === undefined) ok = false;
+    else out[k] = v;
+  }
+  if (!ok) return undefined;
+  if (out.default > out.max) {
+    report(
+      ctx,
+      e.value,
+      e.path,
+      `Lease time default ${out.default} is greater than max ${out.max}`,
+    );
+  }
+  if (out.min > out.default) {
+    report(
+      ctx,
+      e.value,
+      e.path,
+      `Lease time min ${out.min} is greater than default ${out.default}`,
+    );
+  }
+  return out;
+}
+
+const MANAGED_HINTS: ReadonlyMap<number, string> = new Map([
+  [51, `use "lease-time" instead`],
+  [54, `use "server-id" instead`],
+  [58, `it follows from "lease-time"`],
+  [59, `it follows from "lease-time"`],
+  [61, `use "client-id" in a reservation to match on it`],
+]);
+
+const OPTION_NAMES = OPTION_DEFS.map((d) => d.name);
+
+/** Reads an `options:` map (names or codes) into wire bytes in file order. */
+function readOptions(ctx: Ctx, e: Entry | undefined): OptionMap {
+  const out: OptionMap = new Map();
+  if (!e || isNull(e.value)) return out;
+  if (!isMap(e.value)) {
+    report(ctx, valueSite(e), e.path, `Expected a map for "options", got ${describe(e.value)}`);
+    return out;
+  }
+  const seen = new Map<number, YamlNode>();
+  for (const pair of e.value.items) {
+    const key = deref(ctx, pair.key);
+    const value = deref(ctx, pair.value);
+    const raw = isScalar(key) ? key.value : undefined;
+    const name = String(raw);
+    const path = join(e.path, name);
+    let def;
+    if (typeof raw === "number" || (typeof raw === "string" && /^\d+$/.test(raw))) {
+      const code = Number(raw);
+      if (!Number.isInteger(code) || code < 1 || code > 254) {
+        report(ctx, key, path, `Option code ${name} is out of range: expected 1 to 254`);
+        continue;
+      }
+      def = optionByCode(code);
+    } else if (typeof raw === "string") {
+      def = optionByName(raw);
+      if (!def) {
+        report(
+          ctx,
+          key,
+          path,
+          `Unknown option ${JSON.stringify(raw)}${didYouMean(raw, OPTION_NAMES)}`,
+        );
+        continue;
+      }
+    } else {
+      report(ctx, key ?? e.value, path, `Expected an option name or code, got ${describe(key)}`);
+      continue;
+    }
+    const managed = SERVER_MANAGED_CODES.get(def.code);
+    if (managed !== undefined) {
+      const hint = MANAGED_HINTS.get(def.code);
+      report(
+        ctx,
+        key,
+        path,
+        `Option ${def.code} (${managed}) is set by the server${hint ? `: ${hint}` : ""}`,
+      );
+      continue;
+    }
+    const before = seen.get(def.code);
+    if (before !== undefined) {
+      report(
+        ctx,
+        key,
+        path,
+        `Option ${def.code} is already set at line ${lineOf(ctx, before)}`,
+      );
+      continue;
+    }
+    seen.set(def.code, key);
+    const js: unknown = isMap(value) || isSeq(value) || isScalar(value)
+      ? value.toJS(ctx.doc)
+      : null;
+    const bytes = encodeOptionValue(def, js);
+    if (typeof bytes === "string") {
+      const site = isNull(value) ? key : value;
+      report(ctx, site, path, `Invalid value for option ${JSON.stringify(def.name)}: ${bytes}`);
+      continue;
+    }
+    out.set(def.code, bytes);
+  }
+  return out;
+}
+
+function readListen(ctx: Ctx, e: Entry): ListenSpec[] {
+  const out: ListenSpec[] = [];
+  const items = readSeq(ctx, e);
+  if (!items) return out;
+  if (items.length === 0) {
+    report(ctx, valueSite(e), e.path, `Expected at least one interface or address in "listen"`);
+    return out;
+  }
+  const seen = new Map<string, YamlNode>();
+  for (const item of items) {
+    const m = readMap(ctx, item.node, item.path, "a listen entry", LISTEN_KEYS);
+    if (!m) continue;
+    const portEntry = m.get("port");
+    const port = portEntry ? readInt(ctx, portEntry, 1, 65535) : DHCP_SERVER_PORT;
+    const ifEntry = m.get("interface");
+    const addrEntry = m.get("address");
+    if (ifEntry && addrEntry) {
+      report(ctx, item.node, item.path, `Listen entry has both "interface" and "address": use one`);
+      continue;
+    }
+    let spec: ListenSpec | undefined;
+    if (ifEntry) {
+      const name = readString(ctx, ifEntry);
+      if (name !== undefined && port !== undefined) {
+        spec = { kind: "interface", interface: name, port };
+      }
+    } else if (addrEntry) {
+      const address = readIp(ctx, addrEntry);
+      if (address !== undefined && port !== undefined) spec = { kind: "address", address, port };
+    } else {
+      report(ctx, item.node, item.path, `Listen entry needs an "interface" or an "address"`);
+    }
+    if (!spec) continue;
+    const id = spec.kind === "interface"
+      ? `interface ${JSON.stringify(spec.interface)} port ${spec.port}`
+      : `address ${formatIpv4(spec.address)} port ${spec.port}`;
+    const before = seen.get(id);
+    if (before !== undefined) {
+      report(
+        ctx,
+        item.node,
+        item.path,
+        `Listen ${id} is already listed at line ${lineOf(ctx, before)}`,
+      );
+      continue;
+    }
+    seen.set(id, item.node);
+    out.push(spec);
+  }
+  return out;
+}
+
+function readSubnetCidr(ctx: Ctx, e: Entry): Cidr | undefined {
+  const v = scalarOf(e);
+  const m = typeof v === "string" ? /^\s*([0-9.]+)\/(\d{1,2})\s*$/.exec(v) : null;
+  const addr = m ? parseIpv4(m[1] as string) : undefined;
+  const prefix = m ? Number(m[2]) : NaN;
+  if (addr === undefined || !(prefix >= 0 && prefix <= 32)) {
+    report(
+      ctx,
+      valueSite(e),
+      e.path,
+      `Expected a subnet such as "198.18.0.0/24" for "subnet", got ${describe(e.value)}`,
+    );
+    return undefined;
+  }
+  const mask = prefixMask(prefix);
+  const network = (addr & mask) >>> 0;
+  if (network !== addr) {
+    report(
+      ctx,
+      valueSite(e),
+      e.path,
+      `Subnet ${JSON.stringify(v)} has host bits set: did you mean "${
+        formatIpv4(network)
+      }/${prefix}"?`,
+    );
+    return undefined;
+  }
+  return { network, prefix, mask };
+}
+
+function formatCidr(c: Cidr): string {
+  return `${formatIpv4(c.network)}/${c.prefix}`;
+}
+
+function formatRange(start: number, end: number): string {
+  return `${formatIpv4(start)} - ${formatIpv4(end)}`;
+}
+
+/** Where a pool or reservation came from, for the checks across subnets. */
+interface Located<T> {
+  value: T;
+  node: YamlNode;
+  path: string;
+  subnet: SubnetConfig;
+}
+
+interface Collected {
+  subnets: Located<SubnetConfig>[];
+  pools: Located<PoolConfig>[];
+  reservations: Located<ReservationConfig>[];
+  relays: Located<number>[];
+}
+
+function readPool(
+  ctx: Ctx,
+  node: YamlNode,
+  path: string,
+  subnet: Cidr | undefined,
+): { pool: PoolConfig; site: YamlNode } | undefined {
+  const m = readMap(ctx, node, path, "a pool", POOL_KEYS);
+  if (!m) return undefined;
+  const options = readOptions(ctx, m.get("options"));
+  const r = m.get("range");
+  if (!r) {
+    missing(ctx, node, path, "range", "a pool");
+    return undefined;
+  }
+  const v = scalarOf(r);
+  const parts = typeof v === "string" ? /^\s*(\S+)\s*-\s*(\S+)\s*$/.exec(v) : null;
+  const start = parts ? parseIpv4(parts[1] as string) : undefined;
+  const end = parts ? parseIpv4(parts[2] as string) : undefined;
+  const site = valueSite(r);
+  if (start === undefined || end === undefined) {
+    report(
+      ctx,
+      site,
+      r.path,
+      `Expected a range such as "198.18.16.1 - 198.18.16.200" for "range", got ${
+        describe(r.value)
+      }`,
+    );
+    return undefined;
+  }
+  if (start > end) {
+    report(
+      ctx,
+      site,
+      r.path,
+      `Range start ${formatIpv4(start)} is greater than end ${formatIpv4(end)}`,
+    );
+    return undefined;
+  }
+  if (subnet) {
+    if (!cidrContains(subnet, start) || !cidrContains(subnet, end)) {
+      report(
+        ctx,
+        site,
+        r.path,
+        `Pool ${formatRange(start, end)} is outside subnet ${formatCidr(subnet)}`,
+      );
+    } else if (subnet.prefix <= 30) {
+      // RFC 1122 §3.2.1.3 / RFC 919: the all-zeros and all-ones host numbers are not hosts.
+      const bcast = cidrBroadcast(subnet);
+      if (start === subnet.network) {
+        report(
+          ctx,
+          site,
+          r.path,
+          `Pool ${formatRange(start, end)} includes the network address of subnet ${
+            formatCidr(subnet)
+          }`,
+        );
+      }
+      if (end === bcast) {
+        report(
+          ctx,
+          site,
+          r.path,
+          `Pool ${formatRange(start, end)} includes the broadcast address of subnet ${
+            formatCidr(subnet)
+          }`,
+        );
+      }
+    }
+  }
+  return { pool: { start, end, options }, site };
+}
+
+const HOSTNAME =
+  /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+function readReservation(
+  ctx: Ctx,
+  node: YamlNode,
+  path: string,
+  subnet: Cidr | undefined,
+): { reservation: ReservationConfig; site: YamlNode; idSite: YamlNode } | undefined {
+  const m = readMap(ctx, node, path, "a reservation", RESERVATION_KEYS);
+  if (!m) return undefined;
+  const options = readOptions(ctx, m.get("options"));
+  let ok = true;
+  let hwAddress: Uint8Array | null = null;
+  let clientId: Uint8Array | null = null;
+  let hostname: string | null = null;
+  const hw = m.get("hw-address");
+  const cid = m.get("client-id");
+  if (hw && cid) {
+    report(ctx, cid.key, cid.path, `Reservation has both "hw-address" and "client-id": use one`);
+    ok = false;
+  } else if (hw) {
+    const v = scalarOf(hw);
+    const mac = typeof v === "string" ? parseMac(v) : undefined;
+    if (mac === undefined) {
+      report(
+        ctx,
+        valueSite(hw),
+        hw.path,
+        `Expected a hardware address such as "02:00:00:00:00:01" for "hw-address", got ${
+          describe(hw.value)
+        }`,
+      );
+      ok = false;
+    } else hwAddress = mac;
+  } else if (cid) {
+    const v = scalarOf(cid);
+    const id = typeof v === "string" ? fromHex(v) : undefined;
+    // RFC 2132 §9.14: a client identifier is at least 2 bytes (type and value).
+    if (id === undefined || id.length < 2) {
+      report(
+        ctx,
+        valueSite(cid),
+        cid.path,
+        `Expected a client id of at least 2 hex bytes such as "01:02:00:00:00:00:01" for "client-id", got ${
+          describe(cid.value)
+        }`,
+      );
+      ok = false;
+    } else clientId = id;
+  } else {
+    report(ctx, node, path, `Reservation needs a "hw-address" or a "client-id"`);
+    ok = false;
+  }
+  const h = m.get("hostname");
+  if (h) {
+    const v = scalarOf(h);
+    if (typeof v === "string" && HOSTNAME.test(v) && v.length <= 253) hostname = v;
+    else {
+      report(
+        ctx,
+        valueSite(h),
+        h.path,
+        `Expected a host name such as "printer" for "hostname", got ${describe(h.value)}`,
+      );
+      ok = false;
+    }
+  }
+  const a = m.get("address");
+  let address: number | undefined;
+  if (!a) {
+    missing(ctx, node, path, "address", "a reservation");
+  } else {
+    address = readIp(ctx, a);
+    if (address !== undefined && subnet) {
+      const text = formatIpv4(address);
+      if (!cidrContains(subnet, address)) {
+        report(
+          ctx,
+          valueSite(a),
+          a.path,
+          `Reservation address ${text} is outside subnet ${formatCidr(subnet)}`,
+        );
+        ok = false;
+      } else if (
+        subnet.prefix <= 30 && (address === subnet.network || address === cidrBroadcast(subnet))
+      ) {
+        report(
+          ctx,
+          valueSite(a),
+          a.path,
+          `Reservation address ${text} is the ${
+            address === subnet.network ? "network" : "broadcast"
+          } address of subnet ${formatCidr(subnet)}`,
+        );
+        ok = false;
+      }
+    }
+  }
+  if (!ok || address === undefined) return undefined;
+  const idSite = hw ? valueSite(hw) : cid ? valueSite(cid) : node;
+  return {
+    reservation: { hwAddress, clientId, address, hostname, options },
+    site: a ? valueSite(a) : node,
+    idSite,
+  };
+}
+
+function readSubnet(
+  ctx: Ctx,
+  node: YamlNode,
+  path: string,
+  index: number,
+  global: { leaseTime: LeaseTimes; authoritative: boolean },
+  acc: Collected,
+): void {
+  const m = readMap(ctx, node, path, "a subnet", SUBNET_KEYS);
+  if (!m) return;
+  const s = m.get("subnet");
+  let cidr: Cidr | undefined;
+  if (!s) missing(ctx, node, path, "subnet", "a subnet");
+  else cidr = readSubnetCidr(ctx, s);
+
+  const lt = m.get("lease-time");
+  const leaseTime = lt ? readLeaseTime(ctx, lt, global.leaseTime) : { ...global.leaseTime };
+  const au = m.get("authoritative");
+  const authoritative = au ? readBool(ctx, au) : global.authoritative;
+  const ifEntry = m.get("interface");
+  const iface = ifEntry ? readString(ctx, ifEntry) : null;
+  const options = readOptions(ctx, m.get("options"));
+
+  const cfg: SubnetConfig = {
+    index,
+    subnet: cidr ?? { network: 0, prefix: 0, mask: 0 },
+    pools: [],
+    options,
+    reservations: [],
+    interface: iface ?? null,
+    relays: [],
+    leaseTime: leaseTime ?? { ...global.leaseTime },
+    authoritative: authoritative ?? global.authoritative,
+  };
+
+  const pools = m.get("pools");
+  for (const item of (pools && readSeq(ctx, pools)) ?? []) {
+    const p = readPool(ctx, item.node, item.path, cidr);
+    if (!p) continue;
+    cfg.pools.push(p.pool);
+    acc.pools.push({ value: p.pool, node: p.site, path: join(item.path, "range"), subnet: cfg });
+  }
+
+  const reservations = m.get("reservations");
+  const ids = new Map<string, YamlNode>();
+  for (const item of (reservations && readSeq(ctx, reservations)) ?? []) {
+    const r = readReservation(ctx, item.node, item.path, cidr);
+    if (!r) continue;
+    const res = r.reservation;
+    const id = res.hwAddress
+      ? `hw-address ${formatMac(res.hwAddress)}`
+      : `client-id ${formatMac(res.clientId ?? new Uint8Array())}`;
+    const before = ids.get(id);
+    if (before !== undefined) {
+      report(
+        ctx,
+        r.idSite,
+        item.path,
+        `Duplicate reservation for ${id}: already reserved at line ${lineOf(ctx, before)}`,
+      );
+      continue;
+    }
+    ids.set(id, r.idSite);
+    cfg.reservations.push(res);
+    acc.reservations.push({
+      value: res,
+      node: r.site,
+      path: join(item.path, "address"),
+      subnet: cfg,
+    });
+  }
+
+  const relays = m.get("relays");
+  for (const item of (relays && readSeq(ctx, relays)) ?? []) {
+    const ip = readIpNode(ctx, item.node, item.path, "a relay");
+    if (ip === undefined) continue;
+    cfg.relays.push(ip);
+    acc.relays.push({ value: ip, node: item.node, path: item.path, subnet: cfg });
+  }
+
+  if (cidr) {
+    acc.subnets.push({
+      value: cfg,
+      node: valueSite(s as Entry),
+      path: join(path, "subnet"),
+      subnet: cfg,
+    });
+  }
+}
+
+/** Checks that need every subnet: overlaps, duplicates and relay ambiguity. */
+function checkAcross(ctx: Ctx, acc: Collected): void {
+  const { subnets, pools, reservations, relays } = acc;
+  for (let i = 0; i < subnets.length; i++) {
+    for (let j = 0; j < i; j++) {
+      const a = subnets[i] as Located<SubnetConfig>;
+      const b = subnets[j] as Located<SubnetConfig>;
+      if (
+        cidrContains(a.value.subnet, b.value.subnet.network) ||
+        cidrContains(b.value.subnet, a.value.subnet.network)
+      ) {
+        report(
+          ctx,
+          a.node,
+          a.path,
+          `Subnet ${formatCidr(a.value.subnet)} overlaps subnet ${
+            formatCidr(b.value.subnet)
+          } at line ${lineOf(ctx, b.node)}`,
+        );
+      }
+    }
+  }
+  for (let i = 0; i < pools.length; i++) {
+    for (let j = 0; j < i; j++) {
+      const a = pools[i] as Located<PoolConfig>;
+      const b = pools[j] as Located<PoolConfig>;
+      if (a.value.start <= b.value.end && b.value.start <= a.value.end) {
+        report(
+          ctx,
+          a.node,
+          a.path,
+          `Pool ${formatRange(a.value.start, a.value.end)} overlaps pool ${
+            formatRange(b.value.start, b.value.end)
+          } at line ${lineOf(ctx, b.node)}`,
+        );
+      }
+    }
+  }
+  const addresses = new Map<number, YamlNode>();
+  for (const r of reservations) {
+    const before = addresses.get(r.value.address);
+    if (before !== undefined) {
+      report(
+        ctx,
+        r.node,
+        r.path,
+        `Address ${formatIpv4(r.value.address)} is already reserved at line ${lineOf(ctx, before)}`,
+      );
+      continue;
+    }
+    addresses.set(r.value.address, r.node);
+  }
+  const relaySeen = new Map<number, Located<number>>();
+  for (const r of relays) {
+    const text = formatIpv4(r.value);
+    const before = relaySeen.get(r.value);
+    if (before !== undefined) {
+      report(
+        ctx,
+        r.node,
+        r.path,
+        `Relay ${text} already selects subnet ${formatCidr(before.subnet.subnet)} at line ${
+          lineOf(ctx, before.node)
+        }`,
+      );
+      continue;
+    }
+    relaySeen.set(r.value, r);
+    const inside = subnets.find((s) =>
+      s.value !== r.subnet && cidrContains(s.value.subnet, r.value)
+    );
+    if (inside) {
+      report(
+        ctx,
+        r.node,
+        r.path,
+        `Relay ${text} is inside subnet ${formatCidr(inside.value.subnet)} at line ${
+          lineOf(ctx, inside.node)
+        }, so it cannot also select subnet ${formatCidr(r.subnet.subnet)}`,
+      );
+    }
+  }
+}
+
+function readConfig(ctx: Ctx, file: string): Config {
+  const root = deref(ctx, ctx.doc.contents);
+  if (isNull(root)) {
+    ctx.problems.push({
+      path: "",
+      line: 1,
+      col: 1,
+      message: `Configuration is empty: expected at least "database", "listen" and "subnets"`,
+    });
+  }
+  const m = isNull(root) ? undefined : readMap(ctx, root, "", "the configuration", TOP_KEYS);
+  const top = m ?? new Map<string, Entry>();
+  const need = (key: string): Entry | undefined => {
+    const e = top.get(key);
+    if (!e && m) missing(ctx, root, "", key, "the configuration");
+    return e;
+  };
+  const get = (key: string): Entry | undefined => top.get(key);
+
+  const dbEntry = need("database");
+  const database = dbEntry ? readString(ctx, dbEntry) : undefined;
+  const au = get("authoritative");
+  const authoritative = (au ? readBool(ctx, au) : true) ?? true;
+  const listenEntry = need("listen");
+  const listen = listenEntry ? readListen(ctx, listenEntry) : [];
+  const lt = get("lease-time");
+  const leaseTime = (lt ? readLeaseTime(ctx, lt, DEFAULT_LEASE_TIME) : undefined) ??
+    { ...DEFAULT_LEASE_TIME };
+  const options = readOptions(ctx, get("options"));
+  const oh = get("offer-hold");
+  const offerHold = (oh ? readInt(ctx, oh, 1, 3600) : undefined) ?? DEFAULT_OFFER_HOLD;
+  const sid = get("server-id");
+  const serverId = sid ? readIp(ctx, sid) ?? null : null;
+  if (sid && serverId !== null && (serverId === 0 || serverId === 0xffffffff)) {
+    report(
+      ctx,
+      valueSite(sid),
+      sid.path,
+      `Server id ${formatIpv4(serverId)} is not a host address`,
+    );
+  }
+  let commitDelayMs = DEFAULT_COMMIT_DELAY_MS;
+  let commitBatch = DEFAULT_COMMIT_BATCH;
+  const commit = get("commit");
+  if (commit) {
+    const cm = readMap(ctx, commit.value, commit.path, `"commit"`, COMMIT_KEYS);
+    const d = cm?.get("delay-ms");
+    const b = cm?.get("batch");
+    if (d) commitDelayMs = readInt(ctx, d, 0, 1000) ?? commitDelayMs;
+    if (b) commitBatch = readInt(ctx, b, 1, 65536) ?? commitBatch;
+  }
+  let logLevel: Config["logLevel"] = "info";
+  const ll = get("log-level");
+  if (ll) {
+    const v = scalarOf(ll);
+    const level = LOG_LEVELS.find((l) => l === v);
+    if (level) logLevel = level;
+    else {
+      report(
+        ctx,
+        valueSite(ll),
+        ll.path,
+        `Expected one of "debug", "info", "warn", "error" for "log-level", got ${
+          describe(ll.value)
+        }`,
+      );
+    }
+  }
+
+  const acc: Collected = { subnets: [], pools: [], reservations: [], relays: [] };
+  const subnetsEntry = need("subnets");
+  const subnets: SubnetConfig[] = [];
+  const items = subnetsEntry ? readSeq(ctx, subnetsEntry) : undefined;
+  if (subnetsEntry && items && items.length === 0) {
+    report(
+      ctx,
+      valueSite(subnetsEntry),
+      subnetsEntry.path,
+      `Expected at least one subnet in "subnets"`,
+    );
+  }
+  for (const [i, item] of (items ?? []).entries()) {
+    readSubnet(ctx, item.node, item.path, i, { leaseTime, authoritative }, acc);
+  }
+  for (const s of acc.subnets) subnets.push(s.value);
+  checkAcross(ctx, acc);
+
+  // A subnet pinned to an interface must be on one duet listens on, when it listens by interface.
+  const listened = new Set(listen.flatMap((l) => (l.kind === "interface" ? [l.interface] : [])));
+  if (listened.size > 0) {
+    for (const s of acc.subnets) {
+      const name = s.value.interface;
+      if (name !== null && !listened.has(name)) {
+        report(
+          ctx,
+          s.node,
+          s.path,
+          `Subnet ${formatCidr(s.value.subnet)} is on interface ${
+            JSON.stringify(name)
+          }, which is not in "listen"`,
+        );
+      }
+    }
+  }
+
+  return {
+    file,
+    database: database ?? "",
+    authoritative,
+    listen,
+    leaseTime,
+    offerHold,
+    serverId,
+    options,
+    subnets,
+    commitDelayMs,
+    commitBatch,
+    logLevel,
+  };
+}
+
+function cleanYamlMessage(message: string): string {
+  const first = (message.split("\n")[0] ?? "").replace(/\.\s*$/, "").replace(
+    / at line \d+, column \d+:?$/,
+    "",
+  );
+  return `Cannot parse YAML: ${first.charAt(0).toLowerCase()}${first.slice(1)}`;
+}
+
+/**
+ * Parses and validates a configuration from YAML text; throws ConfigError listing every problem
+ * found, each with its line and column in `file`.
+ */
+export function parseConfig(text: string, file: string): Config {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, {
+    lineCounter: lc,
+    keepSourceTokens: true,
+    prettyErrors: false,
+    uniqueKeys: true,
+  });
+  const ctx: Ctx = { lc, doc, problems: [] };
+  for (const e of [...doc.errors, ...doc.warnings]) {
+    const { line, col } = lc.linePos(e.pos[0]);
+    ctx.problems.push({ path: "", line, col, message: cleanYamlMessage(e.message) });
+  }
+  if (ctx.problems.length > 0) throw new ConfigError(file, ctx.problems);
+  const config = readConfig(ctx, file);
+  if (ctx.problems.length > 0) {
+    const sorted = ctx.problems.map((p, i) => ({ p, i })).sort((a, b) =>
+      a.p.line - b.p.line || a.p.col - b.p.col || a.i - b.i
+    ).map((x) => x.p);
+    throw new ConfigError(file, sorted);
+  }
+  return config;
+}
+
+/** Reads and parses a configuration file; an unreadable file is a ConfigError at line 0. */
+export async function loadConfig(path: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err: unknown) {
+    const why = err instanceof Deno.errors.NotFound
+      ? "no such file"
+      : err instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : err instanceof Error
+      ? err.message
+      : String(err);
+    throw new ConfigError(path, [{
+      path: "",
+      line: 0,
+      col: 0,
+      message: `Cannot read configuration file ${JSON.stringify(path)}: ${why}`,
+    }], { cause: err });
+  }
+  return parseConfig(text, path);
+}
+
+/** Counts for `duet check`: subnets, pools and addresses in pools. */
+export function summarizeConfig(
+  config: Config,
+): { subnets: number; pools: number; addresses: number; reservations: number } {
+  let pools = 0;
+  let addresses = 0;
+  let reservations = 0;
+  for (const s of config.subnets) {
+    pools += s.pools.length;
+    reservations += s.reservations.length;
+    for (const p of s.pools) addresses += p.end - p.start + 1;
+  }
+  return { subnets: config.subnets.length, pools, addresses, reservations };
+}

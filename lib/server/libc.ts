@@ -1,0 +1,156 @@
+/**
+ * The few libc calls duet needs for raw sockets, through Deno FFI (`--allow-ffi`).
+ *
+ * Linux LP64 only (x86_64, aarch64): struct offsets in udp_ffi.ts assume 8-byte pointers and
+ * size_t, little-endian host order and the Linux values of the constants below.
+ */
+
+/** Address family and socket constants (Linux, <sys/socket.h>, <netinet/in.h>). */
+export const AF_INET = 2;
+export const AF_PACKET = 17;
+export const SOCK_DGRAM = 2;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const SO_BROADCAST = 6;
+export const SO_RCVBUF = 8;
+export const SO_BINDTODEVICE = 25;
+export const IPPROTO_IP = 0;
+export const IP_PKTINFO = 8;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_TRUNC = 0x20;
+export const MSG_CTRUNC = 0x08;
+export const POLLIN = 0x1;
+export const POLLERR = 0x8;
+export const POLLNVAL = 0x20;
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_CLOEXEC = 0o2000000;
+/** ioctl: set an ARP (neighbour) entry, <linux/sockios.h>. */
+export const SIOCSARP = 0x8955;
+/** arpreq.arp_flags: the entry is complete (has a hardware address), <net/if_arp.h>. */
+export const ATF_COM = 0x02;
+export const ARPHRD_ETHER = 1;
+/** ifname buffers, <net/if.h>. */
+export const IF_NAMESIZE = 16;
+
+export const EINTR = 4;
+export const EAGAIN = 11;
+export const EACCES = 13;
+export const EPERM = 1;
+
+const SYMBOLS = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  recvfrom: {
+    parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"],
+    result: "isize",
+  },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // deno-lint-ignore camelcase
+  if_indextoname: { parameters: ["u32", "buffer"], result: "pointer" },
+  // deno-lint-ignore camelcase
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+  // deno-lint-ignore camelcase
+  __errno_location: { parameters: [], result: "pointer" },
+  /** Runs on a worker thread and returns a Promise; errno is not readable afterwards. */
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+} as const;
+
+/** The loaded symbols. */
+export type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let loaded: { symbols: LibcSymbols; errnoView: Deno.UnsafePointerView } | null = null;
+
+/**
+ * Opens libc.so.6 once per isolate (never closed: the symbols live as long as the process);
+ * throws an Error naming the platform when it is not Linux x86_64 or aarch64.
+ */
+export function libc(): LibcSymbols {
+  return load().symbols;
+}
+
+function load(): { symbols: LibcSymbols; errnoView: Deno.UnsafePointerView } {
+  if (loaded) return loaded;
+  const { os, arch } = Deno.build;
+  if (os !== "linux" || (arch !== "x86_64" && arch !== "aarch64")) {
+    throw new Error(
+      `Cannot use FFI sockets on ${os}/${arch}: only Linux x86_64 and aarch64 are supported`,
+    );
+  }
+  let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
+  try {
+    lib = Deno.dlopen("libc.so.6", SYMBOLS);
+  } catch (e) {
+    throw new Error(`Cannot load libc.so.6 through FFI: ${(e as Error).message}`, { cause: e });
+  }
+  const where = lib.symbols.__errno_location();
+  if (where === null) throw new Error("Cannot locate errno: __errno_location returned NULL");
+  // errno is thread-local; synchronous FFI calls always run on this (the isolate's) thread.
+  loaded = { symbols: lib.symbols, errnoView: new Deno.UnsafePointerView(where) };
+  return loaded;
+}
+
+/** errno after the last failed synchronous call on this thread. */
+export function errno(): number {
+  return load().errnoView.getInt32(0);
+}
+
+/** strerror(code) text, e.g. "Address already in use". */
+export function strerror(code: number): string {
+  const p = libc().strerror(code);
+  return p === null ? `errno ${code}` : Deno.UnsafePointerView.getCString(p);
+}
+
+/** `"<action>: <strerror> (errno N)"` as an Error, for the errno of the last failed call. */
+export function errnoError(action: string, code: number = errno()): Error {
+  const error = new Error(`${action}: ${strerror(code)} (errno ${code})`);
+  (error as Error & { errno: number }).errno = code;
+  return error;
+}
+
+/** The pointer value (for struct fields) of a buffer allocated with `new ArrayBuffer`. */
+export function addressOf(bytes: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
+}
+
+/** Number of an isize/usize result, which FFI may hand back as a bigint. */
+export function toNumber(v: number | bigint): number {
+  return typeof v === "bigint" ? Number(v) : v;
+}
+
+/** Sets an integer socket option; throws `Cannot set <name> …` on failure. */
+export function setIntOption(
+  fd: number,
+  level: number,
+  option: number,
+  value: number,
+  name: string,
+): void {
+  const buf = new Uint8Array(4);
+  new DataView(buf.buffer).setInt32(0, value, true);
+  if (libc().setsockopt(fd, level, option, buf, 4) !== 0) {
+    throw errnoError(`Cannot set ${name}`);
+  }
+}
+
+/** if_nametoindex(name), 0 when there is no such interface. */
+export function interfaceIndex(name: string): number {
+  const bytes = new TextEncoder().encode(name + "\0");
+  return libc().if_nametoindex(bytes);
+}
+
+/** if_indextoname(index), null when there is no such interface. */
+export function interfaceName(index: number, scratch = new Uint8Array(IF_NAMESIZE)): string | null {
+  const p = libc().if_indextoname(index, scratch);
+  if (p === null) return null;
+  const end = scratch.indexOf(0);
+  return new TextDecoder().decode(scratch.subarray(0, end < 0 ? scratch.length : end));
+}

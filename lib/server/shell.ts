@@ -1,0 +1,212 @@
+/**
+ * The DHCP I/O shell: reads datagrams from a transport, runs the pure core, writes leases
+ * in group-committed batches and sends each DHCPACK only after the COMMIT that made its
+ * lease durable (DESIGN.md, "One DHCPREQUEST, end to end").
+ */
+import type { Logger } from "../log.ts";
+import type { LeaseStore } from "../store/store.ts";
+import { StoreError, WireError } from "../errors.ts";
+import { decodeDhcp, dhcpTypeName, encodeDhcp, getMessageType } from "../wire/dhcp.ts";
+import { formatIpv4 } from "../wire/ip.ts";
+import type { DhcpCore, ReplyEffect } from "./dhcp.ts";
+import type { Received, Transport } from "./transport.ts";
+
+/** Options for DhcpShell. */
+export interface ShellOptions {
+  core: DhcpCore;
+  store: LeaseStore;
+  transports: Transport[];
+  logger: Logger;
+  /** Longest a lease waits for its COMMIT, in milliseconds. */
+  commitDelayMs: number;
+  /** Most leases in one transaction. */
+  commitBatch: number;
+  /** Wall clock in epoch seconds; injectable for tests. */
+  now?: () => number;
+  /** Seconds between expiry ticks. */
+  tickSeconds?: number;
+}
+
+/** Shell-level counters (the core counts per message type). */
+export interface ShellCounters {
+  malformed: number;
+  sendFailed: number;
+  commits: number;
+  commitFailures: number;
+  leasesCommitted: number;
+  /** Commit latency histogram: count of commits at or below each bound in ms. */
+  commitLatencyMs: Map<number, number>;
+}
+
+const LATENCY_BOUNDS = [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000, Infinity];
+
+interface Pending {
+  effect: ReplyEffect;
+  transport: Transport;
+}
+
+/** Runs a DHCP server until stop() is called. */
+export class DhcpShell {
+  readonly counters: ShellCounters = {
+    malformed: 0,
+    sendFailed: 0,
+    commits: 0,
+    commitFailures: 0,
+    leasesCommitted: 0,
+    commitLatencyMs: new Map(LATENCY_BOUNDS.map((b) => [b, 0])),
+  };
+  #o: ShellOptions;
+  #now: () => number;
+  #waiting: Pending[] = [];
+  #dirty: number[] = [];
+  #commitTimer: number | undefined;
+  #tickTimer: number | undefined;
+  #running: Promise<void>[] = [];
+  #stopped = false;
+  /** Set while the database refuses writes; ACKs are withheld until a commit succeeds. */
+  storeFailing = false;
+
+  constructor(options: ShellOptions) {
+    this.#o = options;
+    this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
+  }
+
+  /** Starts every transport's receive loop and the expiry timer. */
+  start(): void {
+    const tickMs = (this.#o.tickSeconds ?? 1) * 1000;
+    this.#tickTimer = setInterval(() => this.tick(), tickMs);
+    for (const t of this.#o.transports) {
+      this.#running.push(
+        t.run((p) => this.#onPacket(p, t), () => this.#onBurstEnd()),
+      );
+    }
+  }
+
+  /** Resolves when every transport has stopped. */
+  async done(): Promise<void> {
+    await Promise.all(this.#running);
+  }
+
+  /** Stops receiving, commits what is pending and sends the replies that waited for it. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#tickTimer !== undefined) clearInterval(this.#tickTimer);
+    for (const t of this.#o.transports) t.close();
+    await Promise.all(this.#running);
+    this.flush();
+  }
+
+  #onPacket(p: Received, transport: Transport): void {
+    let msg;
+    try {
+      msg = decodeDhcp(p.data);
+    } catch (e) {
+      if (!(e instanceof WireError)) throw e;
+      this.counters.malformed++;
+      this.#o.logger.debug("Dropped malformed DHCP packet", {
+        from: `${formatIpv4(p.srcAddress)}:${p.srcPort}`,
+        error: e.message,
+      });
+      return;
+    }
+    const outcome = this.#o.core.handle(msg, p, this.#now());
+    this.#run(outcome.effects, transport);
+    if (this.#o.logger.debugEnabled) {
+      this.#o.logger.debug("Handled DHCP request", {
+        type: dhcpTypeName(getMessageType(msg)),
+        from: `${formatIpv4(p.srcAddress)}:${p.srcPort}`,
+        ifname: p.ifname ?? undefined,
+        dropped: outcome.dropped,
+      });
+    }
+  }
+
+  #run(effects: readonly (import("./dhcp.ts").DhcpEffect)[], transport: Transport | null): void {
+    for (const e of effects) {
+      if (e.kind === "persist") {
+        this.#o.store.put(e.lease);
+        this.#dirty.push(e.lease.address);
+      } else if (e.afterCommit || this.#o.store.pending > 0) {
+        // Order is contract: a reply never overtakes a lease written before it.
+        if (transport) this.#waiting.push({ effect: e, transport });
+      } else if (transport) {
+        this.#send(e, transport);
+      }
+    }
+    if (this.#o.store.pending >= this.#o.commitBatch) this.flush();
+    else if (this.#o.store.pending > 0 && this.#commitTimer === undefined) {
+      this.#commitTimer = setTimeout(() => this.flush(), this.#o.commitDelayMs);
+    }
+  }
+
+  #onBurstEnd(): void {
+    if (this.#o.store.pending > 0 || this.#waiting.length > 0) this.flush();
+  }
+
+  #send(e: ReplyEffect, transport: Transport): void {
+    const bytes = encodeDhcp(e.message, { maxSize: e.maxSize });
+    if (!transport.send(bytes, e.to)) this.counters.sendFailed++;
+  }
+
+  /** Commits the pending leases and sends the replies that waited for them. */
+  flush(): void {
+    if (this.#commitTimer !== undefined) {
+      clearTimeout(this.#commitTimer);
+      this.#commitTimer = undefined;
+    }
+    const store = this.#o.store;
+    if (store.pending > 0) {
+      const started = performance.now();
+      try {
+        const n = store.commit();
+        this.counters.commits++;
+        this.counters.leasesCommitted += n;
+        this.#observeLatency(performance.now() - started);
+        if (this.storeFailing) {
+          this.storeFailing = false;
+          this.#o.logger.info("Lease database writable again");
+        }
+      } catch (e) {
+        if (!(e instanceof StoreError)) throw e;
+        try {
+          store.rollback();
+        } catch {
+          // The rollback of a failed commit may itself fail; the batch is gone either way.
+        }
+        this.counters.commitFailures++;
+        this.storeFailing = true;
+        this.#o.logger.error("Cannot commit leases; withholding their acknowledgements", {
+          leases: this.#dirty.length,
+          error: e.message,
+        });
+        this.#o.core.resync(this.#dirty);
+        this.#dirty = [];
+        // Nothing acknowledged may be lost: drop the replies that needed this commit.
+        this.#waiting = this.#waiting.filter((w) => !w.effect.afterCommit);
+      }
+    }
+    this.#dirty = [];
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const w of waiting) this.#send(w.effect, w.transport);
+  }
+
+  #observeLatency(ms: number): void {
+    for (const b of LATENCY_BOUNDS) {
+      if (ms <= b) {
+        this.counters.commitLatencyMs.set(b, (this.counters.commitLatencyMs.get(b) ?? 0) + 1);
+        break;
+      }
+    }
+  }
+
+  /** Expires offers and leases; runs every tickSeconds. */
+  tick(): void {
+    const effects = this.#o.core.tick(this.#now());
+    if (effects.length > 0) {
+      this.#run(effects, null);
+      this.flush();
+    }
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * An in-memory LeaseStore for unit tests and the deterministic simulation. It honours the
+ * same contract as the SQLite store (tests/store/contract.ts), including rollback.
+ */
+import { StoreError } from "../errors.ts";
+import { toHex } from "../wire/ip.ts";
+import {
+  checkLease,
+  type Lease,
+  type LeaseFilter,
+  type LeaseState,
+  type LeaseStore,
+  type MetaStore,
+} from "./store.ts";
+
+/** Copies a lease so that callers never share arrays with the store. */
+function copyLease(l: Lease): Lease {
+  return {
+    ...l,
+    hwAddress: new Uint8Array(l.hwAddress),
+    clientId: l.clientId === null ? null : new Uint8Array(l.clientId),
+    relayInfo: l.relayInfo === null ? null : new Uint8Array(l.relayInfo),
+  };
+}
+
+function hwKey(htype: number, hwAddress: Uint8Array): string {
+  return `${htype}/${toHex(hwAddress)}`;
+}
+
+/** Newest `ends` first, then by address so that results are deterministic. */
+function byEndsDesc(a: Lease, b: Lease): number {
+  return b.ends - a.ends || a.address - b.address;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function addToIndex(index: Map<string, Set<number>>, key: string, address: number): void {
+  let set = index.get(key);
+  if (!set) {
+    set = new Set();
+    index.set(key, set);
+  }
+  set.add(address);
+}
+
+function removeFromIndex(index: Map<string, Set<number>>, key: string, address: number): void {
+  const set = index.get(key);
+  if (!set) return;
+  set.delete(address);
+  if (set.size === 0) index.delete(key);
+}
+
+/** Leases in Maps with hardware-address and client-id indexes; `commit` only ends the batch. */
+export class MemoryLeaseStore implements LeaseStore, MetaStore {
+  #leases = new Map<number, Lease>();
+  #byHw = new Map<string, Set<number>>();
+  #byClientId = new Map<string, Set<number>>();
+  #meta = new Map<string, string>();
+  /** Values before the batch touched them, for rollback (first touch wins). */
+  #undo = new Map<number, Lease | undefined>();
+  #metaUndo = new Map<string, string | undefined>();
+  #pending = 0;
+  #closed = false;
+
+  get pending(): number {
+    return this.#pending;
+  }
+
+  get(address: number): Lease | undefined {
+    this.#checkOpen();
+    const l = this.#leases.get(address);
+    return l && copyLease(l);
+  }
+
+  findByHw(htype: number, hwAddress: Uint8Array): Lease[] {
+    this.#checkOpen();
+    return this.#collect(this.#byHw.get(hwKey(htype, hwAddress)));
+  }
+
+  findByClientId(clientId: Uint8Array): Lease[] {
+    this.#checkOpen();
+    return this.#collect(this.#byClientId.get(toHex(clientId)));
+  }
+
+  *iterate(filter: LeaseFilter = {}): IterableIterator<Lease> {
+    this.#checkOpen();
+    const addresses = filter.address !== undefined
+      ? [filter.address]
+      : [...this.#leases.keys()].sort((a, b) => a - b);
+    for (const address of addresses) {
+      const l = this.#leases.get(address);
+      if (!l) continue;
+      if (filter.state !== undefined && l.state !== filter.state) continue;
+      if (filter.hwAddress !== undefined && !bytesEqual(l.hwAddress, filter.hwAddress)) continue;
+      yield copyLease(l);
+    }
+  }
+
+  countByState(): Record<LeaseState, number> {
+    this.#checkOpen();
+    const counts: Record<LeaseState, number> = {
+      free: 0,
+      active: 0,
+      expired: 0,
+      released: 0,
+      abandoned: 0,
+      reset: 0,
+      backup: 0,
+    };
+    for (const l of this.#leases.values()) counts[l.state]++;
+    return counts;
+  }
+
+  put(lease: Lease): void {
+    this.#checkOpen();
+    checkLease(lease);
+    this.#remember(lease.address);
+    this.#unlink(lease.address);
+    const l = copyLease(lease);
+    this.#leases.set(l.address, l);
+    addToIndex(this.#byHw, hwKey(l.htype, l.hwAddress), l.address);
+    if (l.clientId !== null) addToIndex(this.#byClientId, toHex(l.clientId), l.address);
+    this.#pending++;
+  }
+
+  delete(address: number): void {
+    this.#checkOpen();
+    this.#remember(address);
+    this.#unlink(address);
+    this.#pending++;
+  }
+
+  getMeta(key: string): string | undefined {
+    this.#checkOpen();
+    return this.#meta.get(key);
+  }
+
+  setMeta(key: string, value: string): void {
+    this.#checkOpen();
+    if (!this.#metaUndo.has(key)) this.#metaUndo.set(key, this.#meta.get(key));
+    this.#meta.set(key, value);
+    this.#pending++;
+  }
+
+  commit(): number {
+    this.#checkOpen();
+    const n = this.#pending;
+    this.#undo.clear();
+    this.#metaUndo.clear();
+    this.#pending = 0;
+    return n;
+  }
+
+  rollback(): void {
+    this.#checkOpen();
+    for (const [address, before] of this.#undo) {
+      this.#unlink(address);
+      if (before) {
+        this.#leases.set(address, before);
+        addToIndex(this.#byHw, hwKey(before.htype, before.hwAddress), address);
+        if (before.clientId !== null) {
+          addToIndex(this.#byClientId, toHex(before.clientId), address);
+        }
+      }
+    }
+    for (const [key, before] of this.#metaUndo) {
+      if (before === undefined) this.#meta.delete(key);
+      else this.#meta.set(key, before);
+    }
+    this.#undo.clear();
+    this.#metaUndo.clear();
+    this.#pending = 0;
+  }
+
+  /** Discards an uncommitted batch, like closing an SQLite connection. */
+  close(): void {
+    if (this.#closed) return;
+    this.rollback();
+    this.#closed = true;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new StoreError("Cannot use the lease store: it is closed");
+  }
+
+  #remember(address: number): void {
+    if (!this.#undo.has(address)) this.#undo.set(address, this.#leases.get(address));
+  }
+
+  /** Removes an address's row and its index entries; the row object itself is kept for undo. */
+  #unlink(address: number): void {
+    const old = this.#leases.get(address);
+    if (!old) return;
+    this.#leases.delete(address);
+    removeFromIndex(this.#byHw, hwKey(old.htype, old.hwAddress), address);
+    if (old.clientId !== null) removeFromIndex(this.#byClientId, toHex(old.clientId), address);
+  }
+
+  #collect(addresses: Set<number> | undefined): Lease[] {
+    if (!addresses) return [];
+    const out: Lease[] = [];
+    for (const a of addresses) {
+      const l = this.#leases.get(a);
+      if (l) out.push(copyLease(l));
+    }
+    return out.sort(byEndsDesc);
+  }
+}

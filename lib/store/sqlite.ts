@@ -1,0 +1,572 @@
+/**
+ * The lease database: one SQLite file in WAL mode, written in group-commit batches.
+ * A DHCPACK MUST NOT be sent before the commit that holds its lease (draft §3.1.3), so the
+ * server puts every lease decided within a few milliseconds and commits them with one fsync.
+ */
+import { existsSync } from "node:fs";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { pathToFileURL } from "node:url";
+import { StoreError } from "../errors.ts";
+import {
+  BindingStatus,
+  checkLease,
+  type Lease,
+  type LeaseFilter,
+  type LeaseState,
+  type LeaseStore,
+  type MetaStore,
+} from "./store.ts";
+
+/** `PRAGMA application_id` of a duet lease database: "duet" in ASCII. */
+export const APPLICATION_ID = 0x64756574;
+
+/**
+ * Schema changes in order; step i (0-based) takes the database from version i to i + 1.
+ * Append only: a released step MUST never be edited.
+ */
+const MIGRATIONS: readonly string[] = [
+  // Version 1: the lease table (draft §12.3 binding status codes in `state`).
+  `CREATE TABLE leases (
+     address    INTEGER PRIMARY KEY CHECK (address BETWEEN 0 AND 4294967295),
+     state      INTEGER NOT NULL CHECK (state BETWEEN 1 AND 7),
+     htype      INTEGER NOT NULL,
+     hw_address BLOB    NOT NULL,
+     client_id  BLOB,
+     hostname   TEXT,
+     starts     INTEGER NOT NULL,
+     ends       INTEGER NOT NULL,
+     cltt       INTEGER NOT NULL,
+     tstp       INTEGER NOT NULL,
+     tsfp       INTEGER NOT NULL,
+     atsfp      INTEGER NOT NULL,
+     relay_info BLOB
+   );
+   CREATE INDEX leases_hw ON leases (htype, hw_address);
+   CREATE INDEX leases_client_id ON leases (client_id);`,
+  // Version 2: key/value settings for the failover endpoint's persistent state (draft §9).
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`,
+];
+
+/** The schema version this code writes and reads. */
+export const SCHEMA_VERSION: number = MIGRATIONS.length;
+
+/** How long a connection waits for another one's lock before failing. */
+const BUSY_TIMEOUT_MS = 5000;
+
+/** Binding status code (draft §12.3) to state name, and back. */
+const STATE_BY_CODE: readonly (LeaseState | undefined)[] = [
+  undefined,
+  "free",
+  "active",
+  "expired",
+  "released",
+  "abandoned",
+  "reset",
+  "backup",
+];
+const CODE_BY_STATE: Record<LeaseState, number> = {
+  free: BindingStatus.FREE,
+  active: BindingStatus.ACTIVE,
+  expired: BindingStatus.EXPIRED,
+  released: BindingStatus.RELEASED,
+  abandoned: BindingStatus.ABANDONED,
+  reset: BindingStatus.RESET,
+  backup: BindingStatus.BACKUP,
+};
+
+const COLUMNS =
+  "address, state, htype, hw_address, client_id, hostname, starts, ends, cltt, tstp, tsfp, atsfp, relay_info";
+
+const SQL = {
+  get: `SELECT ${COLUMNS} FROM leases WHERE address = ?`,
+  findByHw: `SELECT ${COLUMNS} FROM leases WHERE htype = ? AND hw_address = ?
+             ORDER BY ends DESC, address`,
+  findByClientId: `SELECT ${COLUMNS} FROM leases WHERE client_id = ? ORDER BY ends DESC, address`,
+  countByState: "SELECT state, count(*) AS n FROM leases GROUP BY state",
+  upsert: `INSERT INTO leases (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (address) DO UPDATE SET
+             state = excluded.state, htype = excluded.htype, hw_address = excluded.hw_address,
+             client_id = excluded.client_id, hostname = excluded.hostname,
+             starts = excluded.starts, ends = excluded.ends, cltt = excluded.cltt,
+             tstp = excluded.tstp, tsfp = excluded.tsfp, atsfp = excluded.atsfp,
+             relay_info = excluded.relay_info`,
+  delete: "DELETE FROM leases WHERE address = ?",
+  getMeta: "SELECT value FROM meta WHERE key = ?",
+  setMeta: `INSERT INTO meta (key, value) VALUES (?, ?)
+            ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+} as const;
+
+/** Bits of an iterate() filter; each combination has its own cached statement. */
+const FILTER_ADDRESS = 1;
+const FILTER_STATE = 2;
+const FILTER_HW = 4;
+
+function iterateSql(shape: number): string {
+  const where: string[] = [];
+  if (shape & FILTER_ADDRESS) where.push("address = ?");
+  if (shape & FILTER_STATE) where.push("state = ?");
+  if (shape & FILTER_HW) where.push("hw_address = ?");
+  const clause = where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "";
+  return `SELECT ${COLUMNS} FROM leases${clause} ORDER BY address`;
+}
+
+type Row = Record<string, unknown>;
+
+function blobOrNull(v: unknown): Uint8Array | null {
+  return v instanceof Uint8Array ? v : null;
+}
+
+function rowToLease(r: Row, path: string): Lease {
+  const state = STATE_BY_CODE[r.state as number];
+  if (state === undefined) {
+    throw new StoreError(
+      `Cannot read lease database "${path}": unknown binding status ${String(r.state)}`,
+    );
+  }
+  return {
+    address: r.address as number,
+    state,
+    htype: r.htype as number,
+    hwAddress: blobOrNull(r.hw_address) ?? new Uint8Array(0),
+    clientId: blobOrNull(r.client_id),
+    hostname: typeof r.hostname === "string" ? r.hostname : null,
+    starts: r.starts as number,
+    ends: r.ends as number,
+    cltt: r.cltt as number,
+    tstp: r.tstp as number,
+    tsfp: r.tsfp as number,
+    atsfp: r.atsfp as number,
+    relayInfo: blobOrNull(r.relay_info),
+  };
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Options for SqliteLeaseStore.open. */
+export interface SqliteOpenOptions {
+  /** Open for reading only (dumps while the server runs); writes then throw StoreError. */
+  readOnly?: boolean;
+  /** FULL (default) syncs the WAL on every commit; NORMAL may lose the last commits on power loss. */
+  synchronous?: "FULL" | "NORMAL";
+}
+
+/**
+ * LeaseStore on an SQLite file (node:sqlite). The first write of a batch starts
+ * BEGIN IMMEDIATE; `commit` runs COMMIT, so reads on this store see the batch at once while
+ * other connections see it only after the commit.
+ */
+export class SqliteLeaseStore implements LeaseStore, MetaStore {
+  readonly path: string;
+  readonly readOnly: boolean;
+  #db: DatabaseSync;
+  #stmts: Record<keyof typeof SQL, StatementSync> | undefined;
+  #begin: StatementSync | undefined;
+  #commit: StatementSync | undefined;
+  #rollback: StatementSync | undefined;
+  #iterateStmts = new Map<number, StatementSync>();
+  #iterateBusy = new Set<number>();
+  #inBatch = false;
+  #pending = 0;
+  #closed = false;
+
+  private constructor(path: string, db: DatabaseSync, readOnly: boolean) {
+    this.path = path;
+    this.#db = db;
+    this.readOnly = readOnly;
+  }
+
+  /**
+   * Opens (and creates or migrates, unless readOnly) a lease database.
+   * Throws StoreError when the file is not a duet lease database, is corrupt, has a newer
+   * schema, or (unless readOnly) cannot be written.
+   */
+  static open(path: string, options: SqliteOpenOptions = {}): SqliteLeaseStore {
+    const readOnly = options.readOnly ?? false;
+    let db: DatabaseSync;
+    try {
+      db = readOnly ? openReadOnly(path) : openConnection(path, false);
+    } catch (e) {
+      if (e instanceof StoreError) throw e;
+      throw new StoreError(`Cannot open lease database "${path}": ${messageOf(e)}`, { cause: e });
+    }
+    try {
+      const store = new SqliteLeaseStore(path, db, readOnly);
+      if (readOnly) store.#checkReadable();
+      else store.#initialise(options.synchronous ?? "FULL");
+      store.#prepare();
+      return store;
+    } catch (e) {
+      closeQuietly(db);
+      if (e instanceof StoreError) throw e;
+      throw new StoreError(`Cannot open lease database "${path}": ${messageOf(e)}`, { cause: e });
+    }
+  }
+
+  get pending(): number {
+    return this.#pending;
+  }
+
+  get(address: number): Lease | undefined {
+    const row = this.#read(() => this.#s.get.get(address) as Row | undefined);
+    return row && rowToLease(row, this.path);
+  }
+
+  findByHw(htype: number, hwAddress: Uint8Array): Lease[] {
+    const rows = this.#read(() => this.#s.findByHw.all(htype, hwAddress) as Row[]);
+    return rows.map((r) => rowToLease(r, this.path));
+  }
+
+  findByClientId(clientId: Uint8Array): Lease[] {
+    const rows = this.#read(() => this.#s.findByClientId.all(clientId) as Row[]);
+    return rows.map((r) => rowToLease(r, this.path));
+  }
+
+  /** Streams rows in address order with one SQLite cursor; never loads the table. */
+  *iterate(filter: LeaseFilter = {}): IterableIterator<Lease> {
+    let shape = 0;
+    const params: (number | Uint8Array)[] = [];
+    if (filter.address !== undefined) {
+      shape |= FILTER_ADDRESS;
+      params.push(filter.address);
+    }
+    if (filter.state !== undefined) {
+      shape |= FILTER_STATE;
+      params.push(CODE_BY_STATE[filter.state]);
+    }
+    if (filter.hwAddress !== undefined) {
+      shape |= FILTER_HW;
+      params.push(filter.hwAddress);
+    }
+    // A statement has one cursor: a nested iterate() of the same shape gets its own statement.
+    const nested = this.#iterateBusy.has(shape);
+    let stmt = nested ? undefined : this.#iterateStmts.get(shape);
+    if (!stmt) {
+      stmt = this.#read(() => this.#db.prepare(iterateSql(shape)));
+      if (!nested) this.#iterateStmts.set(shape, stmt);
+    }
+    if (!nested) this.#iterateBusy.add(shape);
+    const cursor = this.#read(() => stmt.iterate(...params));
+    try {
+      while (true) {
+        const next = this.#read(() => cursor.next());
+        if (next.done) return;
+        yield rowToLease(next.value as Row, this.path);
+      }
+    } finally {
+      // Resets the statement so an abandoned loop does not hold a read snapshot open.
+      try {
+        cursor.return?.();
+      } catch {
+        // The connection may already be closed; nothing is left to release.
+      }
+      if (!nested) this.#iterateBusy.delete(shape);
+    }
+  }
+
+  countByState(): Record<LeaseState, number> {
+    const counts: Record<LeaseState, number> = {
+      free: 0,
+      active: 0,
+      expired: 0,
+      released: 0,
+      abandoned: 0,
+      reset: 0,
+      backup: 0,
+    };
+    const rows = this.#read(() => this.#s.countByState.all() as Row[]);
+    for (const r of rows) {
+      const state = STATE_BY_CODE[r.state as number];
+      if (state !== undefined) counts[state] = r.n as number;
+    }
+    return counts;
+  }
+
+  put(lease: Lease): void {
+    checkLease(lease);
+    this.#write(() =>
+      this.#s.upsert.run(
+        lease.address,
+        CODE_BY_STATE[lease.state],
+        lease.htype,
+        lease.hwAddress,
+        lease.clientId,
+        lease.hostname,
+        lease.starts,
+        lease.ends,
+        lease.cltt,
+        lease.tstp,
+        lease.tsfp,
+        lease.atsfp,
+        lease.relayInfo,
+      )
+    );
+  }
+
+  delete(address: number): void {
+    this.#write(() => this.#s.delete.run(address));
+  }
+
+  getMeta(key: string): string | undefined {
+    const row = this.#read(() => this.#s.getMeta.get(key) as Row | undefined);
+    return row === undefined ? undefined : String(row.value);
+  }
+
+  setMeta(key: string, value: string): void {
+    this.#write(() => this.#s.setMeta.run(key, value));
+  }
+
+  /** Commits the batch with one fsync (synchronous=FULL); on failure rolls it back and throws. */
+  commit(): number {
+    if (!this.#inBatch) return 0;
+    const n = this.#pending;
+    try {
+      (this.#commit as StatementSync).run();
+    } catch (e) {
+      this.#abandonBatch();
+      throw new StoreError(
+        `Cannot commit ${n} lease writes to "${this.path}": ${messageOf(e)}`,
+        { cause: e },
+      );
+    }
+    this.#inBatch = false;
+    this.#pending = 0;
+    return n;
+  }
+
+  rollback(): void {
+    if (!this.#inBatch) return;
+    this.#abandonBatch();
+  }
+
+  /** Closes the connection; an uncommitted batch is discarded. Safe to call twice. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#inBatch) this.#abandonBatch();
+    closeQuietly(this.#db);
+  }
+
+  get #s(): Record<keyof typeof SQL, StatementSync> {
+    this.#checkOpen();
+    return this.#stmts as Record<keyof typeof SQL, StatementSync>;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed || !this.#stmts) {
+      throw new StoreError(`Cannot use lease database "${this.path}": it is closed`);
+    }
+  }
+
+  #read<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof StoreError) throw e;
+      throw new StoreError(`Cannot read lease database "${this.path}": ${messageOf(e)}`, {
+        cause: e,
+      });
+    }
+  }
+
+  #write(fn: () => unknown): void {
+    this.#checkOpen();
+    if (this.readOnly) {
+      throw new StoreError(`Cannot write lease database "${this.path}": it is open read-only`);
+    }
+    try {
+      if (!this.#inBatch) {
+        (this.#begin as StatementSync).run();
+        this.#inBatch = true;
+      }
+      fn();
+    } catch (e) {
+      // Some errors (disk full, I/O) make SQLite roll the whole transaction back.
+      const lost = this.#inBatch && !this.#db.isTransaction;
+      if (lost) this.#abandonBatch();
+      throw new StoreError(
+        `Cannot write lease database "${this.path}": ${messageOf(e)}` +
+          (lost ? " (the uncommitted batch was rolled back)" : ""),
+        { cause: e },
+      );
+    }
+    this.#pending++;
+  }
+
+  #abandonBatch(): void {
+    try {
+      if (this.#db.isOpen && this.#db.isTransaction) (this.#rollback as StatementSync).run();
+    } catch {
+      // SQLite has already rolled back (or the connection is gone): nothing is left to undo.
+    }
+    this.#inBatch = false;
+    this.#pending = 0;
+  }
+
+  /** Identifies the file, sets WAL and synchronous, and migrates it to SCHEMA_VERSION. */
+  #initialise(synchronous: "FULL" | "NORMAL"): void {
+    const db = this.#db;
+    const { applicationId, version } = this.#identify();
+    if (version > SCHEMA_VERSION) throw this.#tooNew(version);
+    try {
+      // WAL lets `duet leases` read while the server writes; FULL syncs the WAL per commit.
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec(`PRAGMA synchronous = ${synchronous}`);
+      db.exec("BEGIN IMMEDIATE");
+    } catch (e) {
+      throw this.#notWritable(e);
+    }
+    try {
+      // Read again under the write lock: another process may have migrated meanwhile.
+      const current = pragmaNumber(db, "user_version");
+      if (current > SCHEMA_VERSION) throw this.#tooNew(current);
+      for (let v = current; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v] as string);
+      if (applicationId !== APPLICATION_ID) db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+      // Always written: this is also the probe that the file can be written at all.
+      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      db.exec("COMMIT");
+    } catch (e) {
+      try {
+        if (db.isTransaction) db.exec("ROLLBACK");
+      } catch {
+        // Already rolled back by SQLite.
+      }
+      if (e instanceof StoreError) throw e;
+      throw this.#notWritable(e);
+    }
+    // Catches truncated or damaged files at start rather than in the middle of serving.
+    const check = db.prepare("PRAGMA quick_check(1)").get() as Row | undefined;
+    const verdict = check === undefined ? "no result" : String(Object.values(check)[0]);
+    if (verdict !== "ok") {
+      throw new StoreError(
+        `Cannot open lease database "${this.path}": it is damaged (quick_check: ${verdict})`,
+      );
+    }
+  }
+
+  #checkReadable(): void {
+    const { version } = this.#identify();
+    if (version > SCHEMA_VERSION) throw this.#tooNew(version);
+    if (version === 0) {
+      throw new StoreError(
+        `Cannot open lease database "${this.path}": it is empty (the server creates it on start)`,
+      );
+    }
+    if (version < SCHEMA_VERSION) {
+      throw new StoreError(
+        `Cannot open lease database "${this.path}": schema version ${version} is older than ` +
+          `this duet uses (${SCHEMA_VERSION}); start the server once to migrate it`,
+      );
+    }
+  }
+
+  /** Reads application_id and user_version; rejects files that are not duet lease databases. */
+  #identify(): { applicationId: number; version: number } {
+    const db = this.#db;
+    const applicationId = pragmaNumber(db, "application_id");
+    const version = pragmaNumber(db, "user_version");
+    if (applicationId === APPLICATION_ID) return { applicationId, version };
+    const objects = db.prepare("SELECT count(*) AS n FROM sqlite_schema").get() as Row;
+    const fresh = applicationId === 0 && version === 0 && objects.n === 0;
+    if (!fresh) {
+      throw new StoreError(
+        `Cannot open lease database "${this.path}": not a duet lease database ` +
+          `(application_id 0x${(applicationId >>> 0).toString(16).padStart(8, "0")})`,
+      );
+    }
+    return { applicationId, version };
+  }
+
+  #tooNew(version: number): StoreError {
+    return new StoreError(
+      `Cannot open lease database "${this.path}": schema version ${version} is newer than ` +
+        `this duet supports (${SCHEMA_VERSION})`,
+    );
+  }
+
+  #notWritable(e: unknown): StoreError {
+    return new StoreError(
+      `Cannot open lease database "${this.path}" for writing: ${messageOf(e)}` +
+        " (the file and its directory must be writable)",
+      { cause: e },
+    );
+  }
+
+  #prepare(): void {
+    const db = this.#db;
+    const stmts = {} as Record<keyof typeof SQL, StatementSync>;
+    for (const [name, sql] of Object.entries(SQL) as [keyof typeof SQL, string][]) {
+      stmts[name] = db.prepare(sql);
+    }
+    this.#stmts = stmts;
+    if (!this.readOnly) {
+      this.#begin = db.prepare("BEGIN IMMEDIATE");
+      this.#commit = db.prepare("COMMIT");
+      this.#rollback = db.prepare("ROLLBACK");
+    }
+  }
+}
+
+function pragmaNumber(db: DatabaseSync, name: string): number {
+  const row = db.prepare(`PRAGMA ${name}`).get() as Row | undefined;
+  return Number(row?.[name] ?? 0);
+}
+
+function openConnection(path: string | URL, readOnly: boolean): DatabaseSync {
+  const db = new DatabaseSync(path, { readOnly });
+  try {
+    // Waits out a writer's checkpoint instead of failing with SQLITE_BUSY.
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // Schema objects never run SQL from the file itself (hostile database files).
+    db.exec("PRAGMA trusted_schema = OFF");
+  } catch (e) {
+    closeQuietly(db);
+    throw e;
+  }
+  return db;
+}
+
+/**
+ * Opens read-only. In WAL mode a reader needs the -shm file; when the directory is
+ * read-only and no server has the file open (no -wal file), reading it as immutable is safe.
+ */
+function openReadOnly(path: string): DatabaseSync {
+  const fail = (e: unknown) =>
+    new StoreError(`Cannot open lease database "${path}": ${messageOf(e)}`, { cause: e });
+  if (path !== ":memory:" && !existsSync(path)) {
+    throw new StoreError(`Cannot open lease database "${path}": no such file`);
+  }
+  try {
+    return openAndRead(path);
+  } catch (e) {
+    if (path === ":memory:" || existsSync(`${path}-wal`)) throw fail(e);
+    try {
+      const url = pathToFileURL(path);
+      url.search = "?immutable=1";
+      return openAndRead(url);
+    } catch {
+      throw fail(e);
+    }
+  }
+}
+
+/** Opens read-only and reads the header, so that an unreadable file fails here. */
+function openAndRead(path: string | URL): DatabaseSync {
+  const db = openConnection(path, true);
+  try {
+    pragmaNumber(db, "user_version");
+  } catch (e) {
+    closeQuietly(db);
+    throw e;
+  }
+  return db;
+}
+
+function closeQuietly(db: DatabaseSync): void {
+  try {
+    if (db.isOpen) db.close();
+  } catch {
+    // Closing is best effort after a failure.
+  }
+}
