@@ -4,9 +4,9 @@
  * tests; it is not a real client and does no ARP probing.
  */
 import {
+  decodeDhcp,
   type DhcpMessage,
   DhcpType,
-  decodeDhcp,
   encodeDhcp,
   encodeIp,
   encodeText,
@@ -88,7 +88,7 @@ export class RelayClient {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const left = deadline - Date.now();
-      let timer: number | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<undefined>((r) => {
         timer = setTimeout(() => r(undefined), left);
       });

@@ -11,7 +11,7 @@ import { openDenoTransport } from "../server/udp_deno.ts";
 import { openFfiTransport } from "../server/udp_ffi.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
 import { formatIpv4 } from "../wire/ip.ts";
-import { ExitCode, type CliIo } from "./io.ts";
+import { type CliIo, ExitCode } from "./io.ts";
 import { VERSION } from "./version.ts";
 
 const LEVELS: readonly string[] = ["debug", "info", "warn", "error"];

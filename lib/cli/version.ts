@@ -8,6 +8,8 @@ export const VERSION: string = denoJson.version;
 /** Prints `duet X.Y.Z` and the runtime versions. */
 export function versionCommand(_args: string[], io: CliIo): number {
   io.stdout(`duet ${VERSION}\n`);
-  io.stdout(`deno ${Deno.version.deno} (v8 ${Deno.version.v8}, typescript ${Deno.version.typescript})\n`);
+  io.stdout(
+    `deno ${Deno.version.deno} (v8 ${Deno.version.v8}, typescript ${Deno.version.typescript})\n`,
+  );
   return 0;
 }

@@ -227,7 +227,12 @@ export class DhcpCore {
     this.#count(this.counters.received, dhcpTypeName(type));
     const hw = hwAddress(msg);
     const clientId = getClientId(msg);
-    const client: Client = { key: clientKey(clientId, msg.htype, hw), clientId, htype: msg.htype, hw };
+    const client: Client = {
+      key: clientKey(clientId, msg.htype, hw),
+      clientId,
+      htype: msg.htype,
+      hw,
+    };
     const subnet = this.#selectSubnet(msg, arrival);
     if (!subnet) return this.#drop("no-subnet", msg);
     switch (type) {
@@ -363,7 +368,10 @@ export class DhcpCore {
     reply.yiaddr = yiaddr;
     if (type === DhcpType.DHCPINFORM) reply.ciaddr = msg.ciaddr;
     const o = reply.options;
-    o.set(Opt.MESSAGE_TYPE, new Uint8Array([type === DhcpType.DHCPINFORM ? DhcpType.DHCPACK : type]));
+    o.set(
+      Opt.MESSAGE_TYPE,
+      new Uint8Array([type === DhcpType.DHCPINFORM ? DhcpType.DHCPACK : type]),
+    );
     o.set(Opt.SERVER_ID, encodeIp(this.#serverId(arrival)));
     if (leaseTime !== null) {
       o.set(Opt.LEASE_TIME, encodeU32(leaseTime));

@@ -27,7 +27,11 @@ export interface Arrival {
  * - broadcast flag set, or no usable hardware address: broadcast out of the arrival interface;
  * - otherwise unicast to yiaddr at chaddr, out of the arrival interface.
  */
-export function replyTarget(request: DhcpMessage, reply: DhcpMessage, arrival: Arrival): SendTarget {
+export function replyTarget(
+  request: DhcpMessage,
+  reply: DhcpMessage,
+  arrival: Arrival,
+): SendTarget {
   const ifindex = arrival.ifindex;
   const srcAddress = arrival.localAddress;
   if (request.giaddr !== 0) {

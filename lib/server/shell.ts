@@ -59,8 +59,8 @@ export class DhcpShell {
   #now: () => number;
   #waiting: Pending[] = [];
   #dirty: number[] = [];
-  #commitTimer: number | undefined;
-  #tickTimer: number | undefined;
+  #commitTimer: ReturnType<typeof setTimeout> | undefined;
+  #tickTimer: ReturnType<typeof setInterval> | undefined;
   #running: Promise<void>[] = [];
   #stopped = false;
   /** Set while the database refuses writes; ACKs are withheld until a commit succeeds. */
