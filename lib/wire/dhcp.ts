@@ -190,7 +190,9 @@ export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
         "dhcp",
         state.overloadAt,
         `Cannot decode DHCP option 52: ${
-          v.length !== 1 ? `length is ${v.length}, expected 1` : `value is ${v[0]}, expected 1, 2 or 3`
+          v.length !== 1
+            ? `length is ${v.length}, expected 1`
+            : `value is ${v[0]}, expected 1, 2 or 3`
         }`,
       );
     }
@@ -199,7 +201,14 @@ export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
       parseOptionArea(bytes, FILE_OFFSET, FILE_OFFSET + FILE_LENGTH, "file field", false, state);
     }
     if (which & 2) {
-      parseOptionArea(bytes, SNAME_OFFSET, SNAME_OFFSET + SNAME_LENGTH, "sname field", false, state);
+      parseOptionArea(
+        bytes,
+        SNAME_OFFSET,
+        SNAME_OFFSET + SNAME_LENGTH,
+        "sname field",
+        false,
+        state,
+      );
     }
   }
   const type = state.options.get(Opt.MESSAGE_TYPE);
@@ -326,7 +335,9 @@ export function encodeDhcp(msg: DhcpMessage, options?: EncodeDhcpOptions): Uint8
   const maxSize = options?.maxSize ?? DHCP_MIN_MESSAGE;
   const padTo = Math.min(options?.padTo ?? BOOTP_MIN_LENGTH, maxSize);
   if (!Number.isInteger(maxSize) || maxSize < OPTIONS_OFFSET + 1) {
-    throw new RangeError(`Cannot encode DHCP message: maxSize ${maxSize} is below ${OPTIONS_OFFSET + 1}`);
+    throw new RangeError(
+      `Cannot encode DHCP message: maxSize ${maxSize} is below ${OPTIONS_OFFSET + 1}`,
+    );
   }
   if (!Number.isInteger(padTo)) {
     throw new RangeError(`Cannot encode DHCP message: padTo ${padTo} is not an integer`);
@@ -488,7 +499,9 @@ function writeItem(w: ByteWriter, item: Item): void {
 
 function writeFixed(w: ByteWriter, b: Uint8Array, length: number, name: string): void {
   if (b.length > length) {
-    throw new RangeError(`Cannot encode DHCP message: ${name} is ${b.length} bytes, at most ${length}`);
+    throw new RangeError(
+      `Cannot encode DHCP message: ${name} is ${b.length} bytes, at most ${length}`,
+    );
   }
   w.bytes(b);
   if (b.length < length) w.zeros(length - b.length);
@@ -496,7 +509,9 @@ function writeFixed(w: ByteWriter, b: Uint8Array, length: number, name: string):
 
 function checkUint(v: number, bits: number, name: string): number {
   if (!Number.isInteger(v) || v < 0 || v > 2 ** bits - 1) {
-    throw new RangeError(`Cannot encode DHCP message: ${name} ${v} is not a ${bits}-bit unsigned integer`);
+    throw new RangeError(
+      `Cannot encode DHCP message: ${name} ${v} is not a ${bits}-bit unsigned integer`,
+    );
   }
   return v;
 }
@@ -757,7 +772,9 @@ export function encodeText(s: string): Uint8Array {
 }
 /** Option 121 value (RFC 3442 §3); destination bits beyond the prefix are cleared. */
 export function encodeClasslessStaticRoutes(routes: readonly ClasslessRoute[]): Uint8Array {
-  if (routes.length === 0) throw new RangeError("Cannot encode classless static routes: none given");
+  if (routes.length === 0) {
+    throw new RangeError("Cannot encode classless static routes: none given");
+  }
   let size = 0;
   for (const r of routes) {
     if (!Number.isInteger(r.prefix) || r.prefix < 0 || r.prefix > 32) {

@@ -1,7 +1,7 @@
 /**
  * Classic libpcap file reader (not pcapng): Ethernet (with 802.1Q tags) or raw IPv4 frames,
  * IPv4, then UDP or TCP, giving each frame's timestamp, addresses, ports and transport payload.
- * Pure: the caller reads the file (`Deno.readFile`) and passes the bytes.
+ * Pure: the caller reads the file and passes the bytes.
  *
  * Malformed files throw WireError (protocol "pcap"). A frame that is simply not IPv4 UDP/TCP
  * (ARP, IPv6, a non-first IP fragment) has no `segment`. A frame cut short by the snap length
@@ -135,7 +135,9 @@ export function decodePcap(bytes: Uint8Array): PcapFile {
       throw new WireError(
         "pcap",
         pos + 8,
-        `Cannot read pcap record ${frames.length + 1}: captured length ${inclLength} is implausible`,
+        `Cannot read pcap record ${
+          frames.length + 1
+        }: captured length ${inclLength} is implausible`,
       );
     }
     const start = pos + RECORD_HEADER_LENGTH;
@@ -219,7 +221,9 @@ function decodeIpv4(
   let truncated = false;
   let limit = end;
   if (end > data.length) {
-    if (!cut) fail(at + 2, `total length ${totalLength}, only ${data.length - at} bytes in the frame`);
+    if (!cut) {
+      fail(at + 2, `total length ${totalLength}, only ${data.length - at} bytes in the frame`);
+    }
     truncated = true;
     limit = data.length;
   }
