@@ -129,6 +129,12 @@ function isNull(node: YamlNode): boolean {
   return node === null || node === undefined || (isScalar(node) && node.value === null);
 }
 
+/** Like describe(), with a hint to quote hex that YAML read as a number. */
+function describeHex(node: YamlNode): string {
+  const quote = isScalar(node) && typeof node.value === "number" ? " (quote it)" : "";
+  return describe(node) + quote;
+}
+
 function describe(node: YamlNode): string {
   if (isMap(node)) return "a map";
   if (isSeq(node)) return "a list";
@@ -612,7 +618,7 @@ function readReservation(
         valueSite(hw),
         hw.path,
         `Expected a hardware address such as "02:00:00:00:00:01" for "hw-address", got ${
-          describe(hw.value)
+          describeHex(hw.value)
         }`,
       );
       ok = false;
@@ -627,7 +633,7 @@ function readReservation(
         valueSite(cid),
         cid.path,
         `Expected a client id of at least 2 hex bytes such as "01:02:00:00:00:00:01" for "client-id", got ${
-          describe(cid.value)
+          describeHex(cid.value)
         }`,
       );
       ok = false;

@@ -236,9 +236,10 @@ function encodeBytes(value: unknown): Uint8Array | string {
     if (keys.length === 1 && typeof value.hex === "string") return encodeBytes(value.hex);
     if (keys.length === 1 && typeof value.text === "string") return encoder.encode(value.text);
   }
+  const quote = typeof value === "number" ? " (quote it)" : "";
   return `expected hex bytes such as "0a:0b:0c", { hex: "0a0b0c" } or { text: "abc" }, got ${
     show(value)
-  }`;
+  }${quote}`;
 }
 
 function encodeKind(def: OptionDef, value: unknown): Uint8Array | string {
@@ -302,6 +303,10 @@ function encodeKind(def: OptionDef, value: unknown): Uint8Array | string {
           return `expected a pair of addresses such as "198.51.100.7 via 192.0.2.1", got ${
             show(item)
           }`;
+        }
+        // RFC 2132 §5.8: the default route (0.0.0.0) is illegal as a static route destination.
+        if (def.code === 33 && a === 0) {
+          return `destination 0.0.0.0 is not allowed in static routes: use classless-static-routes`;
         }
         out.push(...ipToBytes(a), ...ipToBytes(b));
       }
