@@ -188,8 +188,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     try {
       db = readOnly ? openReadOnly(path) : openConnection(path, false);
     } catch (e) {
-      if (e instanceof StoreError) throw e;
-      throw new StoreError(`Cannot open lease database "${path}": ${messageOf(e)}`, { cause: e });
+      throw openError(path, readOnly, e);
     }
     try {
       const store = new SqliteLeaseStore(path, db, readOnly);
@@ -199,8 +198,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
       return store;
     } catch (e) {
       closeQuietly(db);
-      if (e instanceof StoreError) throw e;
-      throw new StoreError(`Cannot open lease database "${path}": ${messageOf(e)}`, { cause: e });
+      throw openError(path, readOnly, e);
     }
   }
 
@@ -223,8 +221,13 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     return rows.map((r) => rowToLease(r, this.path));
   }
 
-  /** Streams rows in address order with one SQLite cursor; never loads the table. */
+  /**
+   * Streams rows in address order with one SQLite cursor; never loads the table.
+   * Callers MUST run the iterator to the end or call return() (for-of does), or the
+   * connection keeps a read snapshot open.
+   */
   *iterate(filter: LeaseFilter = {}): IterableIterator<Lease> {
+    this.#checkOpen();
     let shape = 0;
     const params: (number | Uint8Array)[] = [];
     if (filter.address !== undefined) {
@@ -247,20 +250,23 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
       if (!nested) this.#iterateStmts.set(shape, stmt);
     }
     if (!nested) this.#iterateBusy.add(shape);
-    const cursor = this.#read(() => stmt.iterate(...params));
     try {
-      while (true) {
-        const next = this.#read(() => cursor.next());
-        if (next.done) return;
-        yield rowToLease(next.value as Row, this.path);
+      const cursor = this.#read(() => stmt.iterate(...params));
+      try {
+        while (true) {
+          const next = this.#read(() => cursor.next());
+          if (next.done) return;
+          yield rowToLease(next.value as Row, this.path);
+        }
+      } finally {
+        // Resets the statement so an abandoned loop does not hold a read snapshot open.
+        try {
+          cursor.return?.();
+        } catch {
+          // The connection may already be closed; nothing is left to release.
+        }
       }
     } finally {
-      // Resets the statement so an abandoned loop does not hold a read snapshot open.
-      try {
-        cursor.return?.();
-      } catch {
-        // The connection may already be closed; nothing is left to release.
-      }
       if (!nested) this.#iterateBusy.delete(shape);
     }
   }
@@ -486,11 +492,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   }
 
   #notWritable(e: unknown): StoreError {
-    return new StoreError(
-      `Cannot open lease database "${this.path}" for writing: ${messageOf(e)}` +
-        " (the file and its directory must be writable)",
-      { cause: e },
-    );
+    return notWritable(this.path, e);
   }
 
   #prepare(): void {
@@ -506,6 +508,25 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
       this.#rollback = db.prepare("ROLLBACK");
     }
   }
+}
+
+const WRITE_HINT = " (its directory must exist, and the file and directory must be writable)";
+
+function notWritable(path: string, e: unknown): StoreError {
+  return new StoreError(
+    `Cannot open lease database "${path}" for writing: ${messageOf(e)}${WRITE_HINT}`,
+    { cause: e },
+  );
+}
+
+/** Wraps whatever open() hit in a StoreError that says what to fix. */
+function openError(path: string, readOnly: boolean, e: unknown): StoreError {
+  if (e instanceof StoreError) return e;
+  const message = messageOf(e);
+  if (!readOnly && /unable to open database file|readonly database/.test(message)) {
+    return notWritable(path, e);
+  }
+  return new StoreError(`Cannot open lease database "${path}": ${message}`, { cause: e });
 }
 
 function pragmaNumber(db: DatabaseSync, name: string): number {

@@ -1,0 +1,463 @@
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { StoreError } from "../../lib/errors.ts";
+import { APPLICATION_ID, SCHEMA_VERSION, SqliteLeaseStore } from "../../lib/store/sqlite.ts";
+import type {
+  Lease,
+  LeaseFilter,
+  LeaseState,
+  LeaseStore,
+  MetaStore,
+} from "../../lib/store/store.ts";
+import { ip, lease, leaseStoreContract, mac, metaStoreContract } from "./contract.ts";
+
+/** A SqliteLeaseStore on a file in its own temp directory, removed again by close(). */
+class TempFileStore implements LeaseStore, MetaStore {
+  #dir = Deno.makeTempDirSync({ prefix: "duet-store-" });
+  #store = SqliteLeaseStore.open(`${this.#dir}/leases.db`);
+  get pending(): number {
+    return this.#store.pending;
+  }
+  get(address: number): Lease | undefined {
+    return this.#store.get(address);
+  }
+  findByHw(htype: number, hwAddress: Uint8Array): Lease[] {
+    return this.#store.findByHw(htype, hwAddress);
+  }
+  findByClientId(clientId: Uint8Array): Lease[] {
+    return this.#store.findByClientId(clientId);
+  }
+  iterate(filter?: LeaseFilter): IterableIterator<Lease> {
+    return this.#store.iterate(filter);
+  }
+  countByState(): Record<LeaseState, number> {
+    return this.#store.countByState();
+  }
+  put(l: Lease): void {
+    this.#store.put(l);
+  }
+  delete(address: number): void {
+    this.#store.delete(address);
+  }
+  commit(): number {
+    return this.#store.commit();
+  }
+  rollback(): void {
+    this.#store.rollback();
+  }
+  getMeta(key: string): string | undefined {
+    return this.#store.getMeta(key);
+  }
+  setMeta(key: string, value: string): void {
+    this.#store.setMeta(key, value);
+  }
+  close(): void {
+    this.#store.close();
+    if (this.#dir === "") return;
+    Deno.removeSync(this.#dir, { recursive: true });
+    this.#dir = "";
+  }
+}
+
+leaseStoreContract("SqliteLeaseStore(:memory:)", () => SqliteLeaseStore.open(":memory:"));
+leaseStoreContract("SqliteLeaseStore(file)", () => new TempFileStore());
+metaStoreContract("SqliteLeaseStore(:memory:)", () => SqliteLeaseStore.open(":memory:"));
+metaStoreContract("SqliteLeaseStore(file)", () => new TempFileStore());
+
+/** Runs fn with a fresh temp directory that is removed afterwards. */
+function inTempDir(fn: (dir: string) => void): void {
+  const dir = Deno.makeTempDirSync({ prefix: "duet-store-" });
+  try {
+    fn(dir);
+  } finally {
+    // Undo chattr +i if a test left it (only ever set inside dir).
+    if (Deno.uid() === 0) {
+      new Deno.Command("chattr", { args: ["-R", "-i", dir], stderr: "null" }).outputSync();
+    }
+    Deno.chmodSync(dir, 0o755);
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+/** Runs SQL on a raw connection (fixtures written the way an old or foreign program would). */
+function rawSql(path: string, sql: string): void {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec(sql);
+  } finally {
+    db.close();
+  }
+}
+
+function rawPragma(path: string, name: string): unknown {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    return (db.prepare(`PRAGMA ${name}`).get() as Record<string, unknown>)[name];
+  } finally {
+    db.close();
+  }
+}
+
+function assertStoreError(fn: () => unknown, pattern: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof StoreError, `expected StoreError, got ${String(e)}`);
+    assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+/** Opens, runs fn, closes. */
+function using<T>(store: SqliteLeaseStore, fn: (s: SqliteLeaseStore) => T): T {
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+/**
+ * Makes a file or directory unwritable even for root (chattr +i), or for others by chmod.
+ * Returns a reason string when this machine cannot do it.
+ */
+function makeUnwritable(path: string): string | undefined {
+  if (Deno.uid() !== 0) {
+    Deno.chmodSync(path, Deno.statSync(path).isDirectory ? 0o555 : 0o444);
+    return undefined;
+  }
+  try {
+    const out = new Deno.Command("chattr", { args: ["+i", path], stderr: "piped" }).outputSync();
+    if (out.success) return undefined;
+    return `chattr +i failed: ${new TextDecoder().decode(out.stderr).trim()}`;
+  } catch (e) {
+    return `chattr is not available: ${e instanceof Error ? e.message : String(e)}`;
+  }
+}
+
+/** Prints why a test cannot run here; under CI=true a missing prerequisite fails instead. */
+function skipBecause(reason: string): void {
+  if (Deno.env.get("CI") === "true") assert.fail(`prerequisite missing under CI: ${reason}`);
+  Deno.stderr.writeSync(new TextEncoder().encode(`  skipped: ${reason}\n`));
+}
+
+Deno.test("SqliteLeaseStore.open() creates a WAL database with the duet application_id", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    using(SqliteLeaseStore.open(path), () => {});
+    assert.equal(rawPragma(path, "journal_mode"), "wal");
+    assert.equal(rawPragma(path, "application_id"), APPLICATION_ID);
+    assert.equal(rawPragma(path, "user_version"), SCHEMA_VERSION);
+  });
+});
+
+Deno.test("SqliteLeaseStore keeps committed rows across close and reopen, drops the rest", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    using(SqliteLeaseStore.open(path), (s) => {
+      s.put(lease("192.0.2.10"));
+      s.setMeta("failover.state", "normal");
+      s.commit();
+      s.put(lease("192.0.2.11", { hwAddress: mac(2) }));
+      s.setMeta("failover.state", "recover");
+    });
+    using(SqliteLeaseStore.open(path), (s) => {
+      assert.deepEqual(s.get(ip("192.0.2.10")), lease("192.0.2.10"));
+      assert.equal(s.get(ip("192.0.2.11")), undefined);
+      assert.equal(s.getMeta("failover.state"), "normal");
+    });
+  });
+});
+
+Deno.test("SqliteLeaseStore: a second connection sees only committed rows", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    using(SqliteLeaseStore.open(path), (writer) => {
+      writer.put(lease("192.0.2.10"));
+      writer.commit();
+      writer.put(lease("192.0.2.11", { hwAddress: mac(2) }));
+      writer.put(lease("192.0.2.10", { state: "released" }));
+      using(SqliteLeaseStore.open(path, { readOnly: true }), (reader) => {
+        assert.equal(reader.get(ip("192.0.2.10"))?.state, "active");
+        assert.equal(reader.get(ip("192.0.2.11")), undefined);
+        assert.equal(reader.countByState().released, 0);
+        writer.commit();
+        assert.equal(reader.get(ip("192.0.2.10"))?.state, "released");
+        assert.equal(reader.get(ip("192.0.2.11"))?.hwAddress[5], 2);
+        assert.deepEqual([...reader.iterate()].length, 2);
+      });
+    });
+  });
+});
+
+Deno.test("SqliteLeaseStore: a read-only store refuses writes with StoreError", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    using(SqliteLeaseStore.open(path), () => {});
+    using(SqliteLeaseStore.open(path, { readOnly: true }), (s) => {
+      assertStoreError(() => s.put(lease("192.0.2.10")), /open read-only/);
+      assertStoreError(() => s.setMeta("k", "v"), /open read-only/);
+      assert.equal(s.pending, 0);
+      assert.equal(s.commit(), 0);
+    });
+  });
+});
+
+Deno.test("SqliteLeaseStore: rollback() leaves nothing on disk", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    using(SqliteLeaseStore.open(path), (s) => {
+      s.put(lease("192.0.2.10"));
+      s.setMeta("k", "v");
+      s.rollback();
+      assert.equal(s.commit(), 0);
+    });
+    using(SqliteLeaseStore.open(path, { readOnly: true }), (s) => {
+      assert.deepEqual([...s.iterate()], []);
+      assert.equal(s.getMeta("k"), undefined);
+    });
+  });
+});
+
+Deno.test("SqliteLeaseStore.open() rejects a schema version newer than it supports", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    using(SqliteLeaseStore.open(path), () => {});
+    rawSql(path, `PRAGMA user_version = ${SCHEMA_VERSION + 7}`);
+    const expected = new RegExp(
+      `Cannot open lease database ".*leases\\.db": schema version ${
+        SCHEMA_VERSION + 7
+      } is newer than this duet supports \\(${SCHEMA_VERSION}\\)`,
+    );
+    assertStoreError(() => SqliteLeaseStore.open(path), expected);
+    assertStoreError(() => SqliteLeaseStore.open(path, { readOnly: true }), expected);
+    assert.equal(rawPragma(path, "user_version"), SCHEMA_VERSION + 7, "file left untouched");
+  });
+});
+
+/** Schema version 1, written with raw SQL as duet wrote it (leases only, no meta table). */
+const SCHEMA_V1 = `
+  CREATE TABLE leases (
+    address INTEGER PRIMARY KEY CHECK (address BETWEEN 0 AND 4294967295),
+    state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 7),
+    htype INTEGER NOT NULL, hw_address BLOB NOT NULL, client_id BLOB, hostname TEXT,
+    starts INTEGER NOT NULL, ends INTEGER NOT NULL, cltt INTEGER NOT NULL,
+    tstp INTEGER NOT NULL, tsfp INTEGER NOT NULL, atsfp INTEGER NOT NULL, relay_info BLOB);
+  CREATE INDEX leases_hw ON leases (htype, hw_address);
+  CREATE INDEX leases_client_id ON leases (client_id);
+  INSERT INTO leases VALUES (3221225994, 2, 1, x'020000000001', x'01020000000001', 'host-1',
+    1795930000, 1795933600, 1795930000, 1795935000, 1795934000, 1795930001, NULL);
+  PRAGMA application_id = ${APPLICATION_ID};
+  PRAGMA user_version = 1;`;
+
+Deno.test("SqliteLeaseStore.open() migrates a version 1 database and keeps its rows", () => {
+  assert.ok(SCHEMA_VERSION > 1, "this test needs a migration after version 1");
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    rawSql(path, SCHEMA_V1);
+    assertStoreError(
+      () => SqliteLeaseStore.open(path, { readOnly: true }),
+      /schema version 1 is older than this duet uses/,
+    );
+    using(SqliteLeaseStore.open(path), (s) => {
+      assert.deepEqual(s.get(ip("192.0.2.10")), lease("192.0.2.10", { relayInfo: null }));
+      assert.equal(s.getMeta("failover.state"), undefined);
+      s.setMeta("failover.state", "normal");
+      s.commit();
+    });
+    assert.equal(rawPragma(path, "user_version"), SCHEMA_VERSION);
+    using(SqliteLeaseStore.open(path, { readOnly: true }), (s) => {
+      assert.equal(s.getMeta("failover.state"), "normal");
+      assert.equal([...s.iterate()].length, 1);
+    });
+  });
+});
+
+Deno.test("SqliteLeaseStore.open() initialises an empty file (version 0)", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    Deno.writeFileSync(path, new Uint8Array(0));
+    assertStoreError(() => SqliteLeaseStore.open(path, { readOnly: true }), /it is empty/);
+    using(SqliteLeaseStore.open(path), (s) => assert.deepEqual([...s.iterate()], []));
+    assert.equal(rawPragma(path, "user_version"), SCHEMA_VERSION);
+  });
+});
+
+Deno.test("SqliteLeaseStore.open() rejects SQLite files that are not duet lease databases", async (t) => {
+  await t.step("a database with other tables", () => {
+    inTempDir((dir) => {
+      const path = `${dir}/other.db`;
+      rawSql(path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)");
+      for (const readOnly of [false, true]) {
+        assertStoreError(
+          () => SqliteLeaseStore.open(path, { readOnly }),
+          /not a duet lease database \(application_id 0x00000000\)/,
+        );
+      }
+      assert.equal(rawPragma(path, "application_id"), 0, "file left untouched");
+    });
+  });
+  await t.step("an empty database of another application", () => {
+    inTempDir((dir) => {
+      const path = `${dir}/other.db`;
+      rawSql(path, "PRAGMA application_id = 1234");
+      assertStoreError(() => SqliteLeaseStore.open(path), /application_id 0x000004d2/);
+    });
+  });
+});
+
+Deno.test("SqliteLeaseStore.open() turns corrupt files into StoreError", async (t) => {
+  await t.step("random bytes", () => {
+    inTempDir((dir) => {
+      const path = `${dir}/leases.db`;
+      const bytes = new Uint8Array(8192);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919 + 13) & 255;
+      Deno.writeFileSync(path, bytes);
+      for (const readOnly of [false, true]) {
+        assertStoreError(
+          () => SqliteLeaseStore.open(path, { readOnly }),
+          /Cannot open lease database ".*": file is not a database/,
+        );
+      }
+    });
+  });
+  await t.step("a truncated database", () => {
+    inTempDir((dir) => {
+      const path = `${dir}/leases.db`;
+      using(SqliteLeaseStore.open(path), (s) => {
+        for (let i = 0; i < 3000; i++) {
+          s.put(lease("192.0.2.1", { address: ip("198.51.100.0") + i, hostname: `h${i}` }));
+        }
+        s.commit();
+      });
+      const size = Deno.statSync(path).size;
+      assert.ok(size > 64 * 1024, `fixture is big enough (${size} bytes)`);
+      Deno.truncateSync(path, Math.floor(size / 2));
+      assertStoreError(() => SqliteLeaseStore.open(path), /lease database/);
+      // A reader only finds the damage when it reaches it, and must still say StoreError.
+      assertStoreError(() => {
+        using(SqliteLeaseStore.open(path, { readOnly: true }), (s) => {
+          let n = 0;
+          for (const _ of s.iterate()) n++;
+          return n;
+        });
+      }, /lease database/);
+    });
+  });
+  await t.step("a missing file when reading, a missing directory when writing", () => {
+    inTempDir((dir) => {
+      assertStoreError(
+        () => SqliteLeaseStore.open(`${dir}/none.db`, { readOnly: true }),
+        /no such file/,
+      );
+      assertStoreError(() => SqliteLeaseStore.open(`${dir}/no/such/dir.db`), /lease database/);
+    });
+  });
+});
+
+Deno.test("SqliteLeaseStore on a read-only file: StoreError for the server, dumps still work", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    using(SqliteLeaseStore.open(path), (s) => {
+      s.put(lease("192.0.2.10"));
+      s.commit();
+    });
+    const reason = makeUnwritable(path);
+    if (reason) return skipBecause(reason);
+    assertStoreError(
+      () => SqliteLeaseStore.open(path),
+      /Cannot open lease database ".*" for writing: attempt to write a readonly database/,
+    );
+    using(SqliteLeaseStore.open(path, { readOnly: true }), (s) => {
+      assert.equal(s.get(ip("192.0.2.10"))?.state, "active");
+    });
+  });
+});
+
+Deno.test("SqliteLeaseStore in a read-only directory: StoreError for the server, dumps still work", () => {
+  inTempDir((dir) => {
+    const sub = `${dir}/ro`;
+    Deno.mkdirSync(sub);
+    const path = `${sub}/leases.db`;
+    using(SqliteLeaseStore.open(path), (s) => {
+      s.put(lease("192.0.2.10"));
+      s.commit();
+    });
+    // With no -wal file left, the reader cannot create -shm here and must read the file as is.
+    assert.throws(() => Deno.statSync(`${path}-wal`), Deno.errors.NotFound);
+    const reason = makeUnwritable(sub);
+    if (reason) return skipBecause(reason);
+    assertStoreError(() => SqliteLeaseStore.open(path), /for writing/);
+    using(SqliteLeaseStore.open(path, { readOnly: true }), (s) => {
+      assert.equal(s.get(ip("192.0.2.10"))?.state, "active");
+    });
+  });
+});
+
+Deno.test("SqliteLeaseStore.commit() failure throws StoreError and rolls the batch back", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    const ran = using(SqliteLeaseStore.open(path), (s) => {
+      s.put(lease("192.0.2.10"));
+      s.commit();
+      if (Deno.uid() !== 0) {
+        skipBecause("making the open WAL file unwritable needs root (chattr +i)");
+        return false;
+      }
+      // The WAL file exists while the store is open; an immutable WAL makes COMMIT's write fail.
+      const reason = makeUnwritable(`${path}-wal`);
+      if (reason) {
+        skipBecause(reason);
+        return false;
+      }
+      s.put(lease("192.0.2.11", { hwAddress: mac(2) }));
+      s.put(lease("192.0.2.10", { state: "released" }));
+      assert.throws(() => s.commit(), (e: unknown) => {
+        assert.ok(e instanceof StoreError);
+        assert.match(e.message, /Cannot commit 2 lease writes to ".*"/);
+        assert.ok(e.cause instanceof Error, "the SQLite error is the cause");
+        return true;
+      });
+      assert.equal(s.pending, 0);
+      assert.equal(s.get(ip("192.0.2.11")), undefined);
+      assert.equal(s.get(ip("192.0.2.10"))?.state, "active");
+      new Deno.Command("chattr", { args: ["-i", `${path}-wal`] }).outputSync();
+      s.put(lease("192.0.2.12", { hwAddress: mac(3) }));
+      assert.equal(s.commit(), 1, "the store works again once the disk does");
+      return true;
+    });
+    if (!ran) return;
+    using(SqliteLeaseStore.open(path, { readOnly: true }), (s) => {
+      assert.deepEqual([...s.iterate()].map((l) => [l.address, l.state]), [
+        [ip("192.0.2.10"), "active"],
+        [ip("192.0.2.12"), "active"],
+      ]);
+    });
+  });
+});
+
+Deno.test("SqliteLeaseStore.iterate() streams 100k rows in address order", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    const rows = 100_000;
+    const base = ip("198.51.100.0"); // the addresses run past the range; only their order matters
+    using(SqliteLeaseStore.open(path, { synchronous: "NORMAL" }), (s) => {
+      const l = lease("198.51.100.0");
+      for (let i = rows - 1; i >= 0; i--) {
+        l.address = base + i;
+        l.ends = 1_795_933_600 + (i % 1000);
+        s.put(l);
+      }
+      assert.equal(s.commit(), rows);
+    });
+    using(SqliteLeaseStore.open(path, { readOnly: true }), (s) => {
+      let n = 0;
+      let last = -1;
+      for (const l of s.iterate({ state: "active" })) {
+        assert.ok(l.address > last, "address order");
+        last = l.address;
+        n++;
+      }
+      assert.equal(n, rows);
+      assert.equal(s.countByState().active, rows);
+    });
+  });
+});
