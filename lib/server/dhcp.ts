@@ -99,6 +99,8 @@ interface Offer {
 export const DECLINE_HOLD_SECONDS = 86_400;
 /** The smallest maximum message size a client may announce (RFC 2132 §9.10). */
 const MIN_MAX_MESSAGE = 576;
+/** IPv4 (20) and UDP (8) header bytes inside a maximum message size. */
+const IP_UDP_HEADERS = 28;
 
 /** Client identity for lookups: option 61 when present, else htype + chaddr (RFC 2131 §4.2). */
 function clientKey(clientId: Uint8Array | undefined, htype: number, hw: Uint8Array): string {
@@ -433,9 +435,10 @@ export class DhcpCore {
 
   #send(msg: DhcpMessage, reply: DhcpMessage, arrival: Arrival, afterCommit: boolean): ReplyEffect {
     const asked = getMaxMessageSize(msg);
-    const maxSize = asked !== undefined && asked >= MIN_MAX_MESSAGE
-      ? Math.min(asked, 1500)
-      : MIN_MAX_MESSAGE;
+    // RFC 2132 §9.10 counts the whole IP datagram: take off the IP and UDP headers.
+    const maxSize =
+      (asked !== undefined && asked >= MIN_MAX_MESSAGE ? Math.min(asked, 1500) : MIN_MAX_MESSAGE) -
+      IP_UDP_HEADERS;
     return {
       kind: "reply",
       message: reply,
