@@ -43,6 +43,7 @@ const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
@@ -53,12 +54,9 @@ const SYMBOLS = {
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
-  // deno-lint-ignore camelcase
   if_indextoname: { parameters: ["u32", "buffer"], result: "pointer" },
-  // deno-lint-ignore camelcase
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   strerror: { parameters: ["i32"], result: "pointer" },
-  // deno-lint-ignore camelcase
   __errno_location: { parameters: [], result: "pointer" },
   /** Runs on a worker thread and returns a Promise; errno is not readable afterwards. */
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
@@ -68,6 +66,20 @@ const SYMBOLS = {
 export type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 let loaded: { symbols: LibcSymbols; errnoView: Deno.UnsafePointerView } | null = null;
+
+// Load at import time when FFI is already granted, so the library (a Deno resource that is
+// never closed) exists before any test starts and the resource sanitizer does not flag it.
+// Without the permission, loading waits for the first use (no permission prompt on import).
+if (
+  Deno.build.os === "linux" && (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64") &&
+  Deno.permissions.querySync({ name: "ffi" }).state === "granted"
+) {
+  try {
+    load();
+  } catch {
+    // Reported again, with its reason, on first use.
+  }
+}
 
 /**
  * Opens libc.so.6 once per isolate (never closed: the symbols live as long as the process);

@@ -75,6 +75,8 @@ export interface FfiTransportStats {
 /** A Transport on raw libc sockets, with counters. */
 export interface FfiTransport extends Transport {
   readonly stats: Readonly<FfiTransportStats>;
+  /** The port actually bound (useful with port 0). */
+  readonly port: number;
 }
 
 // Byte layouts, Linux LP64 (x86_64 / aarch64), little-endian host order.
@@ -151,6 +153,7 @@ function cmsgAlign(n: number): number {
 
 class FfiUdpTransport implements FfiTransport {
   readonly name: string;
+  readonly port: number;
   readonly stats: FfiTransportStats = {
     received: 0,
     filtered: 0,
@@ -209,10 +212,8 @@ class FfiUdpTransport implements FfiTransport {
         if (index === 0) throw new Error(`Cannot open UDP ${where}: no interface "${name}"`);
         this.#filter.add(index);
       }
-      this.name = `ffi ${options.interfaces.join(",")}:${options.port}`;
     } else {
       this.#filter = null;
-      this.name = `ffi ${where}`;
     }
 
     const lib = this.#lib;
@@ -226,6 +227,9 @@ class FfiUdpTransport implements FfiTransport {
       const sin = this.#sendName; // scratch for bind; rewritten by every send
       this.#writeSockaddr(sin, bindAddress, options.port);
       if (lib.bind(fd, sin, SOCKADDR_IN_SIZE) !== 0) throw errnoError(`Cannot bind UDP ${where}`);
+      const length = new Uint32Array([SOCKADDR_IN_SIZE]);
+      if (lib.getsockname(fd, sin, length) !== 0) throw errnoError(`Cannot read UDP ${where}`);
+      this.port = this.#view.getUint16(sin.byteOffset + SIN_PORT, false);
       wakeFd = lib.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
       if (wakeFd < 0) throw errnoError(`Cannot create eventfd for UDP ${where}`);
     } catch (e) {
@@ -234,6 +238,8 @@ class FfiUdpTransport implements FfiTransport {
     }
     this.#fd = fd;
     this.#wakeFd = wakeFd;
+    const on = options.interfaces?.length ? options.interfaces.join(",") : address;
+    this.name = `ffi ${on}:${this.port}`;
     this.#initStructs();
   }
 
