@@ -92,7 +92,6 @@ function rowFor(rows: LeaseRow[], mac: string): LeaseRow | undefined {
 Deno.test({
   name:
     "duet serve on a three-LAN router: dhclient, udhcpc and a perfdhcp relay each get the right subnet",
-  sanitizeResources: false, // child process pipes are owned by the Lab and closed in cleanup
   async fn(t) {
     if (!requireOrSkip(t, netnsPrerequisites(["dhclient", "udhcpc", "perfdhcp"]))) return;
     const lab = await Lab.create("e2e");
