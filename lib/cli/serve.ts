@@ -63,7 +63,8 @@ export function startServer(
   config: Config,
   options: { logger: Logger; transport?: TransportChoice },
 ): RunningServer {
-  const store = SqliteLeaseStore.open(config.database);
+  // DEFERRED: COMMIT writes the WAL, the fsync runs off the event loop, ACKs wait for it.
+  const store = SqliteLeaseStore.open(config.database, { synchronous: "DEFERRED" });
   let transports: Transport[];
   try {
     transports = openTransports(config, options.transport ?? "auto");

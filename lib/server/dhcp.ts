@@ -518,10 +518,11 @@ export class DhcpCore {
       if (authoritative) return this.#nak(msg, arrival, "Address is not on this network");
       return this.#drop("not-ours", msg, formatIpv4(address));
     }
-    const known = this.#clientLeases(subnet, c).length > 0 || this.#offerByKey.has(c.key) ||
-      this.#reservationFor(subnet, c) !== undefined;
     if (!this.#availableFor(subnet, address, c, now)) {
-      if (authoritative || known) return this.#nak(msg, arrival, "Address is not available");
+      const known = authoritative || this.#offerByKey.has(c.key) ||
+        this.#reservationFor(subnet, c) !== undefined ||
+        this.#clientLeases(subnet, c).length > 0;
+      if (known) return this.#nak(msg, arrival, "Address is not available");
       return this.#drop("not-ours", msg, formatIpv4(address));
     }
     const reservation = this.#reservationFor(subnet, c);

@@ -8,7 +8,7 @@ import type { LeaseStore } from "../store/store.ts";
 import { StoreError, WireError } from "../errors.ts";
 import { decodeDhcp, dhcpTypeName, encodeDhcp, getMessageType } from "../wire/dhcp.ts";
 import { formatIpv4 } from "../wire/ip.ts";
-import type { DhcpCore, ReplyEffect } from "./dhcp.ts";
+import type { DhcpCore, DhcpEffect, ReplyEffect } from "./dhcp.ts";
 import type { Received, Transport } from "./transport.ts";
 
 /** Options for DhcpShell. */
@@ -57,7 +57,11 @@ export class DhcpShell {
   };
   #o: ShellOptions;
   #now: () => number;
+  /** ACKs whose leases are not committed yet. */
   #waiting: Pending[] = [];
+  /** ACKs whose leases are committed but not yet synced to disk. */
+  #unsynced: Pending[] = [];
+  #syncing: Promise<void> | null = null;
   #dirty: number[] = [];
   #commitTimer: ReturnType<typeof setTimeout> | undefined;
   #tickTimer: ReturnType<typeof setInterval> | undefined;
@@ -95,6 +99,7 @@ export class DhcpShell {
     for (const t of this.#o.transports) t.close();
     await Promise.all(this.#running);
     this.flush();
+    while (this.#syncing) await this.#syncing;
   }
 
   #onPacket(p: Received, transport: Transport): void {
@@ -122,15 +127,17 @@ export class DhcpShell {
     }
   }
 
-  #run(effects: readonly (import("./dhcp.ts").DhcpEffect)[], transport: Transport | null): void {
+  #run(effects: readonly DhcpEffect[], transport: Transport | null): void {
     for (const e of effects) {
       if (e.kind === "persist") {
         this.#o.store.put(e.lease);
         this.#dirty.push(e.lease.address);
-      } else if (e.afterCommit || this.#o.store.pending > 0) {
-        // Order is contract: a reply never overtakes a lease written before it.
-        if (transport) this.#waiting.push({ effect: e, transport });
-      } else if (transport) {
+      } else if (!transport) {
+        continue;
+      } else if (e.afterCommit) {
+        // An ACK waits until the lease it grants is durable (draft §3.1.3, RFC 2131 §4.3.1).
+        this.#waiting.push({ effect: e, transport });
+      } else {
         this.#send(e, transport);
       }
     }
@@ -149,13 +156,18 @@ export class DhcpShell {
     if (!transport.send(bytes, e.to)) this.counters.sendFailed++;
   }
 
-  /** Commits the pending leases and sends the replies that waited for them. */
+  /**
+   * Commits the pending leases, then has them synced to disk off the event loop; the ACKs
+   * that waited for them are sent once the sync that covers them has finished.
+   */
   flush(): void {
     if (this.#commitTimer !== undefined) {
       clearTimeout(this.#commitTimer);
       this.#commitTimer = undefined;
     }
     const store = this.#o.store;
+    const waiting = this.#waiting;
+    this.#waiting = [];
     if (store.pending > 0) {
       const started = performance.now();
       try {
@@ -163,10 +175,6 @@ export class DhcpShell {
         this.counters.commits++;
         this.counters.leasesCommitted += n;
         this.#observeLatency(performance.now() - started);
-        if (this.storeFailing) {
-          this.storeFailing = false;
-          this.#o.logger.info("Lease database writable again");
-        }
       } catch (e) {
         if (!(e instanceof StoreError)) throw e;
         try {
@@ -174,22 +182,45 @@ export class DhcpShell {
         } catch {
           // The rollback of a failed commit may itself fail; the batch is gone either way.
         }
-        this.counters.commitFailures++;
-        this.storeFailing = true;
-        this.#o.logger.error("Cannot commit leases; withholding their acknowledgements", {
-          leases: this.#dirty.length,
-          error: e.message,
-        });
+        this.#storeFailed("Cannot commit leases; withholding their acknowledgements", e);
         this.#o.core.resync(this.#dirty);
         this.#dirty = [];
-        // Nothing acknowledged may be lost: drop the replies that needed this commit.
-        this.#waiting = this.#waiting.filter((w) => !w.effect.afterCommit);
+        // Nothing acknowledged may be lost: the replies that needed this commit are dropped.
+        return;
       }
     }
     this.#dirty = [];
-    const waiting = this.#waiting;
-    this.#waiting = [];
-    for (const w of waiting) this.#send(w.effect, w.transport);
+    for (const w of waiting) this.#unsynced.push(w);
+    this.#startSync();
+  }
+
+  /** One sync at a time; commits made meanwhile are covered by the next one (group commit). */
+  #startSync(): void {
+    if (this.#syncing || this.#unsynced.length === 0) return;
+    const batch = this.#unsynced;
+    this.#unsynced = [];
+    this.#syncing = this.#o.store.sync().then(
+      () => {
+        if (this.storeFailing) {
+          this.storeFailing = false;
+          this.#o.logger.info("Lease database writable again");
+        }
+        for (const w of batch) this.#send(w.effect, w.transport);
+      },
+      (e) => {
+        if (!(e instanceof StoreError)) throw e;
+        this.#storeFailed("Cannot sync leases to disk; withholding their acknowledgements", e);
+      },
+    ).finally(() => {
+      this.#syncing = null;
+      this.#startSync();
+    });
+  }
+
+  #storeFailed(message: string, e: StoreError): void {
+    this.counters.commitFailures++;
+    this.storeFailing = true;
+    this.#o.logger.error(message, { error: e.message });
   }
 
   #observeLatency(ms: number): void {

@@ -155,6 +155,12 @@ export class MemoryLeaseStore implements LeaseStore, MetaStore {
     return n;
   }
 
+  /** Nothing to make durable: resolves at once. */
+  sync(): Promise<void> {
+    this.#checkOpen();
+    return Promise.resolve();
+  }
+
   rollback(): void {
     this.#checkOpen();
     for (const [address, before] of this.#undo) {

@@ -148,8 +148,15 @@ function messageOf(e: unknown): string {
 export interface SqliteOpenOptions {
   /** Open for reading only (dumps while the server runs); writes then throw StoreError. */
   readOnly?: boolean;
-  /** FULL (default) syncs the WAL on every commit; NORMAL may lose the last commits on power loss. */
-  synchronous?: "FULL" | "NORMAL";
+  /**
+   * How commits reach the disk:
+   * - "FULL" (default): SQLite fsyncs the WAL inside every COMMIT, blocking the caller;
+   * - "DEFERRED": COMMIT only writes the WAL (synchronous=NORMAL) and `sync()` fdatasyncs it
+   *   on Deno's blocking-I/O thread pool, so the event loop keeps serving while the disk
+   *   works. Once `sync()` resolves, every earlier commit is as durable as with FULL;
+   * - "NORMAL": SQLite's synchronous=NORMAL, no sync: the last commits may be lost on power loss.
+   */
+  synchronous?: "FULL" | "DEFERRED" | "NORMAL";
 }
 
 /**
@@ -170,6 +177,9 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   #inBatch = false;
   #pending = 0;
   #closed = false;
+  /** The -wal file, opened for fdatasync in DEFERRED mode. */
+  #wal: Deno.FsFile | undefined;
+  #walIno: number | null = null;
 
   private constructor(path: string, db: DatabaseSync, readOnly: boolean) {
     this.path = path;
@@ -193,7 +203,11 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     try {
       const store = new SqliteLeaseStore(path, db, readOnly);
       if (readOnly) store.#checkReadable();
-      else store.#initialise(options.synchronous ?? "FULL");
+      else {
+        const mode = options.synchronous ?? "FULL";
+        store.#initialise(mode === "DEFERRED" ? "NORMAL" : mode);
+        if (mode === "DEFERRED") store.#openWal();
+      }
       store.#prepare();
       return store;
     } catch (e) {
@@ -346,11 +360,47 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     this.#abandonBatch();
   }
 
+  /**
+   * Makes every commit so far durable. With DEFERRED, fdatasync of the WAL off the main
+   * thread; otherwise commits are already as durable as they will be and this resolves at once.
+   */
+  async sync(): Promise<void> {
+    if (!this.#wal || this.#closed) return;
+    try {
+      // SQLite deletes the WAL only when the last connection closes, which is not us while
+      // we are open; if something replaced it anyway, sync the file that is there now.
+      const ino = Deno.statSync(`${this.path}-wal`).ino;
+      if (ino !== this.#walIno) this.#openWal();
+      await (this.#wal as Deno.FsFile).syncData();
+    } catch (e) {
+      throw new StoreError(`Cannot sync lease database "${this.path}": ${messageOf(e)}`, {
+        cause: e,
+      });
+    }
+  }
+
+  #openWal(): void {
+    try {
+      this.#wal?.close();
+    } catch {
+      // Already closed.
+    }
+    const path = `${this.path}-wal`;
+    this.#wal = Deno.openSync(path, { read: true });
+    this.#walIno = this.#wal.statSync().ino;
+  }
+
   /** Closes the connection; an uncommitted batch is discarded. Safe to call twice. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#inBatch) this.#abandonBatch();
+    try {
+      this.#wal?.close();
+    } catch {
+      // Already closed.
+    }
+    this.#wal = undefined;
     closeQuietly(this.#db);
   }
 

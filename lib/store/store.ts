@@ -98,6 +98,11 @@ export interface LeaseStore extends LeaseView {
   commit(): number;
   /** Rolls back the batch (a failed commit); the store reloads nothing. */
   rollback(): void;
+  /**
+   * Resolves once every commit so far is on stable storage (a store may make COMMIT cheap
+   * and do its fsync here, off the event loop). Rejects with StoreError when it cannot.
+   */
+  sync(): Promise<void>;
   /** Number of puts not yet committed. */
   readonly pending: number;
   close(): void;

@@ -11,10 +11,13 @@ import type {
 } from "../../lib/store/store.ts";
 import { ip, lease, leaseStoreContract, mac, metaStoreContract } from "./contract.ts";
 
-/** A SqliteLeaseStore on a file in its own temp directory, removed again by close(). */
+/**
+ * A SqliteLeaseStore on a file in its own temp directory, removed again by close(); in
+ * DEFERRED mode, the one the server uses.
+ */
 class TempFileStore implements LeaseStore, MetaStore {
   #dir = Deno.makeTempDirSync({ prefix: "duet-store-" });
-  #store = SqliteLeaseStore.open(`${this.#dir}/leases.db`);
+  #store = SqliteLeaseStore.open(`${this.#dir}/leases.db`, { synchronous: "DEFERRED" });
   get pending(): number {
     return this.#store.pending;
   }
@@ -44,6 +47,9 @@ class TempFileStore implements LeaseStore, MetaStore {
   }
   rollback(): void {
     this.#store.rollback();
+  }
+  sync(): Promise<void> {
+    return this.#store.sync();
   }
   getMeta(key: string): string | undefined {
     return this.#store.getMeta(key);
@@ -460,4 +466,38 @@ Deno.test("SqliteLeaseStore.iterate() streams 100k rows in address order", () =>
       assert.equal(s.countByState().active, rows);
     });
   });
+});
+
+Deno.test("SqliteLeaseStore DEFERRED: COMMIT is visible to readers at once, sync() makes it durable", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "duet-store-" });
+  const path = `${dir}/leases.db`;
+  try {
+    const store = SqliteLeaseStore.open(path, { synchronous: "DEFERRED" });
+    const reader = SqliteLeaseStore.open(path, { readOnly: true });
+    store.put(lease("192.0.2.10", { state: "active" }));
+    assert.equal(reader.get(ip("192.0.2.10")), undefined, "not before COMMIT");
+    store.commit();
+    assert.equal(reader.get(ip("192.0.2.10"))?.state, "active", "committed rows are readable");
+    await store.sync();
+    // Syncing with nothing new, and after the WAL was checkpointed and restarted, still works.
+    await store.sync();
+    store.put(lease("192.0.2.11", { state: "active" }));
+    store.commit();
+    await store.sync();
+    reader.close();
+    store.close();
+    const again = SqliteLeaseStore.open(path);
+    assert.equal(again.get(ip("192.0.2.11"))?.state, "active");
+    again.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SqliteLeaseStore.sync() resolves at once in FULL mode and in :memory:", async () => {
+  const mem = SqliteLeaseStore.open(":memory:");
+  mem.put(lease("192.0.2.10", { state: "active" }));
+  mem.commit();
+  await mem.sync();
+  mem.close();
 });
