@@ -1,0 +1,167 @@
+/**
+ * The rate sweep and the verdict of one run, free of I/O: the caller passes a `measure`
+ * function that runs a fresh server at one rate.
+ */
+import type { PerfdhcpStats } from "./perfdhcp.ts";
+
+/** Outcome of one run. FAIL_CLIENT: perfdhcp, not the server, was the limit. */
+export type Verdict = "PASS" | "FAIL" | "FAIL_CLIENT" | "ERROR";
+
+/** A run passes when ACKs received reach this share of DISCOVERs sent. */
+export const PASS_RATIO = 0.99;
+/** ...and perfdhcp really sent this share of RATE x DUR DISCOVERs. */
+export const SEND_RATIO = 0.97;
+/** perfdhcp busy for this share of its core means the client was the limit. */
+export const CLIENT_SATURATION = 0.85;
+
+/** What the verdict needs to know about one run. */
+export interface VerdictInput {
+  stats: PerfdhcpStats;
+  rate: number;
+  durationSeconds: number;
+  clientCpuSeconds: number;
+  wallSeconds: number;
+}
+
+/** PASS, FAIL or FAIL_CLIENT for one finished perfdhcp run. */
+export function judgeRun(run: VerdictInput): Verdict {
+  const sent = run.stats.discoverOffer.sent;
+  const acks = run.stats.requestAck.received;
+  const sentEnough = sent >= SEND_RATIO * run.rate * run.durationSeconds;
+  const saturated = run.wallSeconds > 0 &&
+    run.clientCpuSeconds / run.wallSeconds >= CLIENT_SATURATION;
+  if (sentEnough && sent > 0 && acks >= PASS_RATIO * sent) return "PASS";
+  return !sentEnough || saturated ? "FAIL_CLIENT" : "FAIL";
+}
+
+/** How to walk the rates. */
+export interface SweepPlan {
+  /** Rising rates, tried until the first one that does not pass. */
+  steps: number[];
+  /** When the first step fails, halve down to this rate. */
+  minRate: number;
+  /** Bisections between the last pass and the first failure. */
+  bisections: number;
+  /** Fresh runs at the best passing rate; a majority must pass. 0 = take the sweep's run. */
+  repeats: number;
+}
+
+/** The minimum a measured run must carry for the sweep. */
+export interface SweepRun {
+  rate: number;
+  verdict: Verdict;
+  exchangesPerSecond: number;
+}
+
+/** Where the sweep ended. */
+export interface SweepResult<R extends SweepRun> {
+  /** Highest confirmed passing rate; 0 when none. */
+  bestRate: number;
+  /** The run reported for the best rate (median of the passing repeats), or null. */
+  reported: R | null;
+  /** Passing and total repeats at the best rate. */
+  repeatsPassed: number;
+  repeatsRun: number;
+  /** True when a step failed because perfdhcp could not go faster. */
+  clientLimited: boolean;
+  /** Every run, in order. */
+  runs: R[];
+  /** Set when a run could not be made at all (server failed to start). */
+  error: string | null;
+}
+
+/** Median by exchanges per second (the lower middle for an even count). */
+export function medianRun<R extends SweepRun>(runs: R[]): R | null {
+  const sorted = [...runs].sort((a, b) => a.exchangesPerSecond - b.exchangesPerSecond);
+  return sorted[Math.floor((sorted.length - 1) / 2)] ?? null;
+}
+
+function bisectRate(lo: number, hi: number): number | null {
+  const grain = lo < 200 ? 5 : lo < 1000 ? 10 : 50;
+  const mid = Math.floor((lo + hi) / 2 / grain) * grain;
+  return mid > lo && mid < hi ? mid : null;
+}
+
+/**
+ * Steps up until the first failure (halving down when the first step fails), bisects, then
+ * confirms the best rate with fresh repeats; if most repeats fail, the next lower passing
+ * rate is confirmed instead.
+ */
+export async function sweep<R extends SweepRun & { error?: string | undefined }>(
+  plan: SweepPlan,
+  measure: (rate: number, phase: string) => Promise<R>,
+): Promise<SweepResult<R>> {
+  const runs: R[] = [];
+  const passed = new Map<number, R>();
+  let clientLimited = false;
+  const result = (bestRate: number, reported: R | null, passes = 0, total = 0, error = null) => ({
+    bestRate,
+    reported,
+    repeatsPassed: passes,
+    repeatsRun: total,
+    clientLimited,
+    runs,
+    error,
+  });
+  async function attempt(rate: number, phase: string): Promise<boolean | null> {
+    const run = await measure(rate, phase);
+    runs.push(run);
+    if (run.verdict === "ERROR") return null;
+    if (run.verdict === "FAIL_CLIENT") clientLimited = true;
+    if (run.verdict === "PASS" && !passed.has(rate)) passed.set(rate, run);
+    return run.verdict === "PASS";
+  }
+  function failed(): SweepResult<R> {
+    const last = runs[runs.length - 1];
+    return { ...result(0, null), error: last?.error ?? "run failed" };
+  }
+
+  let lo = 0;
+  let hi = 0;
+  for (const rate of plan.steps) {
+    const ok = await attempt(rate, "step");
+    if (ok === null) return failed();
+    if (!ok) {
+      hi = rate;
+      break;
+    }
+    lo = rate;
+  }
+  if (lo === 0 && hi > 0) {
+    for (let rate = Math.floor(hi / 2); rate >= plan.minRate; rate = Math.floor(rate / 2)) {
+      const ok = await attempt(rate, "stepdown");
+      if (ok === null) return failed();
+      if (ok) {
+        lo = rate;
+        break;
+      }
+      hi = rate;
+    }
+  }
+  if (lo > 0 && hi > 0) {
+    for (let i = 0; i < plan.bisections; i++) {
+      const mid = bisectRate(lo, hi);
+      if (mid === null) break;
+      const ok = await attempt(mid, "bisect");
+      if (ok === null) return failed();
+      if (ok) lo = mid;
+      else hi = mid;
+    }
+  }
+  while (lo > 0) {
+    if (plan.repeats === 0) return result(lo, passed.get(lo) ?? null);
+    const repeats: R[] = [];
+    for (let i = 1; i <= plan.repeats; i++) {
+      const ok = await attempt(lo, `repeat${i}`);
+      if (ok === null) return failed();
+      repeats.push(runs[runs.length - 1]!);
+    }
+    const good = repeats.filter((r) => r.verdict === "PASS");
+    if (good.length * 2 > plan.repeats) {
+      return result(lo, medianRun(good), good.length, plan.repeats);
+    }
+    const lower = [...passed.keys()].filter((r) => r < lo);
+    lo = lower.length > 0 ? Math.max(...lower) : 0;
+  }
+  return result(0, null);
+}
