@@ -300,13 +300,16 @@ class FfiUdpTransport implements FfiTransport {
     const v = this.#view;
     const p = this.#pollFds.byteOffset;
     try {
-      // "hot": packets arrived recently, so read again after coalesceMs without poll().
+      // "hot": packets arrived recently, so read again after coalesceMs without poll(); after
+      // a full burst, read again at the next turn of the event loop.
       let hot = false;
+      let full = false;
       while (!this.#closed) {
         if (hot) {
-          await new Promise((r) => setTimeout(r, this.#coalesceMs));
+          await new Promise((r) => setTimeout(r, full ? 0 : this.#coalesceMs));
           if (this.#closed) break;
-          const n = this.#drainAll(onPacket);
+          const n = this.#drain(onPacket);
+          full = n === this.#maxBurst;
           if (n > 0) onBurstEnd?.();
           else hot = false;
           continue;
@@ -319,9 +322,11 @@ class FfiUdpTransport implements FfiTransport {
         if (ready <= 0) continue;
         const revents = v.getInt16(p + POLL_REVENTS, true);
         if (revents & POLLNVAL) throw new Error(`Cannot poll ${this.name}: socket is invalid`);
-        if (this.#drainAll(onPacket) > 0) {
+        const n = this.#drain(onPacket);
+        full = n === this.#maxBurst;
+        if (n > 0) {
           onBurstEnd?.();
-          hot = this.#coalesceMs > 0;
+          hot = this.#coalesceMs > 0 || full;
         }
       }
     } finally {
@@ -329,17 +334,6 @@ class FfiUdpTransport implements FfiTransport {
       this.#closed = true;
       this.#closeFds();
     }
-  }
-
-  /** Drains in bursts of maxBurst until the socket is empty (at most 16 bursts). */
-  #drainAll(onPacket: (packet: Received) => void): number {
-    let total = 0;
-    for (let i = 0; i < 16 && !this.#closed; i++) {
-      const n = this.#drain(onPacket);
-      total += n;
-      if (n < this.#maxBurst) break;
-    }
-    return total;
   }
 
   /** Reads up to maxBurst datagrams without waiting; returns how many were delivered. */
