@@ -82,6 +82,8 @@ export interface DhcpCounters {
 
 interface SubnetRuntime {
   config: SubnetConfig;
+  /** Global options overlaid with the subnet's, plus the subnet mask and broadcast address. */
+  options: OptionMap;
   allocator: Allocator;
   byHw: Map<string, ReservationConfig>;
   byClientId: Map<string, ReservationConfig>;
@@ -143,7 +145,7 @@ export class DhcpCore {
     this.config = config;
     this.#view = view;
     this.#log = options.logger;
-    this.#subnets = config.subnets.map((s) => buildSubnet(s));
+    this.#subnets = config.subnets.map((s) => buildSubnet(s, config.options));
     this.#loadLeases();
   }
 
@@ -380,25 +382,21 @@ export class DhcpCore {
       o.set(Opt.RENEWAL_TIME, encodeU32(Math.floor(leaseTime * 0.5)));
       o.set(Opt.REBINDING_TIME, encodeU32(Math.floor(leaseTime * 0.875)));
     }
-    const net = subnet.config.subnet;
-    const configured: OptionMap = new Map(this.config.options);
-    for (const [k, v] of subnet.config.options) configured.set(k, v);
+    let configured: OptionMap = subnet.options;
     if (yiaddr !== 0) {
       for (const pool of subnet.config.pools) {
-        if (yiaddr >= pool.start && yiaddr <= pool.end) {
+        if (yiaddr >= pool.start && yiaddr <= pool.end && pool.options.size > 0) {
+          configured = new Map(configured);
           for (const [k, v] of pool.options) configured.set(k, v);
         }
       }
     }
     if (reservation) {
+      configured = new Map(configured);
       for (const [k, v] of reservation.options) configured.set(k, v);
       if (reservation.hostname !== null && !configured.has(Opt.HOSTNAME)) {
         configured.set(Opt.HOSTNAME, encodeText(reservation.hostname));
       }
-    }
-    if (!configured.has(Opt.SUBNET_MASK)) configured.set(Opt.SUBNET_MASK, encodeU32(net.mask));
-    if (!configured.has(Opt.BROADCAST_ADDRESS)) {
-      configured.set(Opt.BROADCAST_ADDRESS, encodeIp(cidrBroadcast(net)));
     }
     // RFC 2131 §4.3.1: the subnet mask always; the rest as the client asked, in its order.
     o.set(Opt.SUBNET_MASK, configured.get(Opt.SUBNET_MASK) as Uint8Array);
@@ -691,7 +689,13 @@ export class DhcpCore {
   }
 }
 
-function buildSubnet(config: SubnetConfig): SubnetRuntime {
+function buildSubnet(config: SubnetConfig, global: OptionMap): SubnetRuntime {
+  const options: OptionMap = new Map(global);
+  for (const [k, v] of config.options) options.set(k, v);
+  if (!options.has(Opt.SUBNET_MASK)) options.set(Opt.SUBNET_MASK, encodeU32(config.subnet.mask));
+  if (!options.has(Opt.BROADCAST_ADDRESS)) {
+    options.set(Opt.BROADCAST_ADDRESS, encodeIp(cidrBroadcast(config.subnet)));
+  }
   const allocator = new Allocator(config.pools.map((p) => ({ start: p.start, end: p.end })));
   const byHw = new Map<string, ReservationConfig>();
   const byClientId = new Map<string, ReservationConfig>();
@@ -705,5 +709,5 @@ function buildSubnet(config: SubnetConfig): SubnetRuntime {
   // The network and broadcast addresses are never handed out.
   allocator.exclude(config.subnet.network);
   allocator.exclude(cidrBroadcast(config.subnet));
-  return { config, allocator, byHw, byClientId, reserved };
+  return { config, options, allocator, byHw, byClientId, reserved };
 }

@@ -63,6 +63,8 @@ export class DhcpShell {
   #unsynced: Pending[] = [];
   #syncing: Promise<void> | null = null;
   #dirty: number[] = [];
+  /** One encode buffer for every reply: transports copy what they send. */
+  #scratch = new Uint8Array(1500);
   #commitTimer: ReturnType<typeof setTimeout> | undefined;
   #tickTimer: ReturnType<typeof setInterval> | undefined;
   #running: Promise<void>[] = [];
@@ -152,7 +154,7 @@ export class DhcpShell {
   }
 
   #send(e: ReplyEffect, transport: Transport): void {
-    const bytes = encodeDhcp(e.message, { maxSize: e.maxSize });
+    const bytes = encodeDhcp(e.message, { maxSize: e.maxSize, into: this.#scratch });
     if (!transport.send(bytes, e.to)) this.counters.sendFailed++;
   }
 

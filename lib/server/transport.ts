@@ -46,7 +46,10 @@ export interface Transport {
    * Resolves once closed.
    */
   run(onPacket: (packet: Received) => void, onBurstEnd?: () => void): Promise<void>;
-  /** Sends one datagram; returns false (and never throws) when the OS refused it. */
+  /**
+   * Sends one datagram; returns false (and never throws) when the OS refused it. `data` may
+   * be reused by the caller as soon as send() returns: a transport that sends later copies it.
+   */
   send(data: Uint8Array, to: SendTarget): boolean;
   /** Stops `run` and releases the socket(s). Idempotent. */
   close(): void;

@@ -133,7 +133,8 @@ class DenoUdpTransport implements DenoTransport {
     // to.ifindex, to.srcAddress and to.hwAddress cannot be honoured with this API.
     let pending: Promise<number>;
     try {
-      pending = this.#conn.send(data, {
+      // Deno reads the buffer after send() returns, and callers reuse theirs: copy it.
+      pending = this.#conn.send(data.slice(), {
         transport: "udp",
         hostname: formatIpv4(to.address >>> 0),
         port: to.port,

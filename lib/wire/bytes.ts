@@ -84,9 +84,13 @@ export class ByteWriter {
   #view: DataView;
   #len = 0;
 
-  constructor(initial = 576) {
-    this.#buf = new Uint8Array(initial);
-    this.#view = new DataView(this.#buf.buffer);
+  /**
+   * Starts with a fresh buffer of `initial` bytes, or writes into the given buffer (which
+   * is replaced by a larger copy only if it overflows); `view()` then avoids any copy.
+   */
+  constructor(initial: number | Uint8Array = 576) {
+    this.#buf = typeof initial === "number" ? new Uint8Array(initial) : initial;
+    this.#view = new DataView(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength);
   }
 
   get length(): number {
@@ -146,5 +150,10 @@ export class ByteWriter {
   /** A copy of what was written. */
   finish(): Uint8Array {
     return this.#buf.slice(0, this.#len);
+  }
+
+  /** What was written, without a copy: valid until the buffer is written again. */
+  view(): Uint8Array {
+    return this.#buf.subarray(0, this.#len);
   }
 }

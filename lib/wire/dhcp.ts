@@ -137,10 +137,17 @@ export interface EncodeDhcpOptions {
   maxSize?: number;
   /** Pad with zeros up to this many bytes (default 300, RFC 1542 §2.1); never beyond maxSize. */
   padTo?: number;
+  /**
+   * Encode into this buffer and return a view of it instead of a new array (the hot path
+   * reuses one buffer per send); the view is valid until the buffer is written again.
+   */
+  into?: Uint8Array;
 }
 
 /**
  * Decodes one DHCP message (UDP payload); throws only WireError (protocol "dhcp").
+ * `sname`, `file` and single-instance option values are views into `bytes`, not copies:
+ * the caller MUST NOT reuse `bytes` while the message is in use.
  * @example const msg = decodeDhcp(payload); getMessageType(msg) === DhcpType.DHCPREQUEST
  */
 export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
@@ -167,8 +174,9 @@ export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
   const siaddr = r.u32("siaddr");
   const giaddr = r.u32("giaddr");
   const chaddr = r.bytesCopy(CHADDR_LENGTH, "chaddr");
-  const sname = r.bytesCopy(SNAME_LENGTH, "sname");
-  const file = r.bytesCopy(FILE_LENGTH, "file");
+  // Views into `bytes`, like the option values: a decoded message shares the input buffer.
+  const sname = r.bytesView(SNAME_LENGTH, "sname");
+  const file = r.bytesView(FILE_LENGTH, "file");
   const cookie = r.u32("magic cookie");
   if (cookie !== DHCP_MAGIC_COOKIE) {
     throw new WireError(
@@ -289,7 +297,7 @@ function parseOptionArea(
     if (code === Opt.MESSAGE_TYPE && state.typeAt < 0) state.typeAt = at;
     const prev = state.options.get(code);
     // RFC 3396 §7: instances of one option are concatenated in the order they appear.
-    state.options.set(code, prev === undefined ? value.slice() : concat(prev, value));
+    state.options.set(code, prev === undefined ? value : concat(prev, value));
   }
 }
 
@@ -409,7 +417,7 @@ export function encodeDhcp(msg: DhcpMessage, options?: EncodeDhcpOptions): Uint8
     }
   }
 
-  const w = new ByteWriter(Math.max(padTo, BOOTP_MIN_LENGTH));
+  const w = new ByteWriter(options?.into ?? Math.max(padTo, BOOTP_MIN_LENGTH));
   w.u8(checkUint(msg.op, 8, "op"));
   w.u8(checkUint(msg.htype, 8, "htype"));
   w.u8(checkUint(msg.hlen, 8, "hlen"));
@@ -430,7 +438,7 @@ export function encodeDhcp(msg: DhcpMessage, options?: EncodeDhcpOptions): Uint8
   if (relay !== undefined) writeItem(w, relay); // RFC 3046 §2.1: last, value unchanged
   w.u8(Opt.END);
   if (w.length < padTo) w.zeros(padTo - w.length);
-  return w.finish();
+  return options?.into ? w.view() : w.finish();
 }
 
 /**
@@ -507,8 +515,10 @@ function writeFixed(w: ByteWriter, b: Uint8Array, length: number, name: string):
   if (b.length < length) w.zeros(length - b.length);
 }
 
+const UINT_MAX: Record<number, number> = { 8: 0xff, 16: 0xffff, 32: 0xffffffff };
+
 function checkUint(v: number, bits: number, name: string): number {
-  if (!Number.isInteger(v) || v < 0 || v > 2 ** bits - 1) {
+  if (!Number.isInteger(v) || v < 0 || v > (UINT_MAX[bits] as number)) {
     throw new RangeError(
       `Cannot encode DHCP message: ${name} ${v} is not a ${bits}-bit unsigned integer`,
     );
@@ -541,11 +551,15 @@ export function newReply(request: DhcpMessage): DhcpMessage {
     siaddr: 0,
     giaddr: request.giaddr,
     chaddr,
-    sname: new Uint8Array(SNAME_LENGTH),
-    file: new Uint8Array(FILE_LENGTH),
+    sname: EMPTY_SNAME,
+    file: EMPTY_FILE,
     options: new Map(),
   };
 }
+
+/** Shared zero fields of new replies: assign a new array to set sname or file, never write. */
+const EMPTY_SNAME = new Uint8Array(SNAME_LENGTH);
+const EMPTY_FILE = new Uint8Array(FILE_LENGTH);
 
 /** A copy of the client hardware address: chaddr[0, min(hlen, 16)) (RFC 2131 §2). */
 export function hwAddress(msg: DhcpMessage): Uint8Array {
