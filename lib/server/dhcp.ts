@@ -256,11 +256,12 @@ export class DhcpCore {
   }
 
   #reservationFor(subnet: SubnetRuntime, c: Client): ReservationConfig | undefined {
-    if (c.clientId) {
+    if (subnet.reserved.size === 0) return undefined;
+    if (c.clientId && subnet.byClientId.size > 0) {
       const r = subnet.byClientId.get(toHex(c.clientId));
       if (r) return r;
     }
-    return subnet.byHw.get(`${toHex(c.hw)}`);
+    return subnet.byHw.size > 0 ? subnet.byHw.get(toHex(c.hw)) : undefined;
   }
 
   /** The client's leases in this subnet, newest first. */
@@ -285,12 +286,17 @@ export class DhcpCore {
    * May this client have this address now? True when reserved for it, when its own
    * binding, or when a free pool address (not offered to someone else).
    */
-  #availableFor(subnet: SubnetRuntime, address: number, c: Client, now: number): boolean {
+  #availableFor(
+    subnet: SubnetRuntime,
+    address: number,
+    c: Client,
+    now: number,
+    lease: Lease | undefined = this.#view.get(address),
+  ): boolean {
     const reserved = subnet.reserved.get(address);
     if (reserved) return this.#reservationFor(subnet, c) === reserved;
     const offer = this.#offers.get(address);
     if (offer && offer.key !== c.key && offer.until > now) return false;
-    const lease = this.#view.get(address);
     if (lease && (lease.state === "active" || lease.state === "abandoned")) {
       // An expired binding stays its client's until tick() turns it EXPIRED.
       return lease.state === "active" && leaseIsClients(lease, c);
@@ -516,7 +522,8 @@ export class DhcpCore {
       if (authoritative) return this.#nak(msg, arrival, "Address is not on this network");
       return this.#drop("not-ours", msg, formatIpv4(address));
     }
-    if (!this.#availableFor(subnet, address, c, now)) {
+    const existing = this.#view.get(address);
+    if (!this.#availableFor(subnet, address, c, now, existing)) {
       const known = authoritative || this.#offerByKey.has(c.key) ||
         this.#reservationFor(subnet, c) !== undefined ||
         this.#clientLeases(subnet, c).length > 0;
@@ -532,7 +539,7 @@ export class DhcpCore {
       if (authoritative) return this.#nak(msg, arrival, "Address is not in a pool");
       return this.#drop("not-ours", msg, formatIpv4(address));
     }
-    return this.#ack(msg, arrival, c, subnet, address, now, reservation);
+    return this.#ack(msg, arrival, c, subnet, address, now, reservation, existing);
   }
 
   #ack(
@@ -543,9 +550,9 @@ export class DhcpCore {
     address: number,
     now: number,
     reservation: ReservationConfig | undefined,
+    old: Lease | undefined,
   ): DhcpOutcome {
     const leaseTime = this.#leaseTime(msg, subnet);
-    const old = this.#view.get(address);
     const renewing = old !== undefined && old.state === "active" && leaseIsClients(old, c);
     const lease: Lease = {
       ...emptyLease(address, "active"),

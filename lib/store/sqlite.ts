@@ -179,7 +179,6 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   #closed = false;
   /** The -wal file, opened for fdatasync in DEFERRED mode. */
   #wal: Deno.FsFile | undefined;
-  #walIno: number | null = null;
 
   private constructor(path: string, db: DatabaseSync, readOnly: boolean) {
     this.path = path;
@@ -367,10 +366,8 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   async sync(): Promise<void> {
     if (!this.#wal || this.#closed) return;
     try {
-      // SQLite deletes the WAL only when the last connection closes, which is not us while
-      // we are open; if something replaced it anyway, sync the file that is there now.
-      const ino = Deno.statSync(`${this.path}-wal`).ino;
-      if (ino !== this.#walIno) this.#openWal();
+      // SQLite deletes the WAL only when the last connection closes, which is not this one
+      // while it is open, so the file opened at start is the WAL for the whole run.
       await (this.#wal as Deno.FsFile).syncData();
     } catch (e) {
       throw new StoreError(`Cannot sync lease database "${this.path}": ${messageOf(e)}`, {
@@ -387,7 +384,6 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     }
     const path = `${this.path}-wal`;
     this.#wal = Deno.openSync(path, { read: true });
-    this.#walIno = this.#wal.statSync().ino;
   }
 
   /** Closes the connection; an uncommitted batch is discarded. Safe to call twice. */

@@ -766,7 +766,12 @@ export function encodeU16(v: number): Uint8Array {
 /** Four octets, big-endian (times in seconds). */
 export function encodeU32(v: number): Uint8Array {
   checkValue(v, 32);
-  return Uint8Array.of(v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
+  const out = new Uint8Array(4);
+  out[0] = v >>> 24;
+  out[1] = (v >>> 16) & 255;
+  out[2] = (v >>> 8) & 255;
+  out[3] = v & 255;
+  return out;
 }
 /** One IPv4 address (uint32). */
 export function encodeIp(v: number): Uint8Array {
@@ -812,7 +817,7 @@ export function encodeClasslessStaticRoutes(routes: readonly ClasslessRoute[]): 
 }
 
 function checkValue(v: number, bits: number): number {
-  if (!Number.isInteger(v) || v < 0 || v > 2 ** bits - 1) {
+  if (!Number.isInteger(v) || v < 0 || v > (UINT_MAX[bits] as number)) {
     throw new RangeError(`Cannot encode option value: ${v} is not a ${bits}-bit unsigned integer`);
   }
   return v;
