@@ -34,6 +34,7 @@ import { cidrBroadcast, cidrContains, formatIpv4, formatMac, toHex } from "../wi
 import { type Arrival, replyTarget } from "./reply.ts";
 import type { SendTarget } from "./transport.ts";
 import { MinHeap } from "./heap.ts";
+import { CLIENT_ID_TAG, SeenFilter } from "./seen.ts";
 
 /** Written to the store by the shell, in order. */
 export interface PersistEffect {
@@ -140,6 +141,8 @@ export class DhcpCore {
   #offerByKey = new Map<string, number>();
   /** (ends, address) of ACTIVE and ABANDONED leases, for expiry; entries may be stale. */
   #expiry = new MinHeap();
+  /** Clients that may have a lease row, so that new clients cost no lookup. */
+  #seen = new SeenFilter();
 
   constructor(config: Config, view: LeaseView, options: { logger: Logger }) {
     this.config = config;
@@ -151,6 +154,7 @@ export class DhcpCore {
 
   #loadLeases(): void {
     for (const lease of this.#view.iterate()) {
+      this.#remember(lease);
       const subnet = this.#subnetOf(lease.address);
       if (!subnet) continue;
       if (lease.state === "active" || lease.state === "abandoned") {
@@ -160,6 +164,11 @@ export class DhcpCore {
         subnet.allocator.release(lease.address);
       }
     }
+  }
+
+  #remember(lease: Lease): void {
+    if (lease.hwAddress.length > 0) this.#seen.add(lease.htype, lease.hwAddress);
+    if (lease.clientId) this.#seen.add(CLIENT_ID_TAG, lease.clientId);
   }
 
   /** Free and total dynamic addresses per subnet, for status and metrics. */
@@ -266,6 +275,8 @@ export class DhcpCore {
 
   /** The client's leases in this subnet, newest first. */
   #clientLeases(subnet: SubnetRuntime, c: Client): Lease[] {
+    const byHw = this.#seen.mayHave(c.htype, c.hw);
+    if (!byHw && !(c.clientId && this.#seen.mayHave(CLIENT_ID_TAG, c.clientId))) return [];
     const found = c.clientId
       ? this.#view.findByClientId(c.clientId)
       : this.#view.findByHw(c.htype, c.hw);
@@ -573,6 +584,7 @@ export class DhcpCore {
     if (held !== undefined) this.#dropOffer(held, true);
     subnet.allocator.markUsed(address);
     this.#expiry.push(lease.ends, address);
+    this.#remember(lease);
     const reply = this.#reply(
       msg,
       DhcpType.DHCPACK,

@@ -145,12 +145,24 @@ export class DhcpShell {
     }
     if (this.#o.store.pending >= this.#o.commitBatch) this.flush();
     else if (this.#o.store.pending > 0 && this.#commitTimer === undefined) {
-      this.#commitTimer = setTimeout(() => this.flush(), this.#o.commitDelayMs);
+      this.#commitTimer = setTimeout(() => {
+        this.#commitTimer = undefined;
+        this.#flushWhenIdle();
+      }, this.#o.commitDelayMs);
     }
   }
 
   #onBurstEnd(): void {
-    if (this.#o.store.pending > 0 || this.#waiting.length > 0) this.flush();
+    if (this.#o.store.pending > 0 || this.#waiting.length > 0) this.#flushWhenIdle();
+  }
+
+  /**
+   * Commits now unless a sync is running: what is committed meanwhile would wait for the
+   * next sync anyway, so the sync's completion commits everything pending at once (fewer
+   * transactions, no extra latency).
+   */
+  #flushWhenIdle(): void {
+    if (this.#syncing === null) this.flush();
   }
 
   #send(e: ReplyEffect, transport: Transport): void {
@@ -215,7 +227,8 @@ export class DhcpShell {
       },
     ).finally(() => {
       this.#syncing = null;
-      this.#startSync();
+      if (this.#o.store.pending > 0 || this.#waiting.length > 0) this.flush();
+      else this.#startSync();
     });
   }
 
