@@ -480,3 +480,27 @@ Deno.test("DhcpCore rebuilds its free pool from the store on start", () => {
   );
   assert.equal(again.yiaddr, a.yiaddr);
 });
+
+Deno.test("DhcpCore selects the subnet by RFC 3527 link selection and RFC 3011 subnet selection", async (t) => {
+  await t.step("option 82 sub-option 5 (link selection) overrides giaddr", () => {
+    const ctx = setup();
+    const d = buildRequest(DhcpType.DHCPDISCOVER, mac(1), { xid: 1, giaddr: RELAY });
+    // Relay agent information: sub-option 5, length 4, 192.0.2.0.
+    d.options.set(Opt.RELAY_AGENT_INFO, new Uint8Array([5, 4, 192, 0, 2, 0]));
+    const offer = replyOf(run(ctx, d, RELAYED));
+    assert.equal(formatIpv4(offer.yiaddr), "192.0.2.100");
+  });
+  await t.step("option 118 (subnet selection) overrides giaddr and the arrival link", () => {
+    const ctx = setup();
+    const d = buildRequest(DhcpType.DHCPDISCOVER, mac(2), { xid: 2 });
+    d.options.set(Opt.SUBNET_SELECTION, new Uint8Array([198, 51, 100, 0]));
+    const offer = replyOf(run(ctx, d, DIRECT));
+    assert.equal(formatIpv4(offer.yiaddr), "198.51.100.10");
+  });
+  await t.step("a selection outside every subnet is dropped", () => {
+    const ctx = setup();
+    const d = buildRequest(DhcpType.DHCPDISCOVER, mac(3), { xid: 3, giaddr: RELAY });
+    d.options.set(Opt.SUBNET_SELECTION, new Uint8Array([203, 0, 113, 0]));
+    assert.equal(run(ctx, d, RELAYED).dropped, "no-subnet");
+  });
+});
