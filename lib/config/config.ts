@@ -24,6 +24,8 @@ import {
 } from "./options.ts";
 import type {
   Config,
+  FailoverConfig,
+  FailoverRole,
   LeaseTimes,
   ListenSpec,
   OptionMap,
@@ -42,6 +44,31 @@ export const DEFAULT_COMMIT_BATCH = 256;
 /** The DHCP server port (RFC 2131 §4.1). */
 export const DHCP_SERVER_PORT = 67;
 
+/** The failover TCP port (draft-12 §8.1). */
+export const FAILOVER_PORT = 647;
+/** Defaults of the `failover:` section; `mclt`, `split` and `relationship` apply to flags too. */
+export const FAILOVER_DEFAULTS = {
+  relationship: "duet",
+  loadBalanceMaxSeconds: 3,
+  maxUnackedBndupd: 10,
+  maxResponseDelay: 30,
+  autoPartnerDown: 0,
+  // draft-12 §5.10: partners MAY differ in time by any amount (the delta is tracked per
+  // message); §11.1 only asks that a limit be configurable, so none is set by default.
+  maxClockSkew: 0,
+  /** Used by applyPeerFlags() when no `failover:` section gives one (ISC's usual value). */
+  mclt: 3600,
+  /** Used by applyPeerFlags() on a primary without `split`/`hba`: half the buckets each. */
+  split: 128,
+} as const;
+/**
+ * Longest relationship-name in octets. draft-12 §12.22 bounds it only by the 2048-octet
+ * message (§6.1); 255 keeps CONNECT well inside that with every other option present.
+ */
+export const RELATIONSHIP_NAME_MAX = 255;
+/** RFC 3074 §3: 256 hash buckets, so a 32-octet hash-bucket-assignment (draft-12 §12.11). */
+export const HASH_BUCKETS = 256;
+
 const TOP_KEYS = [
   "database",
   "authoritative",
@@ -53,6 +80,24 @@ const TOP_KEYS = [
   "server-id",
   "commit",
   "log-level",
+  "failover",
+] as const;
+const FAILOVER_KEYS = [
+  "role",
+  "address",
+  "port",
+  "peer",
+  "peer-port",
+  "relationship",
+  "mclt",
+  "split",
+  "hba",
+  "load-balance-max-seconds",
+  "max-unacked-bndupd",
+  "max-response-delay",
+  "shared-secret-file",
+  "auto-partner-down",
+  "max-clock-skew",
 ] as const;
 const LISTEN_KEYS = ["interface", "address", "port"] as const;
 const LEASE_TIME_KEYS = ["default", "max", "min"] as const;
@@ -870,6 +915,235 @@ function checkAcross(ctx: Ctx, acc: Collected): void {
   }
 }
 
+/** A unicast host address: not 0.0.0.0, 255.255.255.255, multicast (224/4) or class E. */
+function isHostAddress(ip: number): boolean {
+  return ip !== 0 && ip >>> 28 < 0xe;
+}
+
+function isLoopback(ip: number): boolean {
+  return ip >>> 24 === 127;
+}
+
+/**
+ * Why `peer` cannot be the partner given the local `address` and ports, or undefined. The same
+ * address is allowed on loopback only (two processes on one host, for tests), on other ports.
+ */
+function peerConflict(f: {
+  address: number;
+  port: number;
+  peer: number;
+  peerPort: number;
+}): string | undefined {
+  if (f.peer !== f.address) return undefined;
+  const text = formatIpv4(f.peer);
+  if (f.peerPort === f.port) {
+    return `Peer ${text} port ${f.peerPort} is this server's own failover address and port`;
+  }
+  if (isLoopback(f.peer)) return undefined;
+  return `Peer ${text} is this server's own failover address: the partner must be another ` +
+    `host (the same address is allowed on loopback only)`;
+}
+
+/** The default local failover address: the first `listen` address, else 0.0.0.0. */
+function defaultFailoverAddress(listen: readonly ListenSpec[]): number {
+  for (const l of listen) if (l.kind === "address") return l.address;
+  return 0;
+}
+
+/** Why a relationship-name is not acceptable (draft-12 §12.22), or undefined. */
+function relationshipProblem(name: string): string | undefined {
+  if (name.trim() === "") return "Relationship name is empty";
+  const octets = new TextEncoder().encode(name).length;
+  if (octets > RELATIONSHIP_NAME_MAX) {
+    return `Relationship name is ${octets} octets long: the most is ${RELATIONSHIP_NAME_MAX}`;
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) {
+    return "Relationship name contains a control character";
+  }
+  return undefined;
+}
+
+function readFailover(ctx: Ctx, e: Entry, listen: readonly ListenSpec[]): FailoverConfig | null {
+  const m = readMap(ctx, e.value, e.path, `"failover"`, FAILOVER_KEYS);
+  if (!m) return null;
+  const what = `"failover"`;
+  const at = (k: string): Entry | undefined => m.get(k);
+
+  let role: FailoverRole = "primary";
+  const r = at("role");
+  if (!r) missing(ctx, e.value, e.path, "role", what);
+  else {
+    const v = scalarOf(r);
+    if (v === "primary" || v === "secondary") role = v;
+    else {
+      report(
+        ctx,
+        valueSite(r),
+        r.path,
+        `Expected "primary" or "secondary" for "role", got ${describe(r.value)}`,
+      );
+    }
+  }
+  const roleKnown = r !== undefined && (scalarOf(r) === "primary" || scalarOf(r) === "secondary");
+
+  const a = at("address");
+  let address = defaultFailoverAddress(listen);
+  let addressOk = true;
+  if (a) {
+    const ip = readIp(ctx, a);
+    if (ip === undefined) addressOk = false;
+    else if (ip !== 0 && !isHostAddress(ip)) {
+      report(ctx, valueSite(a), a.path, `Failover address ${formatIpv4(ip)} is not a host address`);
+      addressOk = false;
+    } else address = ip;
+  }
+  const po = at("port");
+  const port = (po ? readInt(ctx, po, 1, 65535) : undefined) ?? FAILOVER_PORT;
+
+  const pe = at("peer");
+  let peer: number | undefined;
+  if (!pe) missing(ctx, e.value, e.path, "peer", what);
+  else {
+    peer = readIp(ctx, pe);
+    if (peer !== undefined && !isHostAddress(peer)) {
+      report(ctx, valueSite(pe), pe.path, `Peer ${formatIpv4(peer)} is not a host address`);
+      peer = undefined;
+    }
+  }
+  const pp = at("peer-port");
+  const peerPort = (pp ? readInt(ctx, pp, 1, 65535) : undefined) ?? FAILOVER_PORT;
+  if (pe && peer !== undefined && addressOk) {
+    const why = peerConflict({ address, port, peer, peerPort });
+    if (why) report(ctx, valueSite(pe), pe.path, why);
+  }
+
+  let relationship: string = FAILOVER_DEFAULTS.relationship;
+  const rel = at("relationship");
+  if (rel) {
+    const v = scalarOf(rel);
+    const why = typeof v === "string" ? relationshipProblem(v) : undefined;
+    if (typeof v !== "string") {
+      report(
+        ctx,
+        valueSite(rel),
+        rel.path,
+        `Expected a string for "relationship", got ${describe(rel.value)}`,
+      );
+    } else if (why) report(ctx, valueSite(rel), rel.path, why);
+    else relationship = v;
+  }
+
+  // draft-12 §5.2.1, §12.15: the MCLT is a 32-bit count of seconds, set on the primary and sent
+  // to the secondary in CONNECT (§7.8.1).
+  const mc = at("mclt");
+  let mclt: number | null = null;
+  if (mc) mclt = readInt(ctx, mc, 1, 0xffffffff) ?? null;
+  else if (roleKnown && role === "primary") missing(ctx, e.value, e.path, "mclt", what);
+
+  // RFC 3074 load balancing: the primary decides and tells the secondary (draft-12 §7.8.1).
+  const sp = at("split");
+  const hb = at("hba");
+  let split: number | null = null;
+  let hba: Uint8Array | null = null;
+  if (roleKnown && role === "secondary") {
+    for (const x of [sp, hb]) {
+      if (!x) continue;
+      report(
+        ctx,
+        x.key,
+        x.path,
+        `A secondary may not set ${JSON.stringify(x.name)}: it learns the ` +
+          `hash-bucket-assignment from the primary`,
+      );
+    }
+  } else {
+    if (sp && hb) {
+      report(ctx, hb.key, hb.path, `Failover has both "split" and "hba": use one`);
+    }
+    if (sp) split = readInt(ctx, sp, 0, HASH_BUCKETS) ?? null;
+    if (hb) {
+      const v = scalarOf(hb);
+      const bytes = typeof v === "string" && /^\s*[0-9a-fA-F]{64}\s*$/.test(v)
+        ? fromHex(v)
+        : undefined;
+      if (bytes === undefined) {
+        report(
+          ctx,
+          valueSite(hb),
+          hb.path,
+          `Expected 64 hex digits (32 octets, one bit per hash bucket) for "hba", got ${
+            describeHex(hb.value)
+          }`,
+        );
+      } else hba = bytes;
+    }
+    if (!sp && !hb && roleKnown) {
+      report(
+        ctx,
+        e.value,
+        join(e.path, "split"),
+        `Missing required key "split" (or "hba") in "failover" for a primary`,
+      );
+    }
+  }
+
+  const int = (k: string, min: number, max: number, dflt: number): number => {
+    const x = at(k);
+    return (x ? readInt(ctx, x, min, max) : undefined) ?? dflt;
+  };
+  // RFC 2131 §2: `secs` is 16 bits.
+  const loadBalanceMaxSeconds = int(
+    "load-balance-max-seconds",
+    0,
+    65535,
+    FAILOVER_DEFAULTS.loadBalanceMaxSeconds,
+  );
+  // draft-12 §7.8.1: MUST be at least 1.
+  const maxUnackedBndupd = int(
+    "max-unacked-bndupd",
+    1,
+    65535,
+    FAILOVER_DEFAULTS.maxUnackedBndupd,
+  );
+  const maxResponseDelay = int(
+    "max-response-delay",
+    1,
+    86400,
+    FAILOVER_DEFAULTS.maxResponseDelay,
+  );
+  const autoPartnerDown = int(
+    "auto-partner-down",
+    0,
+    0xffffffff,
+    FAILOVER_DEFAULTS.autoPartnerDown,
+  );
+  const maxClockSkew = int("max-clock-skew", 0, 86400, FAILOVER_DEFAULTS.maxClockSkew);
+
+  const ss = at("shared-secret-file");
+  const sharedSecretFile = ss ? readString(ctx, ss) ?? null : null;
+  const sharedSecretFilePos = ss ? posOf(ctx, valueSite(ss)) : { line: 0, col: 0 };
+
+  return {
+    role,
+    address,
+    port,
+    peer: peer ?? 0,
+    peerPort,
+    relationship,
+    mclt,
+    split,
+    hba,
+    loadBalanceMaxSeconds,
+    maxUnackedBndupd,
+    maxResponseDelay,
+    sharedSecretFile,
+    sharedSecretFilePos,
+    autoPartnerDown,
+    maxClockSkew,
+  };
+}
+
 function readConfig(ctx: Ctx, file: string): Config {
   const root = deref(ctx, ctx.doc.contents);
   if (isNull(root)) {
@@ -975,6 +1249,9 @@ function readConfig(ctx: Ctx, file: string): Config {
     }
   }
 
+  const fo = get("failover");
+  const failover = fo && !isNull(fo.value) ? readFailover(ctx, fo, listen) : null;
+
   return {
     file,
     database: database ?? "",
@@ -988,6 +1265,7 @@ function readConfig(ctx: Ctx, file: string): Config {
     commitDelayMs,
     commitBatch,
     logLevel,
+    failover,
   };
 }
 
@@ -999,11 +1277,17 @@ function cleanYamlMessage(message: string): string {
   return `Cannot parse YAML: ${first.charAt(0).toLowerCase()}${first.slice(1)}`;
 }
 
-/**
- * Parses and validates a configuration from YAML text; throws ConfigError listing every problem
- * found, each with its line and column in `file`.
- */
-export function parseConfig(text: string, file: string): Config {
+function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
+  return problems.map((p, i) => ({ p, i })).sort((a, b) =>
+    a.p.line - b.p.line || a.p.col - b.p.col || a.i - b.i
+  ).map((x) => x.p);
+}
+
+/** Parses without throwing: the config (null after a YAML syntax error) and every problem. */
+function parseCollecting(
+  text: string,
+  file: string,
+): { config: Config | null; problems: ConfigProblem[] } {
   const lc = new LineCounter();
   const doc = parseDocument(text, {
     lineCounter: lc,
@@ -1016,38 +1300,238 @@ export function parseConfig(text: string, file: string): Config {
     const { line, col } = lc.linePos(e.pos[0]);
     ctx.problems.push({ path: "", line, col, message: cleanYamlMessage(e.message) });
   }
-  if (ctx.problems.length > 0) throw new ConfigError(file, ctx.problems);
+  if (ctx.problems.length > 0) return { config: null, problems: ctx.problems };
   const config = readConfig(ctx, file);
-  if (ctx.problems.length > 0) {
-    const sorted = ctx.problems.map((p, i) => ({ p, i })).sort((a, b) =>
-      a.p.line - b.p.line || a.p.col - b.p.col || a.i - b.i
-    ).map((x) => x.p);
-    throw new ConfigError(file, sorted);
+  return { config, problems: ctx.problems };
+}
+
+/**
+ * Parses and validates a configuration from YAML text; throws ConfigError listing every problem
+ * found, each with its line and column in `file`. Pure: files named inside the configuration
+ * (such as `failover.shared-secret-file`) are checked by checkFailoverFiles().
+ */
+export function parseConfig(text: string, file: string): Config {
+  const { config, problems } = parseCollecting(text, file);
+  if (config === null || problems.length > 0) {
+    throw new ConfigError(file, sortProblems(problems));
   }
   return config;
 }
 
-/** Reads and parses a configuration file; an unreadable file is a ConfigError at line 0. */
+/**
+ * Reads and parses a configuration file and checks the files it names (checkFailoverFiles());
+ * an unreadable configuration file is a ConfigError at line 0.
+ */
 export async function loadConfig(path: string): Promise<Config> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (err: unknown) {
-    const why = err instanceof Deno.errors.NotFound
-      ? "no such file"
-      : err instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : err instanceof Error
-      ? err.message
-      : String(err);
     throw new ConfigError(path, [{
       path: "",
       line: 0,
       col: 0,
-      message: `Cannot read configuration file ${JSON.stringify(path)}: ${why}`,
+      message: `Cannot read configuration file ${JSON.stringify(path)}: ${whyUnreadable(err)}`,
     }], { cause: err });
   }
-  return parseConfig(text, path);
+  const { config, problems } = parseCollecting(text, path);
+  if (config !== null) problems.push(...await checkFailoverFiles(config));
+  if (config === null || problems.length > 0) {
+    throw new ConfigError(path, sortProblems(problems));
+  }
+  return config;
+}
+
+function whyUnreadable(err: unknown): string {
+  return err instanceof Deno.errors.NotFound
+    ? "no such file"
+    : err instanceof Deno.errors.PermissionDenied
+    ? "permission denied"
+    : err instanceof Error
+    ? err.message
+    : String(err);
+}
+
+/** The secret in a shared-secret file's text: one trailing newline is not part of it. */
+function secretOf(bytes: Uint8Array): Uint8Array {
+  let end = bytes.length;
+  if (end > 0 && bytes[end - 1] === 0x0a) end--;
+  if (end > 0 && bytes[end - 1] === 0x0d) end--;
+  return bytes.subarray(0, end);
+}
+
+/** Reads and checks the shared-secret file: the secret, or the problem with it. */
+async function readSecretFile(
+  f: FailoverConfig,
+): Promise<{ secret: Uint8Array } | { problem: ConfigProblem }> {
+  const path = f.sharedSecretFile ?? "";
+  const problem = (message: string) => ({
+    problem: {
+      path: "failover.shared-secret-file",
+      line: f.sharedSecretFilePos.line,
+      col: f.sharedSecretFilePos.col,
+      message,
+    },
+  });
+  const name = JSON.stringify(path);
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (err: unknown) {
+    return problem(`Cannot read shared secret file ${name}: ${whyUnreadable(err)}`);
+  }
+  if (!info.isFile) return problem(`Shared secret file ${name} is not a regular file`);
+  // draft-12 §11.1: the secret authenticates the partner, so no one else may read or change it.
+  if (info.mode !== null && (info.mode & 0o077) !== 0) {
+    const mode = (info.mode & 0o777).toString(8).padStart(4, "0");
+    return problem(
+      `Shared secret file ${name} has mode ${mode}: it must not be readable or writable by ` +
+        `group or others (chmod 600)`,
+    );
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (err: unknown) {
+    return problem(`Cannot read shared secret file ${name}: ${whyUnreadable(err)}`);
+  }
+  const secret = secretOf(bytes);
+  if (secret.length === 0) return problem(`Shared secret file ${name} is empty`);
+  return { secret };
+}
+
+/**
+ * Checks the files the configuration names: the failover shared-secret file (draft-12 §11.1)
+ * must be a readable regular file with mode 0600 or stricter and hold a non-empty secret.
+ * Problems point at the `shared-secret-file` key; none when there is no such file configured.
+ */
+export async function checkFailoverFiles(config: Config): Promise<ConfigProblem[]> {
+  const f = config.failover;
+  if (f === null || f.sharedSecretFile === null) return [];
+  const r = await readSecretFile(f);
+  return "problem" in r ? [r.problem] : [];
+}
+
+/**
+ * Reads the failover shared secret (draft-12 §11.1): its bytes without one trailing newline, or
+ * null when none is configured; throws ConfigError on the problems checkFailoverFiles() reports.
+ */
+export async function readSharedSecret(config: Config): Promise<Uint8Array | null> {
+  const f = config.failover;
+  if (f === null || f.sharedSecretFile === null) return null;
+  const r = await readSecretFile(f);
+  if ("problem" in r) throw new ConfigError(config.file, [r.problem]);
+  return r.secret;
+}
+
+/** The flags of `duet serve` that make a standalone configuration a failover peer. */
+export interface PeerFlags {
+  /** `--peer ADDR[:PORT]`: the partner's address and failover port. */
+  peer?: string | undefined;
+  /** `--role primary|secondary`. */
+  role?: string | undefined;
+}
+
+function flagError(config: Config, path: "--peer" | "--role", message: string): ConfigError {
+  return new ConfigError(config.file, [{ path, line: 0, col: 0, message }]);
+}
+
+/**
+ * Overlays `--peer` and `--role` on a configuration (pure). Without a `failover:` section both
+ * flags are needed, and the rest comes from FAILOVER_DEFAULTS with the first `listen` address
+ * (else 0.0.0.0) as the local address. A secondary drops `split`/`hba` (it learns them from
+ * CONNECT, draft-12 §7.8.1); a primary without them gets `split` 128 and `mclt` 3600. Throws
+ * ConfigError with path "--peer" or "--role" at line 0.
+ */
+export function applyPeerFlags(config: Config, flags: PeerFlags): Config {
+  const { peer: peerText, role: roleText } = flags;
+  if (peerText === undefined && roleText === undefined) return config;
+
+  let role: FailoverRole | undefined;
+  if (roleText !== undefined) {
+    if (roleText !== "primary" && roleText !== "secondary") {
+      throw flagError(
+        config,
+        "--role",
+        `Expected "primary" or "secondary" for "--role", got ${JSON.stringify(roleText)}`,
+      );
+    }
+    role = roleText;
+  }
+
+  let peer: { address: number; port: number | undefined } | undefined;
+  if (peerText !== undefined) {
+    const m = /^([0-9.]+)(?::(\d{1,5}))?$/.exec(peerText.trim());
+    const address = m ? parseIpv4(m[1] as string) : undefined;
+    const port = m?.[2] === undefined ? undefined : Number(m[2]);
+    if (address === undefined || (port !== undefined && (port < 1 || port > 65535))) {
+      throw flagError(
+        config,
+        "--peer",
+        `Expected ADDR[:PORT] such as "198.18.0.2:647" for "--peer", got ${
+          JSON.stringify(peerText)
+        }`,
+      );
+    }
+    if (!isHostAddress(address)) {
+      throw flagError(config, "--peer", `Peer ${formatIpv4(address)} is not a host address`);
+    }
+    peer = { address, port };
+  }
+
+  const base = config.failover;
+  if (base === null && role === undefined) {
+    throw flagError(
+      config,
+      "--role",
+      `Missing "--role": "--peer" needs "--role primary" or "--role secondary" when ` +
+        `the configuration has no "failover" section`,
+    );
+  }
+  if (base === null && peer === undefined) {
+    throw flagError(
+      config,
+      "--peer",
+      `Missing "--peer": "--role" needs "--peer ADDR[:PORT]" when the configuration has no ` +
+        `"failover" section`,
+    );
+  }
+
+  const f: FailoverConfig = base === null
+    ? {
+      role: "primary",
+      address: defaultFailoverAddress(config.listen),
+      port: FAILOVER_PORT,
+      peer: 0,
+      peerPort: FAILOVER_PORT,
+      relationship: FAILOVER_DEFAULTS.relationship,
+      mclt: null,
+      split: null,
+      hba: null,
+      loadBalanceMaxSeconds: FAILOVER_DEFAULTS.loadBalanceMaxSeconds,
+      maxUnackedBndupd: FAILOVER_DEFAULTS.maxUnackedBndupd,
+      maxResponseDelay: FAILOVER_DEFAULTS.maxResponseDelay,
+      sharedSecretFile: null,
+      sharedSecretFilePos: { line: 0, col: 0 },
+      autoPartnerDown: FAILOVER_DEFAULTS.autoPartnerDown,
+      maxClockSkew: FAILOVER_DEFAULTS.maxClockSkew,
+    }
+    : { ...base };
+  if (role !== undefined) f.role = role;
+  if (peer !== undefined) {
+    f.peer = peer.address;
+    f.peerPort = peer.port ?? (base === null ? FAILOVER_PORT : base.peerPort);
+  }
+  if (f.role === "secondary") {
+    f.split = null;
+    f.hba = null;
+  } else {
+    if (f.split === null && f.hba === null) f.split = FAILOVER_DEFAULTS.split;
+    if (f.mclt === null) f.mclt = FAILOVER_DEFAULTS.mclt;
+  }
+  const why = peerConflict(f);
+  if (why) throw flagError(config, "--peer", why);
+  return { ...config, failover: f };
 }
 
 /** Counts for `duet check`: subnets, pools and addresses in pools. */

@@ -68,4 +68,47 @@ export interface Config {
   commitBatch: number;
   /** Minimum log level. */
   logLevel: "debug" | "info" | "warn" | "error";
+  /** The failover relationship (draft-ietf-dhc-failover-12), or null for a standalone server. */
+  failover: FailoverConfig | null;
+}
+
+/** Which end of the failover relationship this server is (draft-12 §5.1). */
+export type FailoverRole = "primary" | "secondary";
+
+/** The `failover:` section: one relationship with one partner (draft-ietf-dhc-failover-12). */
+export interface FailoverConfig {
+  role: FailoverRole;
+  /** Local address for the partner link (uint32); 0 (0.0.0.0) listens on every address. */
+  address: number;
+  /** Local TCP port for the partner link (draft-12 §8.1: 647). */
+  port: number;
+  /** The partner's address (uint32). */
+  peer: number;
+  /** The partner's TCP port. */
+  peerPort: number;
+  /** relationship-name sent in CONNECT/CONNECTACK (draft-12 §12.22); both sides must match. */
+  relationship: string;
+  /**
+   * Maximum Client Lead Time in seconds (draft-12 §5.2.1). Always set on the primary; on the
+   * secondary null unless configured, since it learns the MCLT from CONNECT (§7.8.1).
+   */
+  mclt: number | null;
+  /** Primary only: how many of the 256 RFC 3074 hash buckets the primary serves, or null. */
+  split: number | null;
+  /** Primary only: the 32-byte hash-bucket-assignment sent to the secondary (§12.11), or null. */
+  hba: Uint8Array | null;
+  /** Serve a client regardless of load balancing once its `secs` exceeds this (RFC 3074 §4). */
+  loadBalanceMaxSeconds: number;
+  /** Sent as max-unacked-bndupd in CONNECT/CONNECTACK (draft-12 §12.14). */
+  maxUnackedBndupd: number;
+  /** Seconds without any message from the partner before the link is declared down (§8.3). */
+  maxResponseDelay: number;
+  /** Path of the shared secret for message digests (draft-12 §11.1), or null for none. */
+  sharedSecretFile: string | null;
+  /** Where `shared-secret-file` is in the configuration file (0:0 when unknown). */
+  sharedSecretFilePos: { line: number; col: number };
+  /** Seconds in COMMUNICATIONS-INTERRUPTED before going to PARTNER-DOWN by itself; 0 = never. */
+  autoPartnerDown: number;
+  /** Largest accepted clock difference with the partner in seconds (§11.1); 0 = no limit. */
+  maxClockSkew: number;
 }

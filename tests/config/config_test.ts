@@ -132,6 +132,7 @@ Deno.test("parseConfig() fills in documented defaults", () => {
   assert.equal(c.commitDelayMs, 2);
   assert.equal(c.commitBatch, 256);
   assert.equal(c.logLevel, "info");
+  assert.equal(c.failover, null);
   assert.deepEqual(c.subnets[0]!.leaseTime, { default: 3600, max: 86400, min: 60 });
   assert.equal(c.subnets[0]!.authoritative, true);
 });
@@ -639,12 +640,26 @@ async function exampleFiles(): Promise<string[]> {
 
 Deno.test("loadConfig() accepts every file in examples/", async (t) => {
   const files = await exampleFiles();
-  for (const name of ["single-lan.yaml", "two-lans.yaml", "relay.yaml", "loopback-demo.yaml"]) {
+  for (
+    const name of [
+      "single-lan.yaml",
+      "two-lans.yaml",
+      "relay.yaml",
+      "loopback-demo.yaml",
+      "pair-primary.yaml",
+      "pair-secondary.yaml",
+    ]
+  ) {
     assert.ok(files.includes(name), `examples/${name} exists`);
   }
   for (const name of files) {
     await t.step(name, async () => {
-      const c = await loadConfig(new URL(name, EXAMPLES).pathname);
+      const path = new URL(name, EXAMPLES).pathname;
+      // The failover pair names /etc/duet/pair.secret, which loadConfig() would check on this
+      // host; parseConfig() validates the file itself (tests/config/failover_config_test.ts).
+      const pair = name.startsWith("pair-");
+      const c = pair ? parseConfig(await Deno.readTextFile(path), path) : await loadConfig(path);
+      assert.equal(c.failover !== null, pair, `failover section only in pair-*.yaml`);
       assert.ok(c.subnets.length > 0);
       assert.ok(c.listen.length > 0);
       for (const s of c.subnets) {
