@@ -15,6 +15,8 @@ export const SOL_SOCKET = 1;
 export const SO_REUSEADDR = 2;
 export const SO_BROADCAST = 6;
 export const SO_RCVBUF = 8;
+/** SO_RCVBUF beyond net.core.rmem_max; needs CAP_NET_ADMIN, socket(7). */
+export const SO_RCVBUFFORCE = 33;
 export const SO_BINDTODEVICE = 25;
 export const IPPROTO_IP = 0;
 export const IP_PKTINFO = 8;
@@ -42,11 +44,15 @@ export const EPERM = 1;
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  /** recvmmsg(fd, msgvec, vlen, flags, timeout): the timeout pointer is always NULL here. */
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   recvfrom: {
     parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"],
     result: "isize",
@@ -151,6 +157,21 @@ export function setIntOption(
   if (libc().setsockopt(fd, level, option, buf, 4) !== 0) {
     throw errnoError(`Cannot set ${name}`);
   }
+}
+
+/** Sets an integer socket option; false (errno set) when the OS refuses. */
+export function trySetIntOption(fd: number, level: number, option: number, value: number): boolean {
+  const buf = new Uint8Array(4);
+  new DataView(buf.buffer).setInt32(0, value, true);
+  return libc().setsockopt(fd, level, option, buf, 4) === 0;
+}
+
+/** Reads an integer socket option; null (errno set) when the OS refuses. */
+export function getIntOption(fd: number, level: number, option: number): number | null {
+  const buf = new Uint8Array(4);
+  const length = new Uint32Array([4]);
+  if (libc().getsockopt(fd, level, option, buf, length) !== 0) return null;
+  return new DataView(buf.buffer).getInt32(0, true);
 }
 
 /** if_nametoindex(name), 0 when there is no such interface. */

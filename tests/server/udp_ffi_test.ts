@@ -332,3 +332,140 @@ Deno.test("openFfiTransport() answers each LAN on its own interface (namespaces)
     await lab.cleanup();
   }
 });
+
+/** Waits (polling every 5 ms, at most `ms`) until `done()` holds; throws naming `what`. */
+async function until(done: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!done()) {
+    if (performance.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+Deno.test("openFfiTransport() reads a queued burst with recvmmsg, in order, with IP_PKTINFO", async () => {
+  const transport = openFfiTransport({ port: 0, interfaces: ["lo"] });
+  const client = loopbackSocket();
+  try {
+    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: transport.port };
+    for (let i = 0; i < 200; i++) await client.send(bytes(`m${i}`), to);
+    // Longer than a 2 KiB receive slot: MSG_TRUNC, counted and dropped.
+    await client.send(new Uint8Array(3000), to);
+    const got: Received[] = [];
+    const running = transport.run((p) => got.push(p));
+    await until(() => transport.stats.received === 201, 3000, "201 datagrams read");
+    transport.close();
+    await within(running, 1000, "run() after close()");
+
+    assert.deepEqual(got.map((p) => text(p.data)), Array.from({ length: 200 }, (_, i) => `m${i}`));
+    const lo = interfaceIndex("lo");
+    for (const p of got) {
+      assert.equal(p.srcAddress, LOOPBACK);
+      assert.equal(p.srcPort, portOf(client));
+      assert.equal(p.ifindex, lo);
+      assert.equal(p.ifname, "lo");
+      assert.equal(p.localAddress, LOOPBACK);
+      assert.equal(p.dstAddress, LOOPBACK);
+    }
+    assert.equal(transport.stats.truncated, 1);
+    assert.equal(transport.stats.filtered, 0);
+    // Up to 32 per recvmmsg: 7 calls at least, far fewer than one per datagram.
+    assert.ok(transport.stats.receiveCalls < 20, `${transport.stats.receiveCalls} calls`);
+  } finally {
+    transport.close();
+    client.close();
+  }
+});
+
+Deno.test("send() inside a burst queues replies and sends them with sendmmsg after onBurstEnd", async () => {
+  const transport = openFfiTransport({ address: "127.0.0.1", port: 0 });
+  const a = loopbackSocket();
+  const b = loopbackSocket();
+  try {
+    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: transport.port };
+    for (let i = 0; i < 100; i++) {
+      await a.send(bytes(`a${i}`), to);
+      await b.send(bytes(`b${i}`), to);
+    }
+    // One buffer for every reply, overwritten after each send() as the shell does.
+    const scratch = new Uint8Array(4000);
+    const sentAtBurstEnd: number[] = [];
+    let refused = 0;
+    const running = transport.run((p) => {
+      const request = text(p.data);
+      // a7's reply is longer than a send slot: sent at once, after the replies queued before.
+      const reply = request === "a7" ? `re:${request}:${"x".repeat(2995)}` : `re:${request}`;
+      const n = new TextEncoder().encodeInto(reply, scratch).written;
+      assert.equal(
+        transport.send(scratch.subarray(0, n), {
+          address: p.srcAddress,
+          port: p.srcPort,
+          ifindex: p.ifindex,
+          srcAddress: p.localAddress,
+        }),
+        true,
+      );
+      scratch.fill(0);
+      if (request === "b50") {
+        // Refused by the kernel (no such interface) at the flush; queued, so true here.
+        const bad = { address: LOOPBACK, port: 9, ifindex: 0x7fffffff };
+        if (transport.send(bytes("bad"), bad)) refused++;
+      }
+    }, () => sentAtBurstEnd.push(transport.stats.sent));
+
+    const collect = async (conn: Deno.DatagramConn, what: string) => {
+      const replies: string[] = [];
+      while (replies.length < 100) {
+        const [data, from] = await within(conn.receive(), 3000, `${what} reply ${replies.length}`);
+        assert.equal((from as Deno.NetAddr).port, transport.port);
+        replies.push(text(data));
+      }
+      return replies;
+    };
+    const [fromA, fromB] = await Promise.all([collect(a, "a"), collect(b, "b")]);
+    transport.close();
+    await within(running, 1000, "run() after close()");
+
+    const expected = (c: string) =>
+      Array.from(
+        { length: 100 },
+        (_, i) => `re:${c}${i}${c === "a" && i === 7 ? ":" + "x".repeat(2995) : ""}`,
+      );
+    assert.deepEqual(fromA, expected("a"));
+    assert.deepEqual(fromB, expected("b"));
+    assert.equal(refused, 1);
+    assert.equal(transport.stats.sent, 200);
+    assert.equal(transport.stats.sendFailures, 1);
+    // The first burst reads 64 requests. Its replies are queued: the 14 before a7 go out ahead
+    // of a7's long reply, the next 32 when the queue is full, and the last 17 only after
+    // onBurstEnd, which so sees 14 + 1 + 32 = 47 sent.
+    assert.equal(sentAtBurstEnd[0], 47);
+    // About one sendmmsg per 32 replies, plus the long reply and the refused one.
+    assert.ok(transport.stats.sendCalls < 30, `${transport.stats.sendCalls} calls`);
+  } finally {
+    transport.close();
+    a.close();
+    b.close();
+  }
+});
+
+Deno.test("openFfiTransport() sets the receive buffer with SO_RCVBUFFORCE", async (t) => {
+  assert.throws(() => openFfiTransport({ port: 0, receiveBuffer: -1 }), RangeError);
+  if (!requireOrSkip(t, Deno.uid() === 0 ? null : "needs root (SO_RCVBUFFORCE)")) return;
+  const rmemMax = Number((await Deno.readTextFile("/proc/sys/net/core/rmem_max")).trim());
+  const rmemDefault = Number((await Deno.readTextFile("/proc/sys/net/core/rmem_default")).trim());
+  // Above rmem_max, so only SO_RCVBUFFORCE can grant it.
+  const requested = Math.max(rmemMax + 4096, 1 << 20);
+  const forced = openFfiTransport({ address: "127.0.0.1", port: 0, receiveBuffer: requested });
+  const byDefault = openFfiTransport({ address: "127.0.0.1", port: 0 });
+  const untouched = openFfiTransport({ address: "127.0.0.1", port: 0, receiveBuffer: 0 });
+  try {
+    // Linux reports twice the size set (socket(7)).
+    assert.equal(forced.receiveBuffer, 2 * requested);
+    assert.ok(byDefault.receiveBuffer >= 4 * 1024 * 1024, `${byDefault.receiveBuffer}`);
+    assert.equal(untouched.receiveBuffer, rmemDefault);
+  } finally {
+    forced.close();
+    byDefault.close();
+    untouched.close();
+  }
+});
