@@ -1,5 +1,6 @@
 /** duet: the command-line entry point. Dispatches to lib/cli; only this file calls Deno.exit. */
 import { checkCommand } from "./lib/cli/check.ts";
+import { decodeCommand } from "./lib/cli/decode.ts";
 import { demoCommand } from "./lib/cli/demo.ts";
 import { helpCommand, USAGE } from "./lib/cli/help.ts";
 import type { CliIo } from "./lib/cli/io.ts";
@@ -14,6 +15,7 @@ const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
   leases: (args, io) => leasesCommand(args, { ...io, loadConfig }),
   check: checkCommand,
+  decode: decodeCommand,
   demo: demoCommand,
   version: versionCommand,
   help: helpCommand,

@@ -14,6 +14,9 @@ Commands:
             Print the lease database (works while the server runs).
   check     --config FILE
             Validate a configuration; every problem is printed as file:line:col: message.
+  decode    FILE.pcap | --hex  [--json]
+            Print every DHCP and failover message in a capture (or hex lines on stdin)
+            with the RFC and draft names; undecodable messages show the error and offset.
   demo      [--clients N] [--port P] [--keep DIR]
             Run a server on loopback with an embedded configuration, put simulated clients
             through DISCOVER/REQUEST/renew/release, and print the lease table.
