@@ -1,6 +1,6 @@
 /** `duet serve`: run the DHCP server until SIGTERM or SIGINT. */
 import { parseArgs } from "node:util";
-import { loadConfig } from "../config/config.ts";
+import { applyPeerFlags, loadConfig, readSharedSecret } from "../config/config.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError, StoreError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../log.ts";
@@ -10,6 +10,10 @@ import type { Transport } from "../server/transport.ts";
 import { openDenoTransport } from "../server/udp_deno.ts";
 import { openFfiTransport } from "../server/udp_ffi.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
+import { hbaFromSplit } from "../balance/hba.ts";
+import type { LinkSettings } from "../peer/link.ts";
+import { PeerService } from "../peer/tcp.ts";
+import { ServerFlags, ServerState } from "../wire/failover.ts";
 import { formatIpv4 } from "../wire/ip.ts";
 import { type CliIo, ExitCode } from "./io.ts";
 import { VERSION } from "./version.ts";
@@ -55,13 +59,33 @@ export interface RunningServer {
   core: DhcpCore;
   store: SqliteLeaseStore;
   transports: Transport[];
+  /** The failover partner link, when the configuration has a failover section. */
+  peer: PeerService | null;
   stop(): Promise<void>;
+}
+
+/** The link settings of a configuration's failover section (draft-12 §7.8). */
+export function linkSettings(config: Config, secret: Uint8Array | null): LinkSettings | null {
+  const f = config.failover;
+  if (!f) return null;
+  return {
+    role: f.role,
+    relationship: f.relationship,
+    mclt: f.mclt,
+    hba: f.role === "primary" ? (f.hba ?? hbaFromSplit(f.split ?? 128)) : null,
+    maxUnackedBndupd: f.maxUnackedBndupd,
+    receiveTimer: f.maxResponseDelay,
+    vendorClass: `duet-${VERSION}`,
+    secret,
+    maxClockSkew: f.maxClockSkew,
+    handshakeTimeout: Math.max(10, f.maxResponseDelay),
+  };
 }
 
 /** Opens the database and sockets of a configuration and starts serving. */
 export function startServer(
   config: Config,
-  options: { logger: Logger; transport?: TransportChoice },
+  options: { logger: Logger; transport?: TransportChoice; secret?: Uint8Array | null },
 ): RunningServer {
   // DEFERRED: COMMIT writes the WAL, the fsync runs off the event loop, ACKs wait for it.
   const store = SqliteLeaseStore.open(config.database, { synchronous: "DEFERRED" });
@@ -81,6 +105,31 @@ export function startServer(
     commitDelayMs: config.commitDelayMs,
     commitBatch: config.commitBatch,
   });
+  let peer: PeerService | null = null;
+  const settings = linkSettings(config, options.secret ?? null);
+  if (settings && config.failover) {
+    const f = config.failover;
+    const startedAt = Math.floor(Date.now() / 1000);
+    peer = new PeerService({
+      settings,
+      addresses: { address: f.address, port: f.port, peer: f.peer, peerPort: f.peerPort },
+      logger: options.logger,
+      // TODO(#4): the failover state machine supplies the real state; until then this
+      // server says it is starting up (draft §9.3), which a partner waits out.
+      localState: () => ({
+        serverState: ServerState.STARTUP,
+        serverFlags: ServerFlags.STARTUP,
+        startTimeOfState: startedAt,
+      }),
+    });
+    try {
+      peer.start();
+    } catch (e) {
+      for (const t of transports) t.close();
+      store.close();
+      throw e;
+    }
+  }
   shell.start();
   let stopping: Promise<void> | undefined;
   return {
@@ -88,8 +137,10 @@ export function startServer(
     core,
     store,
     transports,
+    peer,
     stop() {
       stopping ??= (async () => {
+        await peer?.stop();
         await shell.stop();
         store.close();
       })();
@@ -110,6 +161,8 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
         "log-level": { type: "string" },
         "log-format": { type: "string" },
         transport: { type: "string" },
+        peer: { type: "string" },
+        role: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -122,7 +175,8 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   if (values.help) {
     io.stdout(
       "Usage: duet serve --config FILE [--db FILE] [--log-level debug|info|warn|error]\n" +
-        "                  [--log-format text|json] [--transport auto|ffi|deno]\n",
+        "                  [--log-format text|json] [--transport auto|ffi|deno]\n" +
+        "                  [--peer ADDR[:PORT] --role primary|secondary]\n",
     );
     return ExitCode.OK;
   }
@@ -146,8 +200,13 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   }
 
   let config: Config;
+  let secret: Uint8Array | null;
   try {
-    config = await loadConfig(values.config);
+    config = applyPeerFlags(await loadConfig(values.config), {
+      peer: values.peer,
+      role: values.role,
+    });
+    secret = await readSharedSecret(config);
   } catch (e) {
     if (e instanceof ConfigError) {
       io.stderr(e.message + "\n");
@@ -161,7 +220,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
 
   let server: RunningServer;
   try {
-    server = startServer(config, { logger, transport });
+    server = startServer(config, { logger, transport, secret });
   } catch (e) {
     if (e instanceof StoreError || e instanceof Error) {
       logger.error("Cannot start", { error: e.message });
@@ -174,6 +233,11 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     database: config.database,
     listen: server.transports.map((t) => t.name).join(","),
     subnets: config.subnets.length,
+    failover: config.failover
+      ? `${config.failover.role} of "${config.failover.relationship}", partner ${
+        formatIpv4(config.failover.peer)
+      }:${config.failover.peerPort}`
+      : "off",
   });
 
   const { promise: signalled, resolve } = Promise.withResolvers<string>();

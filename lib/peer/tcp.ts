@@ -1,0 +1,386 @@
+/**
+ * The failover partner link's I/O shell (draft-12 §8): listens on the failover port, dials
+ * the partner with backoff, accepts only the configured partner address, frames the byte
+ * stream, runs one FailoverLink per connection and keeps at most one link up.
+ */
+import { WireError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { type FailoverMessage, FrameReader, msgTypeName, ReplayGuard } from "../wire/failover.ts";
+import { formatIpv4 } from "../wire/ip.ts";
+import {
+  FailoverLink,
+  type LinkEffect,
+  type LinkInput,
+  type LinkSettings,
+  type LocalState,
+  type PartnerInfo,
+} from "./link.ts";
+
+/** Where to listen and whom to dial. */
+export interface PeerAddresses {
+  address: number;
+  port: number;
+  peer: number;
+  peerPort: number;
+}
+
+/** Options for PeerService. */
+export interface PeerServiceOptions {
+  settings: LinkSettings;
+  addresses: PeerAddresses;
+  logger: Logger;
+  /** This server's state for STATE messages. */
+  localState: () => LocalState;
+  /** Communications OK (§8.3). */
+  onUp?: (partner: PartnerInfo) => void;
+  /** Communications lost. */
+  onDown?: (reason: string) => void;
+  /** A message after the link is up. */
+  onMessage?: (message: FailoverMessage) => void;
+  /** Seconds between dial attempts while the partner is unreachable (ISC: 5). */
+  retrySeconds?: number;
+  /** Seconds between dial attempts after the partner rejected us (§8.2, §7.9: a minute or two). */
+  rejectedRetrySeconds?: number;
+  /** Wall clock in epoch seconds (fractions allowed). */
+  now?: () => number;
+}
+
+/** Bytes queued to a partner that does not read before the link is dropped. */
+const MAX_QUEUED_BYTES = 1 << 20;
+
+interface Connection {
+  conn: Deno.TcpConn;
+  link: FailoverLink;
+  remote: string;
+  queued: number;
+  writing: Promise<void>;
+  closed: boolean;
+}
+
+/** What `status()` reports. */
+export interface PeerStatus {
+  link: "down" | "connecting" | "up";
+  partner: PartnerInfo | null;
+  /** Partner clock minus ours, smoothed, seconds (draft §5.10). */
+  skew: number | null;
+  /** Seconds since the partner last sent anything, or null. */
+  sinceContact: number | null;
+  connections: number;
+}
+
+/** The partner link of one failover relationship. */
+export class PeerService {
+  #o: PeerServiceOptions;
+  #now: () => number;
+  #listener: Deno.TcpListener | null = null;
+  #connections = new Set<Connection>();
+  #up: Connection | null = null;
+  #replay = new ReplayGuard();
+  #tick: ReturnType<typeof setInterval> | undefined;
+  #nextDial = 0;
+  #dialing = false;
+  #stopped = false;
+  #tasks = new Set<Promise<unknown>>();
+
+  constructor(options: PeerServiceOptions) {
+    this.#o = options;
+    this.#now = options.now ?? (() => Date.now() / 1000);
+  }
+
+  /** Opens the listening socket and starts dialing; throws when the port cannot be bound. */
+  start(): void {
+    const a = this.#o.addresses;
+    const hostname = formatIpv4(a.address);
+    try {
+      this.#listener = Deno.listen({ transport: "tcp", hostname, port: a.port });
+    } catch (e) {
+      throw new Error(
+        `Cannot listen for the failover partner on ${hostname}:${a.port}: ${(e as Error).message}`,
+        {
+          cause: e,
+        },
+      );
+    }
+    this.#track(this.#acceptLoop(this.#listener));
+    this.#tick = setInterval(() => this.#onTick(), 500);
+    this.#onTick();
+  }
+
+  /** The listening port (useful when started on port 0). */
+  get port(): number {
+    return (this.#listener?.addr as Deno.NetAddr | undefined)?.port ?? this.#o.addresses.port;
+  }
+
+  /** Link state for `duet status` and metrics. */
+  status(): PeerStatus {
+    const now = this.#now();
+    const up = this.#up;
+    const any = up ?? [...this.#connections][0];
+    return {
+      link: up ? "up" : this.#connections.size > 0 ? "connecting" : "down",
+      partner: up?.link.partner ?? null,
+      skew: any?.link.skew ?? null,
+      sinceContact: any ? any.link.idleFor(now) : null,
+      connections: this.#connections.size,
+    };
+  }
+
+  /** Tells the partner about a new local state (§7.10). */
+  sendState(local: LocalState): void {
+    if (this.#up) this.#input(this.#up, { kind: "state", now: this.#now(), local });
+  }
+
+  /** Sends a message on the up link; false when the link is down. */
+  send(build: (header: { time: number; xid: number }) => FailoverMessage): boolean {
+    const c = this.#up;
+    if (!c) return false;
+    const now = this.#now();
+    const message = build({ time: Math.floor(now), xid: c.link.nextXid() });
+    this.#input(c, { kind: "send", now, message });
+    return true;
+  }
+
+  /** Closes every connection and the listener; waits for the loops to end. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#tick !== undefined) clearInterval(this.#tick);
+    try {
+      this.#listener?.close();
+    } catch {
+      // Already closed.
+    }
+    for (const c of [...this.#connections]) this.#closeConnection(c, "Server stopping", false);
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+  }
+
+  #track(p: Promise<unknown>): void {
+    const t = p.catch((e) => {
+      this.#o.logger.error("Failover link task failed", { error: (e as Error).message });
+    }).finally(() => this.#tasks.delete(t));
+    this.#tasks.add(t);
+  }
+
+  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return; // listener closed
+      }
+      const remote = conn.remoteAddr as Deno.NetAddr;
+      if (this.#stopped) {
+        conn.close();
+        return;
+      }
+      if (remote.hostname !== formatIpv4(this.#o.addresses.peer)) {
+        // Only the configured partner may connect (§7.8.2 step 5, weak form of security).
+        this.#o.logger.warn("Refused failover connection: not the configured partner", {
+          from: `${remote.hostname}:${remote.port}`,
+        });
+        conn.close();
+        continue;
+      }
+      if (this.#o.settings.role === "primary") {
+        // §8.2: a primary sends CONNECT only on a connection it opened; the partner's
+        // connection is a stimulus to dial now.
+        this.#o.logger.debug("Failover partner connected to us; dialing it", {
+          from: `${remote.hostname}:${remote.port}`,
+        });
+        conn.close();
+        if (!this.#up) this.#nextDial = 0;
+        this.#onTick();
+        continue;
+      }
+      this.#adopt(conn, false);
+    }
+  }
+
+  #onTick(): void {
+    if (this.#stopped) return;
+    const now = this.#now();
+    for (const c of [...this.#connections]) this.#input(c, { kind: "tick", now });
+    if (!this.#up && !this.#dialing && now >= this.#nextDial && this.#handshaking() === 0) {
+      this.#nextDial = now + (this.#o.retrySeconds ?? 5);
+      this.#track(this.#dial());
+    }
+  }
+
+  #handshaking(): number {
+    let n = 0;
+    for (const c of this.#connections) if (c.link.phase !== "up" && c.link.phase !== "closed") n++;
+    return n;
+  }
+
+  async #dial(): Promise<void> {
+    this.#dialing = true;
+    const a = this.#o.addresses;
+    try {
+      const conn = await Deno.connect({
+        transport: "tcp",
+        hostname: formatIpv4(a.peer),
+        port: a.peerPort,
+      });
+      if (this.#stopped || this.#up) {
+        conn.close();
+        return;
+      }
+      // A secondary's connection is a stimulus (§8.2); it still accepts CONNECT on it,
+      // as an ISC primary sends CONNECT on whichever connection comes up first.
+      this.#adopt(conn, true);
+    } catch (e) {
+      this.#o.logger.debug("Cannot reach the failover partner", {
+        partner: `${formatIpv4(a.peer)}:${a.peerPort}`,
+        error: (e as Error).message,
+      });
+    } finally {
+      this.#dialing = false;
+    }
+  }
+
+  #adopt(conn: Deno.TcpConn, initiated: boolean): void {
+    try {
+      conn.setNoDelay(true);
+      conn.setKeepAlive(true);
+    } catch {
+      // Not fatal.
+    }
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    const c: Connection = {
+      conn,
+      link: new FailoverLink(this.#o.settings, { initiated, replay: this.#replay }),
+      remote: `${remote.hostname}:${remote.port}`,
+      queued: 0,
+      writing: Promise.resolve(),
+      closed: false,
+    };
+    this.#connections.add(c);
+    this.#o.logger.debug("Failover connection open", {
+      remote: c.remote,
+      initiated: String(initiated),
+    });
+    this.#input(c, { kind: "open", now: this.#now(), local: this.#o.localState() });
+    this.#track(this.#readLoop(c));
+  }
+
+  async #readLoop(c: Connection): Promise<void> {
+    const reader = new FrameReader();
+    const buf = new Uint8Array(16384);
+    for (;;) {
+      let n: number | null;
+      try {
+        n = await c.conn.read(buf);
+      } catch (e) {
+        this.#closeConnection(c, `Read failed: ${(e as Error).message}`, false);
+        return;
+      }
+      if (n === null) {
+        this.#closeConnection(c, "Partner closed the connection", false);
+        return;
+      }
+      if (c.closed) return;
+      let frames: Uint8Array[];
+      try {
+        frames = reader.push(buf.subarray(0, n));
+      } catch (e) {
+        if (!(e instanceof WireError)) throw e;
+        // A length below 12 or above 2048 (§6.1): the stream cannot be resynchronised.
+        this.#o.logger.warn("Dropping failover connection: bad framing", {
+          remote: c.remote,
+          error: e.message,
+        });
+        this.#input(c, { kind: "fail", now: this.#now(), text: e.message });
+        this.#closeConnection(c, e.message, false);
+        return;
+      }
+      for (const bytes of frames) {
+        if (c.closed) return;
+        this.#input(c, { kind: "frame", now: this.#now(), bytes });
+      }
+    }
+  }
+
+  #input(c: Connection, i: LinkInput): void {
+    if (c.closed) return;
+    const effects = c.link.input(i);
+    this.#run(c, effects);
+  }
+
+  #run(c: Connection, effects: LinkEffect[]): void {
+    for (const e of effects) {
+      switch (e.kind) {
+        case "write":
+          this.#write(c, e.bytes, e.type);
+          break;
+        case "close":
+          this.#closeConnection(c, e.reason, e.rejected);
+          break;
+        case "up":
+          this.#becameUp(c, e.partner);
+          break;
+        case "message":
+          this.#o.onMessage?.(e.message);
+          break;
+        case "log":
+          this.#o.logger[e.level](e.msg, { remote: c.remote, ...e.fields });
+          break;
+      }
+    }
+  }
+
+  #becameUp(c: Connection, partner: PartnerInfo): void {
+    // §8.2: one connection per relationship; the others are closed.
+    for (const other of [...this.#connections]) {
+      if (other !== c) this.#closeConnection(other, "Another connection is up", false);
+    }
+    this.#up = c;
+    this.#o.onUp?.(partner);
+  }
+
+  #write(c: Connection, bytes: Uint8Array, type: number): void {
+    if (c.closed) return;
+    c.queued += bytes.length;
+    if (c.queued > MAX_QUEUED_BYTES) {
+      // §8.3: a partner that does not read would block CONTACT; drop it instead.
+      this.#closeConnection(c, "Partner does not read its messages", false);
+      return;
+    }
+    c.writing = c.writing.then(async () => {
+      let off = 0;
+      try {
+        while (off < bytes.length) off += await c.conn.write(bytes.subarray(off));
+      } catch {
+        // The read loop reports the failure.
+      } finally {
+        c.queued -= bytes.length;
+      }
+    });
+    if (this.#o.logger.debugEnabled) {
+      this.#o.logger.debug("Sent failover message", { remote: c.remote, type: msgTypeName(type) });
+    }
+  }
+
+  #closeConnection(c: Connection, reason: string, rejected: boolean): void {
+    if (c.closed) return;
+    c.closed = true;
+    this.#connections.delete(c);
+    if (c.link.phase !== "closed") c.link.input({ kind: "closed", now: this.#now(), reason });
+    // Writes already queued (a DISCONNECT, a rejecting CONNECTACK) go out before the close.
+    this.#track(c.writing.then(() => {
+      try {
+        c.conn.close();
+      } catch {
+        // Already closed.
+      }
+    }));
+    if (rejected) this.#nextDial = this.#now() + (this.#o.rejectedRetrySeconds ?? 60);
+    if (this.#up === c) {
+      this.#up = null;
+      this.#o.logger.warn("Failover communications down", { remote: c.remote, reason });
+      this.#o.onDown?.(reason);
+    } else {
+      this.#o.logger.debug("Failover connection closed", { remote: c.remote, reason });
+    }
+  }
+}
