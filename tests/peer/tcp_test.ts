@@ -289,3 +289,27 @@ Deno.test("PeerService: a partner that completes the handshake and then stalls i
     await p.service.stop();
   }
 });
+
+Deno.test("PeerService: connections from any address but the partner's are refused and logged", async () => {
+  const port = freeTcpPort();
+  const lines: string[] = [];
+  const service = new PeerService({
+    settings: settings("secondary"),
+    // Listen on every address; the partner is 127.0.0.2, the stranger connects from 127.0.0.1.
+    addresses: { address: 0, port, peer: 0x7f000002, peerPort: freeTcpPort() },
+    logger: memoryLogger(lines),
+    localState: () => ({ serverState: ServerState.NORMAL, serverFlags: 0, startTimeOfState: 0 }),
+    retrySeconds: 60,
+  });
+  try {
+    service.start();
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const n = await conn.read(new Uint8Array(16));
+    assert.equal(n, null, "closed at once");
+    conn.close();
+    await until("the log line", () => lines.some((l) => l.includes("not the configured partner")));
+    assert.equal(service.status().connections, 0);
+  } finally {
+    await service.stop();
+  }
+});
