@@ -14,6 +14,7 @@ const SHELLS = new Set([
   "lib/server/udp_ffi.ts",
   "lib/server/libc.ts",
   "lib/store/sqlite.ts",
+  "lib/peer/tcp.ts",
 ]);
 
 const FORBIDDEN =
