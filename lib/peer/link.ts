@@ -507,11 +507,12 @@ export class FailoverLink {
     }
     const tls = getTlsRequest(msg);
     if (tls === TlsRequest.REQUIRED) {
+      // §7.8.2 step 3 table: request 2, reply 0 -> 9 or 10; duet has no TLS at all, so 9.
       this.#rejectConnect(
         now,
         msg,
-        RejectReason.TLS_NOT_CONFIGURED,
-        "TLS is not configured on this server",
+        RejectReason.TLS_NOT_SUPPORTED,
+        "TLS is not supported by this server",
         out,
       );
       return;
@@ -548,14 +549,7 @@ export class FailoverLink {
       );
       return;
     }
-    this.#connectInfo = {
-      relationship: name,
-      vendorClass: getVendorClassIdentifier(msg) ?? null,
-      maxUnackedBndupd: getMaxUnackedBndupd(msg) ?? null,
-      receiveTimer: getReceiveTimer(msg) ?? null,
-      mclt,
-      hba: getHashBucketAssignment(msg) ?? null,
-    };
+    this.#connectInfo = connectInfo(msg, name, mclt, getHashBucketAssignment(msg) ?? null);
     this.#send(
       now,
       buildConnectAck(
@@ -635,15 +629,25 @@ export class FailoverLink {
       );
       return;
     }
-    this.#connectInfo = {
-      relationship: name,
-      vendorClass: getVendorClassIdentifier(msg) ?? null,
-      maxUnackedBndupd: getMaxUnackedBndupd(msg) ?? null,
-      receiveTimer: getReceiveTimer(msg) ?? null,
-      mclt: s.mclt,
-      hba: s.hba,
-    };
+    this.#connectInfo = connectInfo(msg, name, s.mclt, s.hba);
     this.#send(now, buildState(this.#h(now), this.#local), out);
     this.#phase = "await-state";
   }
+}
+
+/** The partner's handshake values from its CONNECT or CONNECTACK. */
+function connectInfo(
+  msg: FailoverMessage,
+  relationship: string,
+  mclt: number | null,
+  hba: Uint8Array | null,
+): ConnectInfo {
+  return {
+    relationship,
+    vendorClass: getVendorClassIdentifier(msg) ?? null,
+    maxUnackedBndupd: getMaxUnackedBndupd(msg) ?? null,
+    receiveTimer: getReceiveTimer(msg) ?? null,
+    mclt,
+    hba,
+  };
 }

@@ -1,6 +1,6 @@
 /** Where a DHCP reply goes: RFC 2131 §4.1 and §4.3.2, as a pure function. */
 import { BROADCAST_FLAG, type DhcpMessage, DhcpType, hwAddress } from "../wire/dhcp.ts";
-import type { SendTarget } from "./transport.ts";
+import type { Received, SendTarget } from "./transport.ts";
 
 /** UDP ports of RFC 2131 §4.1. */
 export const DHCP_SERVER_PORT = 67;
@@ -8,15 +8,8 @@ export const DHCP_CLIENT_PORT = 68;
 /** The limited broadcast address 255.255.255.255. */
 export const BROADCAST_ADDRESS = 0xffffffff;
 
-/** What the shell knows about where a request came from. */
-export interface Arrival {
-  srcAddress: number;
-  srcPort: number;
-  ifindex: number;
-  ifname: string | null;
-  localAddress: number | null;
-  dstAddress: number | null;
-}
+/** What the shell knows about where a request came from: a Received without its bytes. */
+export type Arrival = Omit<Received, "data">;
 
 /**
  * The destination of a reply (RFC 2131 §4.1):

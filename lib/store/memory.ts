@@ -11,6 +11,7 @@ import {
   type LeaseState,
   type LeaseStore,
   type MetaStore,
+  zeroCounts,
 } from "./store.ts";
 
 /** Copies a lease so that callers never share arrays with the store. */
@@ -102,15 +103,7 @@ export class MemoryLeaseStore implements LeaseStore, MetaStore {
 
   countByState(): Record<LeaseState, number> {
     this.#checkOpen();
-    const counts: Record<LeaseState, number> = {
-      free: 0,
-      active: 0,
-      expired: 0,
-      released: 0,
-      abandoned: 0,
-      reset: 0,
-      backup: 0,
-    };
+    const counts = zeroCounts();
     for (const l of this.#leases.values()) counts[l.state]++;
     return counts;
   }

@@ -8,13 +8,16 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { pathToFileURL } from "node:url";
 import { StoreError } from "../errors.ts";
 import {
-  BindingStatus,
+  bindingStatusOf,
   checkLease,
   type Lease,
+  LEASE_STATES,
   type LeaseFilter,
   type LeaseState,
+  leaseStateOf,
   type LeaseStore,
   type MetaStore,
+  zeroCounts,
 } from "./store.ts";
 
 /** `PRAGMA application_id` of a duet lease database: "duet" in ASCII. */
@@ -54,25 +57,9 @@ export const SCHEMA_VERSION: number = MIGRATIONS.length;
 const BUSY_TIMEOUT_MS = 5000;
 
 /** Binding status code (draft §12.3) to state name, and back. */
-const STATE_BY_CODE: readonly (LeaseState | undefined)[] = [
-  undefined,
-  "free",
-  "active",
-  "expired",
-  "released",
-  "abandoned",
-  "reset",
-  "backup",
-];
-const CODE_BY_STATE: Record<LeaseState, number> = {
-  free: BindingStatus.FREE,
-  active: BindingStatus.ACTIVE,
-  expired: BindingStatus.EXPIRED,
-  released: BindingStatus.RELEASED,
-  abandoned: BindingStatus.ABANDONED,
-  reset: BindingStatus.RESET,
-  backup: BindingStatus.BACKUP,
-};
+const CODE_BY_STATE = Object.fromEntries(
+  LEASE_STATES.map((state) => [state, bindingStatusOf(state)]),
+) as Record<LeaseState, number>;
 
 const COLUMNS =
   "address, state, htype, hw_address, client_id, hostname, starts, ends, cltt, tstp, tsfp, atsfp, relay_info";
@@ -117,7 +104,7 @@ function blobOrNull(v: unknown): Uint8Array | null {
 }
 
 function rowToLease(r: Row, path: string): Lease {
-  const state = STATE_BY_CODE[r.state as number];
+  const state = leaseStateOf(r.state as number);
   if (state === undefined) {
     throw new StoreError(
       `Cannot read lease database "${path}": unknown binding status ${String(r.state)}`,
@@ -285,18 +272,10 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   }
 
   countByState(): Record<LeaseState, number> {
-    const counts: Record<LeaseState, number> = {
-      free: 0,
-      active: 0,
-      expired: 0,
-      released: 0,
-      abandoned: 0,
-      reset: 0,
-      backup: 0,
-    };
+    const counts = zeroCounts();
     const rows = this.#read(() => this.#s.countByState.all() as Row[]);
     for (const r of rows) {
-      const state = STATE_BY_CODE[r.state as number];
+      const state = leaseStateOf(r.state as number);
       if (state !== undefined) counts[state] = r.n as number;
     }
     return counts;

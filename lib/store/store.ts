@@ -3,17 +3,6 @@
  * draft-ietf-dhc-failover-12 §5.11 / §12.3 so failover can build on them.
  */
 
-/** draft §12.3 binding-status values, by name. */
-export const BindingStatus = {
-  FREE: 1,
-  ACTIVE: 2,
-  EXPIRED: 3,
-  RELEASED: 4,
-  ABANDONED: 5,
-  RESET: 6,
-  BACKUP: 7,
-} as const;
-
 /** Lower-case binding state as stored and printed (`duet leases --json`). */
 export type LeaseState =
   | "free"
@@ -24,7 +13,7 @@ export type LeaseState =
   | "reset"
   | "backup";
 
-/** Every state, in draft §12.3 order. */
+/** Every state, in draft §12.3 order: the binding-status code of LEASE_STATES[i] is i + 1. */
 export const LEASE_STATES: readonly LeaseState[] = [
   "free",
   "active",
@@ -34,6 +23,21 @@ export const LEASE_STATES: readonly LeaseState[] = [
   "reset",
   "backup",
 ];
+
+/** The draft §12.3 binding-status code of a state (FREE 1 ... BACKUP 7). */
+export function bindingStatusOf(state: LeaseState): number {
+  return LEASE_STATES.indexOf(state) + 1;
+}
+
+/** The state of a draft §12.3 binding-status code, or undefined for other numbers. */
+export function leaseStateOf(code: number): LeaseState | undefined {
+  return Number.isInteger(code) ? LEASE_STATES[code - 1] : undefined;
+}
+
+/** A count of zero for every state (countByState's starting point). */
+export function zeroCounts(): Record<LeaseState, number> {
+  return { free: 0, active: 0, expired: 0, released: 0, abandoned: 0, reset: 0, backup: 0 };
+}
 
 /** One address binding. Times are epoch seconds (UTC); absent times are 0. */
 export interface Lease {
