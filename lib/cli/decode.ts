@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 import { PeerProtocolError, WireError } from "../errors.ts";
 import { type CliIo, ExitCode } from "./io.ts";
-import { decodePcap, type PcapFile, TcpFlag } from "../wire/pcap.ts";
+import { decodeCapture, type PcapFile, TcpFlag } from "../wire/pcap.ts";
 import { formatIpv4, formatMac, fromHex, toHex } from "../wire/ip.ts";
 import {
   BOOTP_FIXED_LENGTH,
@@ -36,7 +36,7 @@ import {
 const USAGE = "Usage: duet decode [--json] FILE.pcap | duet decode --hex [--json] [FILE]";
 const HELP = `${USAGE}
 
-Prints every DHCP (UDP 67/68) and DHCP failover (TCP 647) message in a classic pcap
+Prints every DHCP (UDP 67/68) and DHCP failover (TCP 647) message in a pcap or pcapng
 file, one block per message, with the names of RFC 2131/2132 and draft-ietf-dhc-failover-12.
 Failover TCP streams are reassembled per direction. With --hex, reads hex lines (from FILE
 or stdin): one message per line, '#' starts a comment; a line is DHCP when it carries the
@@ -216,9 +216,9 @@ function frameStream(bytes: Uint8Array): { bytes: Uint8Array; error?: unknown }[
   return out;
 }
 
-/** Decodes a classic pcap file into items, in frame order; throws WireError("pcap") if unreadable. */
+/** Decodes a pcap or pcapng file into items, in frame order; throws WireError("pcap") if unreadable. */
 export function decodeCaptureBytes(bytes: Uint8Array): DecodedItem[] {
-  const pcap = decodePcap(bytes);
+  const pcap = decodeCapture(bytes);
   const items: { item: DecodedItem; order: number }[] = [];
   for (const f of pcap.frames) {
     const s = f.segment;
