@@ -324,7 +324,8 @@ export class FailoverLink {
       } else this.#disconnect(now, verdict.rejectReason, text, out);
       return;
     }
-    const replay = this.#replay.check(msg);
+    // §11.1: replay protection means something only for authenticated messages.
+    const replay = this.settings.secret ? this.#replay.check(msg) : "ok";
     if (replay !== "ok") {
       const text = replay === "stale-connect"
         ? `CONNECT time ${msg.time} is not newer than the last one`

@@ -1736,7 +1736,9 @@ export class ReplayGuard {
   /** Checks a received message and, when it passes, remembers its time or xid. */
   check(msg: { type: number; time: number; xid: number }): ReplayVerdict {
     if (msg.type === MsgType.CONNECT) {
-      if (this.#lastConnectTime !== undefined && msg.time <= this.#lastConnectTime) {
+      // Strictly older: a partner that reconnects within the same second (a restart, a
+      // dropped connection) must not be locked out; times have one-second resolution.
+      if (this.#lastConnectTime !== undefined && msg.time < this.#lastConnectTime) {
         return "stale-connect";
       }
       this.#lastConnectTime = msg.time;

@@ -1,0 +1,222 @@
+/**
+ * The failover handshake against ISC dhcpd 4.4.3 (draft-12 §7.8-§7.10, §8) in two network
+ * namespaces joined by a veth pair (198.18.0.0/15): duet as primary with ISC as secondary, and
+ * duet as secondary with ISC as primary. Needs root, iproute2 and Debian's isc-dhcp-server.
+ */
+import assert from "node:assert/strict";
+import { Lab, netnsPrerequisites, requireOrSkip } from "../netns.ts";
+import { DuetProcess } from "./process.ts";
+
+const DUET_ADDR = "198.18.0.1";
+const ISC_ADDR = "198.18.0.2";
+
+/** The ISC side of the pair, as dhcpd.conf(5) wants it: split and mclt on the primary only. */
+function iscConfig(role: "primary" | "secondary"): string {
+  const primaryOnly = role === "primary" ? "  mclt 300;\n  split 128;\n" : "";
+  return `authoritative;
+ddns-update-style none;
+default-lease-time 600;
+max-lease-time 7200;
+
+failover peer "pair" {
+  ${role};
+  address ${ISC_ADDR};
+  port 647;
+  peer address ${DUET_ADDR};
+  peer port 647;
+  max-response-delay 30;
+  max-unacked-updates 10;
+  load balance max seconds 3;
+${primaryOnly}}
+
+subnet 198.18.0.0 netmask 255.254.0.0 {
+  pool {
+    failover peer "pair";
+    range 198.18.16.1 198.18.16.200;
+  }
+}
+`;
+}
+
+/** duet's side: the same relationship, MCLT, split (primary only), ports and timers. */
+function duetConfig(dir: string, role: "primary" | "secondary"): string {
+  const primaryOnly = role === "primary" ? "  mclt: 300\n  split: 128\n" : "";
+  return `database: ${dir}/duet.db
+authoritative: true
+listen:
+  - address: ${DUET_ADDR}
+    port: 67
+lease-time: { default: 600, max: 7200 }
+subnets:
+  - subnet: 198.18.0.0/15
+    pools:
+      - range: 198.18.16.1 - 198.18.16.200
+failover:
+  role: ${role}
+  address: ${DUET_ADDR}
+  port: 647
+  peer: ${ISC_ADDR}
+  peer-port: 647
+  relationship: pair
+${primaryOnly}  load-balance-max-seconds: 3
+  max-unacked-bndupd: 10
+  max-response-delay: 30
+`;
+}
+
+/** ISC dhcpd in the foreground (-f -d: log on stderr), its log collected. */
+class IscProcess {
+  readonly child: Deno.ChildProcess;
+  #log = "";
+  #reader: Promise<void>;
+
+  constructor(lab: Lab, ns: string, dir: string, iface: string) {
+    this.child = lab.spawn(ns, [
+      "dhcpd",
+      "-4",
+      "-f",
+      "-d",
+      "-cf",
+      `${dir}/dhcpd.conf`,
+      "-lf",
+      `${dir}/dhcpd.leases`,
+      "-pf",
+      `${dir}/dhcpd.pid`,
+      iface,
+    ]);
+    const read = async (stream: ReadableStream<Uint8Array>) => {
+      const dec = new TextDecoder();
+      for await (const chunk of stream) this.#log += dec.decode(chunk, { stream: true });
+    };
+    this.#reader = Promise.all([read(this.child.stdout), read(this.child.stderr)]).then(() => {});
+  }
+
+  get log(): string {
+    return this.#log;
+  }
+
+  /** SIGTERM, bounded; SIGKILL after 5 s. */
+  async stop(): Promise<void> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    const timer = setTimeout(() => {
+      try {
+        this.child.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }, 5_000);
+    await this.child.status;
+    clearTimeout(timer);
+    await this.#reader;
+  }
+}
+
+function tail(text: string, lines = 30): string {
+  return text.split("\n").slice(-lines).join("\n");
+}
+
+/** Waits (bounded) until `check()`; the failure message carries both logs' tails. */
+async function waitUntil(
+  what: string,
+  check: () => boolean,
+  timeoutMs: number,
+  isc: IscProcess,
+  duet: DuetProcess,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(
+    `Timed out after ${timeoutMs} ms waiting for ${what}\n--- ISC dhcpd ---\n${
+      tail(isc.log)
+    }\n--- duet ---\n${tail(duet.stderr)}`,
+  );
+}
+
+/** Builds the two namespaces, starts both servers and runs `check`; tears everything down. */
+async function withPair(
+  duetRole: "primary" | "secondary",
+  check: (isc: IscProcess, duet: DuetProcess) => Promise<void>,
+): Promise<void> {
+  const lab = await Lab.create("fo");
+  const dir = await Deno.makeTempDir({ prefix: "duet-isc-fo-" });
+  let isc: IscProcess | undefined;
+  let duet: DuetProcess | undefined;
+  try {
+    const d = await lab.addNamespace("d");
+    const i = await lab.addNamespace("i");
+    await lab.link(d, "d0", `${DUET_ADDR}/15`, i, "i0", `${ISC_ADDR}/15`);
+    await lab.setMac(d, "d0", "02:00:00:00:fd:01");
+    await lab.setMac(i, "i0", "02:00:00:00:fd:02");
+    await Deno.writeTextFile(
+      `${dir}/dhcpd.conf`,
+      iscConfig(duetRole === "primary" ? "secondary" : "primary"),
+    );
+    await Deno.writeTextFile(`${dir}/dhcpd.leases`, ""); // ISC needs the file to exist
+    await Deno.writeTextFile(`${dir}/duet.yaml`, duetConfig(dir, duetRole));
+    isc = new IscProcess(lab, i, dir, "i0");
+    duet = new DuetProcess(["--config", `${dir}/duet.yaml`, "--log-level", "debug"], [
+      "ip",
+      "netns",
+      "exec",
+      d,
+    ]);
+    await check(isc, duet);
+  } finally {
+    await duet?.stop("SIGTERM");
+    await isc?.stop();
+    await lab.cleanup();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const UP = "Failover communications up";
+
+Deno.test({
+  name: "ISC dhcpd 4.4.3 handshake: duet primary, ISC secondary",
+  sanitizeResources: false,
+  async fn(t) {
+    if (!requireOrSkip(t, netnsPrerequisites(["dhcpd"]))) return;
+    await withPair("primary", async (isc, duet) => {
+      // ISC retries its connect every 5 s; duet dials at once. Allow a few rounds.
+      await waitUntil("duet: communications up", () => duet.stderr.includes(UP), 20_000, isc, duet);
+      // ISC read duet's CONNECT and STATE: it logs the partner's state change.
+      await waitUntil(
+        "ISC: peer moves ... to startup",
+        () => /failover peer pair: peer moves from [a-z-]+ to startup/.test(isc.log),
+        20_000,
+        isc,
+        duet,
+      );
+      assert.match(duet.stderr, /Failover communications up .*partnerVendor=isc-/);
+      assert.ok(!duet.stderr.includes("Rejected failover CONNECT"), tail(duet.stderr));
+      assert.ok(!duet.stderr.includes("rejected our CONNECT"), tail(duet.stderr));
+    });
+  },
+});
+
+Deno.test({
+  name: "ISC dhcpd 4.4.3 handshake: duet secondary, ISC primary",
+  sanitizeResources: false,
+  async fn(t) {
+    if (!requireOrSkip(t, netnsPrerequisites(["dhcpd"]))) return;
+    await withPair("secondary", async (isc, duet) => {
+      await waitUntil("duet: communications up", () => duet.stderr.includes(UP), 20_000, isc, duet);
+      await waitUntil(
+        "ISC: peer moves ... to startup",
+        () => /failover peer pair: peer moves from [a-z-]+ to startup/.test(isc.log),
+        20_000,
+        isc,
+        duet,
+      );
+      assert.match(duet.stderr, /Failover communications up .*partnerVendor=isc-/);
+      assert.ok(!duet.stderr.includes("Rejected failover CONNECT"), tail(duet.stderr));
+    });
+  },
+});
