@@ -61,14 +61,18 @@ function probeNamespaces(): string | null {
  * True when the test may go on. Otherwise prints `SKIP <test>: <reason>` and returns false,
  * or throws (failing the test) when env CI=true, where prerequisites are installed.
  */
-export function requireOrSkip(t: Deno.TestContext | undefined, reason: string | null): boolean {
+export function requireOrSkip(
+  t: Deno.TestContext | undefined,
+  reason: string | null,
+  // deno-lint-ignore no-console
+  print: (line: string) => void = console.log,
+): boolean {
   if (reason === null) return true;
   const test = t?.name ?? "test";
   if (Deno.env.get("CI") === "true") {
     throw new Error(`Cannot run "${test}" under CI=true: ${reason}`);
   }
-  // deno-lint-ignore no-console
-  console.log(`SKIP ${test}: ${reason}`);
+  print(`SKIP ${test}: ${reason}`);
   return false;
 }
 
