@@ -51,6 +51,8 @@ export async function main(args: string[], io: CliIo = STDIO): Promise<number> {
   try {
     return await command(rest, io);
   } catch (e) {
+    // The reader of stdout went away (`duet decode x.pcap | head`): not an error.
+    if (e instanceof Deno.errors.BrokenPipe) return 0;
     io.stderr(`duet ${name}: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
