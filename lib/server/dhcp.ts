@@ -21,7 +21,6 @@ import {
   getLinkSelection,
   getMaxMessageSize,
   getMessageType,
-  getParameterRequestList,
   getRelayAgentInfo,
   getRequestedIp,
   getServerId,
@@ -143,6 +142,7 @@ export class DhcpCore {
   #expiry = new MinHeap();
   /** Clients that may have a lease row, so that new clients cost no lookup. */
   #seen = new SeenFilter();
+  #u32Cache = new Map<number, Uint8Array>();
 
   constructor(config: Config, view: LeaseView, options: { logger: Logger }) {
     this.config = config;
@@ -393,11 +393,11 @@ export class DhcpCore {
       Opt.MESSAGE_TYPE,
       new Uint8Array([type === DhcpType.DHCPINFORM ? DhcpType.DHCPACK : type]),
     );
-    o.set(Opt.SERVER_ID, encodeIp(this.#serverId(arrival)));
+    o.set(Opt.SERVER_ID, this.#u32(this.#serverId(arrival)));
     if (leaseTime !== null) {
-      o.set(Opt.LEASE_TIME, encodeU32(leaseTime));
-      o.set(Opt.RENEWAL_TIME, encodeU32(Math.floor(leaseTime * 0.5)));
-      o.set(Opt.REBINDING_TIME, encodeU32(Math.floor(leaseTime * 0.875)));
+      o.set(Opt.LEASE_TIME, this.#u32(leaseTime));
+      o.set(Opt.RENEWAL_TIME, this.#u32(Math.floor(leaseTime * 0.5)));
+      o.set(Opt.REBINDING_TIME, this.#u32(Math.floor(leaseTime * 0.875)));
     }
     let configured: OptionMap = subnet.options;
     if (yiaddr !== 0) {
@@ -417,8 +417,9 @@ export class DhcpCore {
     }
     // RFC 2131 §4.3.1: the subnet mask always; the rest as the client asked, in its order.
     o.set(Opt.SUBNET_MASK, configured.get(Opt.SUBNET_MASK) as Uint8Array);
-    const prl = getParameterRequestList(msg);
-    if (prl) {
+    // Option 55 read in place (its raw octets), the client's order kept (RFC 2132 §9.8).
+    const prl = msg.options.get(Opt.PARAMETER_REQUEST_LIST);
+    if (prl !== undefined && prl.length > 0) {
       for (const code of prl) {
         const v = configured.get(code);
         if (v !== undefined && !o.has(code)) o.set(code, v);
@@ -431,10 +432,24 @@ export class DhcpCore {
     return reply;
   }
 
+  /**
+   * Four-octet option values (server id, lease times) repeat in every reply: encode each
+   * once. Cached arrays are shared between replies and only ever read by the encoder.
+   */
+  #u32(v: number): Uint8Array {
+    let b = this.#u32Cache.get(v);
+    if (b === undefined) {
+      if (this.#u32Cache.size >= 1024) this.#u32Cache.clear();
+      b = encodeU32(v);
+      this.#u32Cache.set(v, b);
+    }
+    return b;
+  }
+
   #nak(msg: DhcpMessage, arrival: Arrival, text: string): DhcpOutcome {
     const reply = newReply(msg);
     reply.options.set(Opt.MESSAGE_TYPE, new Uint8Array([DhcpType.DHCPNAK]));
-    reply.options.set(Opt.SERVER_ID, encodeIp(this.#serverId(arrival)));
+    reply.options.set(Opt.SERVER_ID, this.#u32(this.#serverId(arrival)));
     reply.options.set(Opt.MESSAGE, encodeText(text));
     const relay = getRelayAgentInfo(msg);
     if (relay !== undefined && msg.giaddr !== 0) reply.options.set(Opt.RELAY_AGENT_INFO, relay);
