@@ -6,6 +6,7 @@ import { helpCommand, USAGE } from "./lib/cli/help.ts";
 import type { CliIo } from "./lib/cli/io.ts";
 import { leasesCommand } from "./lib/cli/leases.ts";
 import { serveCommand } from "./lib/cli/serve.ts";
+import { statusCommand } from "./lib/cli/status.ts";
 import { versionCommand } from "./lib/cli/version.ts";
 import { loadConfig } from "./lib/config/config.ts";
 
@@ -14,6 +15,7 @@ type Command = (args: string[], io: CliIo) => number | Promise<number>;
 const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
   leases: (args, io) => leasesCommand(args, { ...io, loadConfig }),
+  status: (args, io) => statusCommand(args, { ...io, loadConfig }),
   check: checkCommand,
   decode: decodeCommand,
   demo: demoCommand,

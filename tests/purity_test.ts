@@ -15,6 +15,7 @@ const SHELLS = new Set([
   "lib/server/libc.ts",
   "lib/store/sqlite.ts",
   "lib/peer/tcp.ts",
+  "lib/control/http.ts",
 ]);
 
 const FORBIDDEN =

@@ -12,6 +12,8 @@ Commands:
             Run the DHCP server until SIGTERM or SIGINT.
   leases    [--config FILE | --db FILE] [--json | --csv] [--state S] [--mac M] [--ip A]
             Print the lease database (works while the server runs).
+  status    [--config FILE | --socket PATH] [--json]
+            Ask the running server for its status over its control socket.
   check     --config FILE
             Validate a configuration; every problem is printed as file:line:col: message.
   decode    FILE.pcap | --hex  [--json]

@@ -82,7 +82,8 @@ function formatTime(t: number): string | null {
   return new Date(t * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-function toRecord(l: Lease): Record8 {
+/** One lease as a row of `duet leases --json` (also GET /leases of the control socket). */
+export function toRecord(l: Lease): Record8 {
   return {
     "address": formatIpv4(l.address),
     "hw-address": l.hwAddress.length > 0 ? formatMac(l.hwAddress) : null,

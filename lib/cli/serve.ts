@@ -15,6 +15,12 @@ import type { LinkSettings } from "../peer/link.ts";
 import { PeerService } from "../peer/tcp.ts";
 import { ServerFlags, ServerState } from "../wire/failover.ts";
 import { formatIpv4 } from "../wire/ip.ts";
+import {
+  type ControlServer,
+  controlSocketPath,
+  metricsAddress,
+  startControl,
+} from "../control/http.ts";
 import { type CliIo, ExitCode } from "./io.ts";
 import { VERSION } from "./version.ts";
 
@@ -228,10 +234,28 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     }
     throw e;
   }
+  // The control endpoint (lib/control/http.ts): GET /status, /metrics, /leases.
+  let control: ControlServer;
+  try {
+    control = await startControl(server, {
+      socket: controlSocketPath(config),
+      metrics: metricsAddress(config),
+      config,
+      logger,
+    });
+  } catch (e) {
+    logger.error("Cannot start", { error: e instanceof Error ? e.message : String(e) });
+    await server.stop();
+    return ExitCode.FAILURE;
+  }
   logger.info("duet serving", {
     version: VERSION,
     database: config.database,
     listen: server.transports.map((t) => t.name).join(","),
+    control: control.socket,
+    metrics: control.metricsAddr
+      ? `${control.metricsAddr.hostname}:${control.metricsAddr.port}`
+      : undefined,
     subnets: config.subnets.length,
     failover: config.failover
       ? `${config.failover.role} of "${config.failover.relationship}", partner ${
@@ -249,6 +273,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   Deno.removeSignalListener("SIGTERM", onTerm);
   Deno.removeSignalListener("SIGINT", onInt);
   logger.info("duet stopping", { reason: why });
+  await control.stop();
   await server.stop();
   return ExitCode.OK;
 }

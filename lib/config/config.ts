@@ -24,6 +24,7 @@ import {
 } from "./options.ts";
 import type {
   Config,
+  ControlConfig,
   FailoverConfig,
   FailoverRole,
   LeaseTimes,
@@ -81,7 +82,9 @@ const TOP_KEYS = [
   "commit",
   "log-level",
   "failover",
+  "control",
 ] as const;
+const CONTROL_KEYS = ["socket", "metrics"] as const;
 const FAILOVER_KEYS = [
   "role",
   "address",
@@ -1144,6 +1147,36 @@ function readFailover(ctx: Ctx, e: Entry, listen: readonly ListenSpec[]): Failov
   };
 }
 
+/**
+ * Reads the `control:` section: `socket` is a path for the Unix-domain control socket and
+ * `metrics` an "ADDR:PORT" that serves GET /metrics over TCP.
+ */
+function readControl(ctx: Ctx, e: Entry): ControlConfig {
+  const out: ControlConfig = { socket: null, metrics: null };
+  const m = readMap(ctx, e.value, e.path, `"control"`, CONTROL_KEYS);
+  if (!m) return out;
+  const socket = m.get("socket");
+  if (socket) out.socket = readString(ctx, socket) ?? null;
+  const metrics = m.get("metrics");
+  if (metrics) {
+    const v = scalarOf(metrics);
+    const match = typeof v === "string" ? /^\s*([0-9.]+):(\d{1,5})\s*$/.exec(v) : null;
+    const address = match ? parseIpv4(match[1] as string) : undefined;
+    const port = match ? Number(match[2]) : 0;
+    if (address === undefined || port < 1 || port > 65535) {
+      report(
+        ctx,
+        valueSite(metrics),
+        metrics.path,
+        `Expected ADDR:PORT such as "127.0.0.1:9467" for "metrics", got ${describe(metrics.value)}`,
+      );
+    } else {
+      out.metrics = { address, port };
+    }
+  }
+  return out;
+}
+
 function readConfig(ctx: Ctx, file: string): Config {
   const root = deref(ctx, ctx.doc.contents);
   if (isNull(root)) {
@@ -1251,6 +1284,8 @@ function readConfig(ctx: Ctx, file: string): Config {
 
   const fo = get("failover");
   const failover = fo && !isNull(fo.value) ? readFailover(ctx, fo, listen) : null;
+  const co = get("control");
+  const control = co && !isNull(co.value) ? readControl(ctx, co) : undefined;
 
   return {
     file,
@@ -1266,6 +1301,7 @@ function readConfig(ctx: Ctx, file: string): Config {
     commitBatch,
     logLevel,
     failover,
+    ...(control ? { control } : {}),
   };
 }
 

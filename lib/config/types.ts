@@ -70,6 +70,16 @@ export interface Config {
   logLevel: "debug" | "info" | "warn" | "error";
   /** The failover relationship (draft-ietf-dhc-failover-12), or null for a standalone server. */
   failover: FailoverConfig | null;
+  /** The `control:` section; absent means the defaults (socket `<database>.sock`, no metrics). */
+  control?: ControlConfig;
+}
+
+/** The `control:` section: the local control endpoint of `duet serve` (lib/control/http.ts). */
+export interface ControlConfig {
+  /** Path of the Unix-domain control socket, or null for `<database>.sock`. */
+  socket: string | null;
+  /** TCP address that serves only GET /metrics (Prometheus), or null for none. */
+  metrics: { address: number; port: number } | null;
 }
 
 /** Which end of the failover relationship this server is (draft-12 §5.1). */

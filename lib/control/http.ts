@@ -1,0 +1,319 @@
+/**
+ * The local control endpoint of `duet serve`: a small HTTP/1.1 JSON API on a Unix-domain
+ * socket only its owner may connect to, plus an optional TCP address that serves only
+ * GET /metrics for a Prometheus scraper.
+ *
+ *   GET  /status        the status snapshot (lib/control/status.ts) as JSON
+ *   GET  /metrics       Prometheus text format 0.0.4 (lib/control/metrics.ts)
+ *   GET  /leases        the lease table, exactly as `duet leases --json` prints it
+ *   POST /partner-down  501 until the failover state machine is wired in (TODO(#4))
+ */
+import type { Config } from "../config/types.ts";
+import type { Logger } from "../log.ts";
+import type { PeerStatus } from "../peer/tcp.ts";
+import type { DhcpCounters } from "../server/dhcp.ts";
+import type { ShellCounters } from "../server/shell.ts";
+import { SqliteLeaseStore } from "../store/sqlite.ts";
+import type { Lease, LeaseState } from "../store/store.ts";
+import { formatIpv4 } from "../wire/ip.ts";
+import { toRecord } from "../cli/leases.ts";
+import { VERSION } from "../cli/version.ts";
+import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import { buildStatus, type StatusSnapshot } from "./status.ts";
+
+/** Rows per chunk of the GET /leases body (as `duet leases` flushes). */
+const LEASE_CHUNK_ROWS = 500;
+/** How long the stale-socket probe waits for an answer, in milliseconds. */
+const PROBE_TIMEOUT_MS = 1000;
+
+/** The parts of a running server the endpoint reads (RunningServer in lib/cli/serve.ts fits). */
+export interface ControlSource {
+  core: {
+    utilisation(): { subnet: string; size: number; free: number }[];
+    readonly counters: DhcpCounters;
+  };
+  shell: { readonly counters: ShellCounters; readonly storeFailing: boolean };
+  store: { countByState(): Record<LeaseState, number> };
+  transports: readonly { readonly name: string }[];
+  peer: { status(): PeerStatus } | null;
+}
+
+/** A lease listing that must be closed; GET /leases opens one per request. */
+export interface LeaseCursor {
+  iterate(): IterableIterator<Lease>;
+  close(): void;
+}
+
+/** Options for startControl(). */
+export interface ControlOptions {
+  /** Path of the Unix-domain socket. */
+  socket: string;
+  /** TCP address for GET /metrics only; port 0 picks a free port. */
+  metrics?: { hostname: string; port: number } | null;
+  config: Pick<Config, "database" | "failover">;
+  logger: Logger;
+  /** Epoch seconds the server started; defaults to now. */
+  startedAt?: number;
+  /**
+   * Opens the lease listing of GET /leases. The default opens the database read-only on its
+   * own connection, so the stream reads one consistent WAL snapshot and never holds a cursor
+   * on the server's write connection across awaits.
+   */
+  openLeases?: () => LeaseCursor;
+}
+
+/** A running control endpoint. */
+export interface ControlServer {
+  readonly socket: string;
+  /** The metrics listener's address, or null when there is none. */
+  readonly metricsAddr: Deno.NetAddr | null;
+  /** The snapshot GET /status would return now. */
+  snapshot(): StatusSnapshot;
+  /** Stops both listeners and removes the socket file. */
+  stop(): Promise<void>;
+}
+
+/** The control socket of a configuration: `control.socket`, else `<database>.sock`. */
+export function controlSocketPath(config: Pick<Config, "database" | "control">): string {
+  return config.control?.socket ?? `${config.database}.sock`;
+}
+
+/** The metrics address of a configuration, or null. */
+export function metricsAddress(
+  config: Pick<Config, "control">,
+): { hostname: string; port: number } | null {
+  const m = config.control?.metrics;
+  return m ? { hostname: formatIpv4(m.address), port: m.port } : null;
+}
+
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body, null, 2) + "\n", {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+  });
+}
+
+function problem(status: number, error: string, headers: Record<string, string> = {}): Response {
+  return json({ error }, status, headers);
+}
+
+const encoder = new TextEncoder();
+
+/** GET /leases: a JSON array streamed in chunks, closing the cursor when done or cancelled. */
+function leasesBody(cursor: LeaseCursor): ReadableStream<Uint8Array> {
+  const rows = cursor.iterate();
+  let count = 0;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    try {
+      rows.return?.();
+    } finally {
+      cursor.close();
+    }
+  };
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(encoder.encode("["));
+    },
+    pull(controller) {
+      try {
+        let chunk = "";
+        for (let i = 0; i < LEASE_CHUNK_ROWS; i++) {
+          const next = rows.next();
+          if (next.done) {
+            chunk += count === 0 ? "]\n" : "\n]\n";
+            controller.enqueue(encoder.encode(chunk));
+            controller.close();
+            close();
+            return;
+          }
+          chunk += (count++ === 0 ? "\n" : ",\n") + JSON.stringify(toRecord(next.value));
+        }
+        controller.enqueue(encoder.encode(chunk));
+      } catch (e) {
+        close();
+        controller.error(e);
+      }
+    },
+    cancel() {
+      close();
+    },
+  });
+}
+
+const ROUTES: Record<string, string> = {
+  "/status": "GET",
+  "/metrics": "GET",
+  "/leases": "GET",
+  "/partner-down": "POST",
+};
+
+/** Starts the control endpoint; throws when the socket is in use or cannot be created. */
+export async function startControl(
+  source: ControlSource,
+  options: ControlOptions,
+): Promise<ControlServer> {
+  const { socket, logger, config } = options;
+  const startedAt = options.startedAt ?? Date.now() / 1000;
+  const openLeases = options.openLeases ??
+    (() => SqliteLeaseStore.open(config.database, { readOnly: true }));
+
+  function snapshot(): StatusSnapshot {
+    const f = config.failover;
+    return buildStatus({
+      version: VERSION,
+      pid: Deno.pid,
+      now: Date.now() / 1000,
+      startedAt,
+      database: config.database,
+      listen: source.transports.map((t) => t.name),
+      utilisation: source.core.utilisation(),
+      leases: source.store.countByState(),
+      dhcp: source.core.counters,
+      shell: source.shell.counters,
+      storeFailing: source.shell.storeFailing,
+      failover: f
+        ? { role: f.role, relationship: f.relationship, peer: source.peer?.status() ?? null }
+        : null,
+    });
+  }
+
+  function metrics(): Response {
+    return new Response(renderMetrics(snapshot()), {
+      headers: { "content-type": METRICS_CONTENT_TYPE },
+    });
+  }
+
+  function handle(req: Request): Response {
+    const path = new URL(req.url).pathname;
+    const method = ROUTES[path];
+    if (method === undefined) return problem(404, `No such endpoint "${path}"`);
+    if (req.method !== method && !(method === "GET" && req.method === "HEAD")) {
+      return problem(405, `Use ${method} for ${path}`, { allow: method });
+    }
+    if (path === "/status") return json(snapshot());
+    if (path === "/metrics") return metrics();
+    if (path === "/leases") {
+      return new Response(leasesBody(openLeases()), {
+        headers: { "content-type": "application/json; charset=utf-8" },
+      });
+    }
+    // TODO(#4): the failover state machine is not wired into serve yet.
+    return problem(
+      501,
+      "Cannot go to PARTNER-DOWN: the failover state machine is not wired into this server yet",
+    );
+  }
+
+  function onError(e: unknown): Response {
+    logger.error("Control request failed", {
+      error: e instanceof Error ? e.message : String(e),
+    });
+    return problem(500, `Cannot answer: ${e instanceof Error ? e.message : String(e)}`);
+  }
+
+  await clearStaleSocket(socket);
+  let unix: Deno.HttpServer<Deno.UnixAddr>;
+  try {
+    unix = Deno.serve({ path: socket, transport: "unix", onListen() {}, onError }, handle);
+  } catch (e) {
+    throw new Error(`Cannot listen on control socket "${socket}": ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  let tcp: Deno.HttpServer<Deno.NetAddr> | null = null;
+  try {
+    // Owner only: the API can read every lease and (later) order PARTNER-DOWN.
+    await Deno.chmod(socket, 0o600);
+    const m = options.metrics;
+    if (m) {
+      try {
+        tcp = Deno.serve({ hostname: m.hostname, port: m.port, onListen() {}, onError }, (req) => {
+          const path = new URL(req.url).pathname;
+          if (path !== "/metrics") return problem(404, `Only /metrics is served here`);
+          if (req.method !== "GET" && req.method !== "HEAD") {
+            return problem(405, "Use GET for /metrics", { allow: "GET" });
+          }
+          return metrics();
+        });
+      } catch (e) {
+        throw new Error(
+          `Cannot listen for metrics on ${m.hostname}:${m.port}: ${(e as Error).message}`,
+          { cause: e },
+        );
+      }
+    }
+  } catch (e) {
+    await unix.shutdown();
+    await removeSocket(socket);
+    throw e;
+  }
+
+  let stopping: Promise<void> | undefined;
+  return {
+    socket,
+    metricsAddr: tcp?.addr ?? null,
+    snapshot,
+    stop() {
+      stopping ??= (async () => {
+        await Promise.all([unix.shutdown(), tcp?.shutdown()]);
+        await removeSocket(socket);
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * Removes a socket file left by a server that died; throws when the path is not a socket or
+ * something still answers on it (another server owns it).
+ */
+async function clearStaleSocket(path: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+  if (!info.isSocket) {
+    throw new Error(`Cannot use "${path}" as the control socket: it exists and is not a socket`);
+  }
+  let conn: Deno.UnixConn | undefined;
+  const timer = Promise.withResolvers<"timeout">();
+  const id = setTimeout(() => timer.resolve("timeout"), PROBE_TIMEOUT_MS);
+  try {
+    const connecting = Deno.connect({ transport: "unix", path });
+    const won = await Promise.race([connecting, timer.promise]);
+    if (won === "timeout") {
+      // Leave no pending op behind: close the connection if it completes later.
+      connecting.then((c) => c.close(), () => {});
+      throw new Error(`Cannot use control socket "${path}": it does not answer but exists`);
+    }
+    conn = won;
+  } catch (e) {
+    if (e instanceof Deno.errors.ConnectionRefused || e instanceof Deno.errors.NotFound) {
+      await removeSocket(path);
+      return;
+    }
+    throw e;
+  } finally {
+    clearTimeout(id);
+  }
+  conn.close();
+  throw new Error(
+    `Cannot listen on control socket "${path}": another server is running there ` +
+      `(stop it, or set control.socket)`,
+  );
+}
+
+async function removeSocket(path: string): Promise<void> {
+  try {
+    const info = await Deno.lstat(path);
+    if (info.isSocket) await Deno.remove(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * GET /metrics: the status snapshot in the Prometheus text exposition format, version 0.0.4
+ * (https://prometheus.io/docs/instrumenting/exposition_formats/). Pure.
+ */
+import { LEASE_STATES } from "../store/store.ts";
+import { SERVER_STATE_NAMES } from "../wire/failover.ts";
+import type { StatusSnapshot } from "./status.ts";
+
+/** The Content-Type of the text format. */
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+type MetricType = "counter" | "gauge" | "histogram";
+
+interface Sample {
+  /** Appended to the family name ("_bucket", "_sum", "_count"). */
+  suffix?: string;
+  labels?: [string, string][];
+  value: number;
+}
+
+interface Family {
+  name: string;
+  help: string;
+  type: MetricType;
+  samples: Sample[];
+}
+
+/** Label values escape backslash, double quote and line feed (format 0.0.4). */
+export function escapeLabelValue(v: string): string {
+  return v.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
+}
+
+/** HELP text escapes backslash and line feed (format 0.0.4). */
+function escapeHelp(v: string): string {
+  return v.replaceAll("\\", "\\\\").replaceAll("\n", "\\n");
+}
+
+/** A sample value as Go's ParseFloat reads it: NaN, +Inf and -Inf spelled out. */
+export function formatValue(v: number): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  return String(v);
+}
+
+function renderFamily(f: Family): string {
+  let out = `# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`;
+  for (const s of f.samples) {
+    const labels = s.labels && s.labels.length > 0
+      ? `{${s.labels.map(([k, v]) => `${k}="${escapeLabelValue(v)}"`).join(",")}}`
+      : "";
+    out += `${f.name}${s.suffix ?? ""}${labels} ${formatValue(s.value)}\n`;
+  }
+  return out;
+}
+
+function labelled(label: string, r: Record<string, number>): Sample[] {
+  return Object.entries(r).map(([k, value]) => ({ labels: [[label, k]], value }));
+}
+
+/** The histogram samples: cumulative _bucket{le} counts, then _sum and _count. */
+function histogramSamples(h: StatusSnapshot["db"]["commitLatencyMs"]): Sample[] {
+  const out: Sample[] = [];
+  let cumulative = 0;
+  let sawInf = false;
+  for (const b of h.buckets) {
+    cumulative += b.count;
+    sawInf ||= b.le === "+Inf";
+    out.push({
+      suffix: "_bucket",
+      labels: [["le", b.le === "+Inf" ? "+Inf" : formatValue(b.le)]],
+      value: cumulative,
+    });
+  }
+  // The format requires a +Inf bucket equal to _count.
+  if (!sawInf) out.push({ suffix: "_bucket", labels: [["le", "+Inf"]], value: h.count });
+  out.push({ suffix: "_sum", value: h.sum }, { suffix: "_count", value: h.count });
+  return out;
+}
+
+/** Renders a status snapshot as Prometheus text, HELP and TYPE before every family. */
+export function renderMetrics(s: StatusSnapshot): string {
+  const families: Family[] = [
+    {
+      name: "duet_uptime_seconds",
+      help: "Seconds since the server started.",
+      type: "gauge",
+      samples: [{ value: s.uptimeSeconds }],
+    },
+    {
+      name: "duet_packets_received_total",
+      help: "DHCP requests received, by message type.",
+      type: "counter",
+      samples: labelled("type", s.dhcp.received),
+    },
+    {
+      name: "duet_packets_sent_total",
+      help: "DHCP replies sent, by message type.",
+      type: "counter",
+      samples: labelled("type", s.dhcp.sent),
+    },
+    {
+      name: "duet_packets_dropped_total",
+      help: "DHCP requests that got no reply, by reason.",
+      type: "counter",
+      samples: labelled("reason", s.dhcp.dropped),
+    },
+    {
+      name: "duet_packets_malformed_total",
+      help: "Datagrams that did not decode as DHCP.",
+      type: "counter",
+      samples: [{ value: s.dhcp.malformed }],
+    },
+    {
+      name: "duet_packets_send_failed_total",
+      help: "Replies the socket refused to send.",
+      type: "counter",
+      samples: [{ value: s.dhcp.sendFailed }],
+    },
+    {
+      name: "duet_leases",
+      help: "Leases in the database, by binding state.",
+      type: "gauge",
+      samples: LEASE_STATES.map((st) => ({ labels: [["state", st]], value: s.leases[st] ?? 0 })),
+    },
+    {
+      name: "duet_pool_addresses",
+      help: "Dynamic addresses in the pools of a subnet.",
+      type: "gauge",
+      samples: s.subnets.map((n) => ({ labels: [["subnet", n.subnet]], value: n.size })),
+    },
+    {
+      name: "duet_pool_free_addresses",
+      help: "Dynamic addresses of a subnet free to offer.",
+      type: "gauge",
+      samples: s.subnets.map((n) => ({ labels: [["subnet", n.subnet]], value: n.free })),
+    },
+    {
+      name: "duet_db_commits_total",
+      help: "Lease database transactions committed.",
+      type: "counter",
+      samples: [{ value: s.db.commits }],
+    },
+    {
+      name: "duet_db_commit_failures_total",
+      help: "Lease database commits or syncs that failed.",
+      type: "counter",
+      samples: [{ value: s.db.commitFailures }],
+    },
+    {
+      name: "duet_db_leases_committed_total",
+      help: "Lease rows written by committed transactions.",
+      type: "counter",
+      samples: [{ value: s.db.leasesCommitted }],
+    },
+    {
+      name: "duet_db_commit_latency_ms",
+      help: "Time to COMMIT one batch of leases, in milliseconds.",
+      type: "histogram",
+      samples: histogramSamples(s.db.commitLatencyMs),
+    },
+  ];
+  const f = s.failover;
+  if (f !== null) {
+    families.push(
+      {
+        name: "duet_failover_link_up",
+        help: "1 when the failover partner link is up (draft-12 §8.3), else 0.",
+        type: "gauge",
+        samples: [{ value: f.link === "up" ? 1 : 0 }],
+      },
+      {
+        name: "duet_failover_partner_state",
+        help: "1 for the partner's last reported server-state (draft-12 §12.24), else 0.",
+        type: "gauge",
+        samples: Object.values(SERVER_STATE_NAMES).map((name) => ({
+          labels: [["state", name]],
+          value: f.partner?.state === name ? 1 : 0,
+        })),
+      },
+      {
+        name: "duet_failover_clock_skew_seconds",
+        help: "Partner clock minus ours in seconds (draft-12 §5.10).",
+        type: "gauge",
+        samples: f.clockSkewSeconds === null ? [] : [{ value: f.clockSkewSeconds }],
+      },
+      {
+        name: "duet_failover_seconds_since_contact",
+        help: "Seconds since the partner last sent anything.",
+        type: "gauge",
+        samples: f.sinceContactSeconds === null ? [] : [{ value: f.sinceContactSeconds }],
+      },
+    );
+  }
+  return families.map(renderFamily).join("");
+}

@@ -1,0 +1,264 @@
+/**
+ * The status snapshot of a running server (GET /status, `duet status`, GET /metrics) and its
+ * human rendering. Pure: the shell (lib/control/http.ts) gathers the parts, buildStatus()
+ * turns them into one plain JSON-able object.
+ */
+import type { DhcpCounters } from "../server/dhcp.ts";
+import type { ShellCounters } from "../server/shell.ts";
+import type { PeerStatus } from "../peer/tcp.ts";
+import { LEASE_STATES, type LeaseState } from "../store/store.ts";
+import { serverStateName } from "../wire/failover.ts";
+
+/** One subnet's dynamic addresses (DhcpCore.utilisation()). */
+export interface SubnetStatus {
+  /** CIDR, e.g. "198.18.16.0/24". */
+  subnet: string;
+  /** Addresses in the subnet's pools. */
+  size: number;
+  /** Of those, how many are free to offer. */
+  free: number;
+}
+
+/** One histogram bucket: the count of observations in (previous `le`, `le`]. */
+export interface HistogramBucket {
+  /** Upper bound; "+Inf" for the last bucket (JSON has no Infinity). */
+  le: number | "+Inf";
+  count: number;
+}
+
+/** A histogram as per-bucket counts (not cumulative), with the sum and count of observations. */
+export interface Histogram {
+  buckets: HistogramBucket[];
+  sum: number;
+  count: number;
+}
+
+/** What the partner said about itself (draft-12 §7.8, §7.10). */
+export interface PartnerStatus {
+  relationship: string;
+  vendorClass: string | null;
+  /** server-state name (draft-12 §12.24), e.g. "NORMAL". */
+  state: string;
+  /** server-state number. */
+  stateCode: number;
+  /** server-flags (draft-12 §12.23). */
+  flags: number;
+  /** start-time-of-state, epoch seconds (draft-12 §12.25). */
+  startTimeOfState: number;
+  mclt: number | null;
+  maxUnackedBndupd: number | null;
+  receiveTimer: number | null;
+}
+
+/** The failover relationship as seen from this server, or null in the snapshot when off. */
+export interface FailoverStatus {
+  role: "primary" | "secondary";
+  relationship: string;
+  /** Partner link (draft-12 §8.3): up once CONNECT/CONNECTACK and STATE are done. */
+  link: "up" | "connecting" | "down";
+  connections: number;
+  partner: PartnerStatus | null;
+  /** Partner clock minus ours in seconds (draft-12 §5.10), or null before any contact. */
+  clockSkewSeconds: number | null;
+  /** Seconds since the partner last sent anything, or null. */
+  sinceContactSeconds: number | null;
+}
+
+/** GET /status: everything an operator or a scraper needs, as plain JSON. */
+export interface StatusSnapshot {
+  version: string;
+  pid: number;
+  /** ISO 8601 UTC time the server started. */
+  startedAt: string;
+  uptimeSeconds: number;
+  database: string;
+  /** Transport names, e.g. "deno 127.0.0.1:67". */
+  listen: string[];
+  subnets: SubnetStatus[];
+  /** Lease count per binding state (draft-12 §5.11), every state present. */
+  leases: Record<LeaseState, number>;
+  dhcp: {
+    /** Requests received per DHCP message type name (RFC 2132 §9.6). */
+    received: Record<string, number>;
+    /** Replies sent per message type name. */
+    sent: Record<string, number>;
+    /** Requests answered with nothing, per reason. */
+    dropped: Record<string, number>;
+    /** Datagrams that did not decode as DHCP. */
+    malformed: number;
+    sendFailed: number;
+  };
+  db: {
+    commits: number;
+    commitFailures: number;
+    leasesCommitted: number;
+    /** True while the database refuses writes (acknowledgements are withheld). */
+    storeFailing: boolean;
+    commitLatencyMs: Histogram;
+  };
+  failover: FailoverStatus | null;
+}
+
+/** The inputs of buildStatus(), gathered by the shell. */
+export interface StatusParts {
+  version: string;
+  pid: number;
+  /** Epoch seconds now and at start. */
+  now: number;
+  startedAt: number;
+  database: string;
+  listen: readonly string[];
+  utilisation: readonly SubnetStatus[];
+  leases: Record<LeaseState, number>;
+  dhcp: DhcpCounters;
+  shell: ShellCounters;
+  storeFailing: boolean;
+  failover: {
+    role: "primary" | "secondary";
+    relationship: string;
+    peer: PeerStatus | null;
+  } | null;
+}
+
+/** A copy of a counter record with its keys sorted (stable JSON). */
+function sorted(r: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(r).sort()) out[k] = r[k] as number;
+  return out;
+}
+
+function histogramOf(map: ReadonlyMap<number, number>, sum: number): Histogram {
+  const buckets: HistogramBucket[] = [...map.keys()].sort((a, b) => a - b).map((le) => ({
+    le: le === Infinity ? "+Inf" : le,
+    count: map.get(le) ?? 0,
+  }));
+  return { buckets, sum, count: buckets.reduce((n, b) => n + b.count, 0) };
+}
+
+function failoverOf(f: NonNullable<StatusParts["failover"]>): FailoverStatus {
+  const p = f.peer;
+  const partner = p?.partner ?? null;
+  return {
+    role: f.role,
+    relationship: f.relationship,
+    link: p?.link ?? "down",
+    connections: p?.connections ?? 0,
+    partner: partner === null ? null : {
+      relationship: partner.relationship,
+      vendorClass: partner.vendorClass,
+      state: serverStateName(partner.serverState),
+      stateCode: partner.serverState,
+      flags: partner.serverFlags,
+      startTimeOfState: partner.startTimeOfState,
+      mclt: partner.mclt,
+      maxUnackedBndupd: partner.maxUnackedBndupd,
+      receiveTimer: partner.receiveTimer,
+    },
+    clockSkewSeconds: p?.skew ?? null,
+    sinceContactSeconds: p?.sinceContact ?? null,
+  };
+}
+
+/** Builds the snapshot from its parts (pure; the shell supplies `now`). */
+export function buildStatus(parts: StatusParts): StatusSnapshot {
+  const leases = {} as Record<LeaseState, number>;
+  for (const s of LEASE_STATES) leases[s] = parts.leases[s] ?? 0;
+  return {
+    version: parts.version,
+    pid: parts.pid,
+    startedAt: new Date(parts.startedAt * 1000).toISOString().replace(/\.\d{3}Z$/, "Z"),
+    uptimeSeconds: Math.max(0, Math.floor(parts.now - parts.startedAt)),
+    database: parts.database,
+    listen: [...parts.listen],
+    subnets: parts.utilisation.map((u) => ({ subnet: u.subnet, size: u.size, free: u.free })),
+    leases,
+    dhcp: {
+      received: sorted(parts.dhcp.received),
+      sent: sorted(parts.dhcp.sent),
+      dropped: sorted(parts.dhcp.dropped),
+      malformed: parts.shell.malformed,
+      sendFailed: parts.shell.sendFailed,
+    },
+    db: {
+      commits: parts.shell.commits,
+      commitFailures: parts.shell.commitFailures,
+      leasesCommitted: parts.shell.leasesCommitted,
+      storeFailing: parts.storeFailing,
+      commitLatencyMs: histogramOf(parts.shell.commitLatencyMs, parts.shell.commitLatencySumMs),
+    },
+    failover: parts.failover === null ? null : failoverOf(parts.failover),
+  };
+}
+
+/** "3d 04h 05m 06s", dropping leading zero units. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  if (d > 0) return `${d}d ${pad(h)}h ${pad(m)}m ${pad(s % 60)}s`;
+  if (h > 0) return `${h}h ${pad(m)}m ${pad(s % 60)}s`;
+  if (m > 0) return `${m}m ${pad(s % 60)}s`;
+  return `${s}s`;
+}
+
+/** "DHCPDISCOVER 3, DHCPREQUEST 2", or "none". */
+function counts(r: Record<string, number>): string {
+  const parts = Object.entries(r).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
+  return parts.length > 0 ? parts.join(", ") : "none";
+}
+
+/** Used share of a pool as a percentage with one decimal ("0.0%" for an empty pool). */
+export function utilisationPercent(s: SubnetStatus): string {
+  if (s.size <= 0) return "0.0%";
+  return `${((100 * (s.size - s.free)) / s.size).toFixed(1)}%`;
+}
+
+function failoverLine(f: FailoverStatus | null): string {
+  if (f === null) return "off";
+  let line = `${f.role} of ${JSON.stringify(f.relationship)}, link ${f.link}`;
+  if (f.partner) line += `, partner ${f.partner.state}`;
+  const extra: string[] = [];
+  if (f.clockSkewSeconds !== null) extra.push(`clock skew ${f.clockSkewSeconds.toFixed(1)} s`);
+  if (f.sinceContactSeconds !== null) {
+    extra.push(`last contact ${formatDuration(f.sinceContactSeconds)} ago`);
+  }
+  return extra.length > 0 ? `${line} (${extra.join(", ")})` : line;
+}
+
+/** The human summary `duet status` prints. */
+export function renderStatus(s: StatusSnapshot): string {
+  const lines: string[] = [];
+  const row = (label: string, value: string) => lines.push(`${label.padEnd(10)}${value}`);
+  row("duet", `${s.version}, pid ${s.pid}, up ${formatDuration(s.uptimeSeconds)}`);
+  row("database", s.database);
+  row("listen", s.listen.length > 0 ? s.listen.join(", ") : "nothing");
+  const width = Math.max(0, ...s.subnets.map((n) => n.subnet.length));
+  for (const n of s.subnets) {
+    row(
+      "subnet",
+      `${n.subnet.padEnd(width)}  ${n.size - n.free}/${n.size} used (${
+        utilisationPercent(n)
+      }), ${n.free} free`,
+    );
+  }
+  const leaseCounts = LEASE_STATES.filter((st) => (s.leases[st] ?? 0) > 0)
+    .map((st) => `${st} ${s.leases[st]}`);
+  row("leases", leaseCounts.length > 0 ? leaseCounts.join(", ") : "none");
+  row("received", counts(s.dhcp.received));
+  row("sent", counts(s.dhcp.sent));
+  const dropped = { ...s.dhcp.dropped };
+  if (s.dhcp.malformed > 0) dropped.malformed = s.dhcp.malformed;
+  if (s.dhcp.sendFailed > 0) dropped["send-failed"] = s.dhcp.sendFailed;
+  row("dropped", counts(dropped));
+  const h = s.db.commitLatencyMs;
+  const mean = h.count > 0 ? `, mean ${(h.sum / h.count).toFixed(2)} ms` : "";
+  row(
+    "commits",
+    `${s.db.commits} (${s.db.leasesCommitted} leases${mean}), ${s.db.commitFailures} failed` +
+      (s.db.storeFailing ? ", DATABASE REFUSING WRITES" : ""),
+  );
+  row("failover", failoverLine(s.failover));
+  return lines.join("\n") + "\n";
+}
