@@ -62,7 +62,7 @@ export interface Lease {
   tstp: number;
   /** Potential expiration time the partner has acknowledged ("tsfp"). */
   tsfp: number;
-  /** Time the partner acknowledged this binding ("atsfp"). */
+  /** The latest potential expiration time received from the partner (ISC's "atsfp"). */
   atsfp: number;
   /** Relay agent information (option 82) seen with the last request, or null. */
   relayInfo: Uint8Array | null;

@@ -1,0 +1,640 @@
+/**
+ * Binding-status rules (draft-12 §5.11 Fig. 5.11-1, §7.1.3 Fig. 7.1.3-1, §5.2.1 MCLT). Expected
+ * verdicts are written out per arrow and per cell; the tables under test are never the oracle.
+ */
+import assert from "node:assert/strict";
+import {
+  type AcceptContext,
+  type AcceptResult,
+  acceptUpdate,
+  allowedLocalTransition,
+  type BindingUpdate,
+  maxLeaseTime,
+  type TransitionContext,
+} from "../../lib/failover/binding.ts";
+import type { Lease, LeaseState } from "../../lib/store/store.ts";
+
+const T0 = 1_800_000_000;
+const MCLT = 300;
+const ADDRESS = 0xc000020a; // 192.0.2.10
+const MAC_A = new Uint8Array([0x02, 0, 0, 0, 0, 0x01]);
+const MAC_B = new Uint8Array([0x02, 0, 0, 0, 0, 0x02]);
+
+/** A stored lease, field by field. Client A, lease running until T0 + 500. */
+function leaseIn(state: LeaseState, o: Partial<Lease> = {}): Lease {
+  const noClient = state === "free" || state === "backup" || state === "abandoned";
+  return {
+    address: ADDRESS,
+    state,
+    htype: 1,
+    hwAddress: noClient ? new Uint8Array(0) : MAC_A,
+    clientId: null,
+    hostname: null,
+    starts: T0 - 1000,
+    ends: state === "active" ? T0 + 500 : 0,
+    cltt: noClient ? 0 : T0 - 1000,
+    tstp: 0,
+    tsfp: 0,
+    atsfp: 0,
+    relayInfo: null,
+    ...o,
+  };
+}
+
+/** A partner's update with the options Table 7.1-1 requires for `state` (client A, cltt T0). */
+function update(state: LeaseState, o: Partial<BindingUpdate> = {}): BindingUpdate {
+  const base: BindingUpdate = { address: ADDRESS, state, startTimeOfState: T0 };
+  if (state === "active") {
+    Object.assign(base, {
+      hwAddress: MAC_A,
+      cltt: T0,
+      ends: T0 + 3600,
+      potentialExpiration: T0 + 5400,
+    });
+  } else if (state === "expired" || state === "released") {
+    Object.assign(base, { hwAddress: MAC_A, cltt: T0 });
+  }
+  return { ...base, ...o };
+}
+
+function ctx(o: Partial<AcceptContext> = {}): AcceptContext {
+  return { role: "secondary", now: T0, inPool: true, ...o };
+}
+
+function accepted(r: AcceptResult): Lease {
+  if (!r.accept) assert.fail(`expected accept, got reject ${r.rejectReason}: ${r.message}`);
+  return r.lease;
+}
+
+function rejected(r: AcceptResult, reason: number): void {
+  if (r.accept) assert.fail(`expected reject ${reason}, got accept (${r.rule})`);
+  assert.equal(r.rejectReason, reason, r.message);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("acceptUpdate() follows Figure 7.1.3-1 cell by cell", async (t) => {
+  // Row ACTIVE -----------------------------------------------------------------------------
+  await t.step("ACTIVE <- ACTIVE: accept(5), same client accepted by either role", () => {
+    for (const role of ["primary", "secondary"] as const) {
+      accepted(acceptUpdate(leaseIn("active"), update("active"), ctx({ role })));
+    }
+  });
+  await t.step(
+    "ACTIVE <- ACTIVE: accept(5), other client: secondary accepts, primary rejects 2",
+    () => {
+      const other = update("active", { hwAddress: MAC_B });
+      const stored = accepted(acceptUpdate(leaseIn("active"), other, ctx({ role: "secondary" })));
+      assert.deepEqual(stored.hwAddress, MAC_B);
+      assert.equal(stored.ends, T0 + 3600); // the new binding's time, not max with the old client's
+      rejected(acceptUpdate(leaseIn("active"), other, ctx({ role: "primary" })), 2);
+      // A client-identifier on one side only names different clients (§7.1.1).
+      const withId = update("active", { clientId: new Uint8Array([1, 2, 3]) });
+      rejected(acceptUpdate(leaseIn("active"), withId, ctx({ role: "primary" })), 2);
+    },
+  );
+  await t.step(
+    "ACTIVE <- EXPIRED: time(2), accept only after the local lease-expiration-time",
+    () => {
+      rejected(acceptUpdate(leaseIn("active"), update("expired"), ctx({ now: T0 + 500 })), 15);
+      accepted(acceptUpdate(leaseIn("active"), update("expired"), ctx({ now: T0 + 501 })));
+    },
+  );
+  await t.step(
+    "ACTIVE <- RELEASED: time(1), accept only a later client-last-transaction-time",
+    () => {
+      accepted(acceptUpdate(leaseIn("active"), update("released", { cltt: T0 - 999 }), ctx()));
+      rejected(acceptUpdate(leaseIn("active"), update("released", { cltt: T0 - 1000 }), ctx()), 15);
+      rejected(acceptUpdate(leaseIn("active"), update("released", { cltt: T0 - 2000 }), ctx()), 15);
+      // No cltt in the BNDUPD: "MUST NOT be considered later".
+      const noCltt = update("released");
+      delete noCltt.cltt;
+      rejected(acceptUpdate(leaseIn("active"), noCltt, ctx()), 15);
+      // No cltt in the local binding, one in the BNDUPD: "MUST be considered later".
+      accepted(
+        acceptUpdate(leaseIn("active", { cltt: 0 }), update("released", { cltt: 5 }), ctx()),
+      );
+    },
+  );
+  await t.step("ACTIVE <- FREE/BACKUP: time(2)", () => {
+    for (const s of ["free", "backup"] as const) {
+      rejected(acceptUpdate(leaseIn("active"), update(s), ctx({ now: T0 })), 15);
+      accepted(acceptUpdate(leaseIn("active"), update(s), ctx({ now: T0 + 501 })));
+    }
+  });
+  await t.step("ACTIVE <- RESET/ABANDONED: accept", () => {
+    for (const s of ["reset", "abandoned"] as const) {
+      accepted(acceptUpdate(leaseIn("active"), update(s), ctx()));
+    }
+  });
+
+  // Row EXPIRED ----------------------------------------------------------------------------
+  await t.step("EXPIRED <- ACTIVE: time(1)", () => {
+    accepted(acceptUpdate(leaseIn("expired"), update("active", { cltt: T0 }), ctx()));
+    rejected(acceptUpdate(leaseIn("expired"), update("active", { cltt: T0 - 1000 }), ctx()), 15);
+  });
+  await t.step("EXPIRED <- EXPIRED: accept", () => {
+    accepted(acceptUpdate(leaseIn("expired"), update("expired", { cltt: 1 }), ctx()));
+  });
+  await t.step("EXPIRED <- RELEASED: accept", () => {
+    accepted(acceptUpdate(leaseIn("expired"), update("released", { cltt: 1 }), ctx()));
+  });
+  await t.step("EXPIRED <- FREE/BACKUP: accept", () => {
+    for (const s of ["free", "backup"] as const) {
+      accepted(acceptUpdate(leaseIn("expired"), update(s), ctx()));
+    }
+  });
+  await t.step("EXPIRED <- RESET/ABANDONED: accept", () => {
+    for (const s of ["reset", "abandoned"] as const) {
+      accepted(acceptUpdate(leaseIn("expired"), update(s), ctx()));
+    }
+  });
+
+  // Row RELEASED ---------------------------------------------------------------------------
+  await t.step("RELEASED <- ACTIVE: time(1)", () => {
+    accepted(acceptUpdate(leaseIn("released"), update("active", { cltt: T0 }), ctx()));
+    rejected(acceptUpdate(leaseIn("released"), update("active", { cltt: T0 - 1500 }), ctx()), 15);
+  });
+  await t.step("RELEASED <- EXPIRED: time(1)", () => {
+    accepted(acceptUpdate(leaseIn("released"), update("expired", { cltt: T0 }), ctx()));
+    rejected(acceptUpdate(leaseIn("released"), update("expired", { cltt: T0 - 1000 }), ctx()), 15);
+  });
+  await t.step("RELEASED <- RELEASED: accept", () => {
+    accepted(acceptUpdate(leaseIn("released"), update("released", { cltt: 1 }), ctx()));
+  });
+  await t.step("RELEASED <- FREE/BACKUP: accept", () => {
+    for (const s of ["free", "backup"] as const) {
+      accepted(acceptUpdate(leaseIn("released"), update(s), ctx()));
+    }
+  });
+  await t.step("RELEASED <- RESET/ABANDONED: accept", () => {
+    for (const s of ["reset", "abandoned"] as const) {
+      accepted(acceptUpdate(leaseIn("released"), update(s), ctx()));
+    }
+  });
+
+  // Row FREE/BACKUP ------------------------------------------------------------------------
+  for (const row of ["free", "backup"] as const) {
+    const R = row.toUpperCase();
+    await t.step(`${R} <- ACTIVE: accept (either role)`, () => {
+      for (const role of ["primary", "secondary"] as const) {
+        accepted(acceptUpdate(leaseIn(row), update("active", { cltt: 1 }), ctx({ role })));
+      }
+    });
+    await t.step(`${R} <- EXPIRED: accept`, () => {
+      accepted(acceptUpdate(leaseIn(row), update("expired", { cltt: 1 }), ctx()));
+    });
+    await t.step(`${R} <- RELEASED: accept`, () => {
+      accepted(acceptUpdate(leaseIn(row), update("released", { cltt: 1 }), ctx()));
+    });
+    await t.step(`${R} <- FREE/BACKUP: accept`, () => {
+      for (const s of ["free", "backup"] as const) {
+        accepted(acceptUpdate(leaseIn(row), update(s), ctx()));
+      }
+    });
+    await t.step(`${R} <- RESET/ABANDONED: accept`, () => {
+      for (const s of ["reset", "abandoned"] as const) {
+        accepted(acceptUpdate(leaseIn(row), update(s), ctx()));
+      }
+    });
+  }
+
+  // Row RESET ------------------------------------------------------------------------------
+  await t.step("RESET <- ACTIVE: time(3), cltt against the local start-time-of-state", () => {
+    // leaseIn("reset") entered RESET at T0 - 1000 and has cltt T0 - 1000.
+    accepted(acceptUpdate(leaseIn("reset"), update("active", { cltt: T0 - 999 }), ctx()));
+    rejected(acceptUpdate(leaseIn("reset"), update("active", { cltt: T0 - 1000 }), ctx()), 15);
+    // time(3) reads start-time-of-state, not cltt: an old cltt with a newer RESET still rejects.
+    const reset = leaseIn("reset", { cltt: T0 - 5000, starts: T0 - 10 });
+    rejected(acceptUpdate(reset, update("active", { cltt: T0 - 20 }), ctx()), 15);
+  });
+  await t.step("RESET <- EXPIRED: accept", () => {
+    accepted(acceptUpdate(leaseIn("reset"), update("expired", { cltt: 1 }), ctx()));
+  });
+  await t.step("RESET <- RELEASED: accept", () => {
+    accepted(acceptUpdate(leaseIn("reset"), update("released", { cltt: 1 }), ctx()));
+  });
+  await t.step("RESET <- FREE/BACKUP: accept", () => {
+    for (const s of ["free", "backup"] as const) {
+      accepted(acceptUpdate(leaseIn("reset"), update(s), ctx()));
+    }
+  });
+  await t.step("RESET <- RESET/ABANDONED: accept", () => {
+    for (const s of ["reset", "abandoned"] as const) {
+      accepted(acceptUpdate(leaseIn("reset"), update(s), ctx()));
+    }
+  });
+
+  // Row ABANDONED --------------------------------------------------------------------------
+  await t.step("ABANDONED <- ACTIVE: reject(4) with 16", () => {
+    rejected(acceptUpdate(leaseIn("abandoned"), update("active", { cltt: T0 + 99 }), ctx()), 16);
+  });
+  await t.step("ABANDONED <- EXPIRED: reject(4) with 16", () => {
+    rejected(acceptUpdate(leaseIn("abandoned"), update("expired"), ctx()), 16);
+  });
+  await t.step("ABANDONED <- RELEASED: reject(4) with 16", () => {
+    rejected(acceptUpdate(leaseIn("abandoned"), update("released"), ctx()), 16);
+  });
+  await t.step("ABANDONED <- FREE/BACKUP: reject(4) with 16", () => {
+    for (const s of ["free", "backup"] as const) {
+      for (const role of ["primary", "secondary"] as const) {
+        rejected(acceptUpdate(leaseIn("abandoned"), update(s), ctx({ role })), 16);
+      }
+    }
+  });
+  await t.step("ABANDONED <- RESET/ABANDONED: accept", () => {
+    for (const s of ["reset", "abandoned"] as const) {
+      accepted(acceptUpdate(leaseIn("abandoned"), update(s), ctx()));
+    }
+  });
+});
+
+Deno.test("acceptUpdate() applies the §7.1.3 checks before the table", async (t) => {
+  await t.step("an address outside every pool is rejected with 1", () => {
+    const r = acceptUpdate(undefined, update("free"), ctx({ inPool: false }));
+    rejected(r, 1);
+    assert.equal(!r.accept && r.message, "Illegal IP address (not part of any address pool)");
+  });
+  await t.step("an ACTIVE update without client or times is rejected with 3", () => {
+    for (const field of ["hwAddress", "ends", "potentialExpiration"] as const) {
+      const u = update("active");
+      delete u[field];
+      rejected(acceptUpdate(leaseIn("free"), u, ctx()), 3);
+    }
+  });
+  await t.step("FREE without client or times is complete (Table 7.1-1: all MAY)", () => {
+    accepted(acceptUpdate(leaseIn("backup"), { address: ADDRESS, state: "free" }, ctx()));
+  });
+  await t.step("a reserved BACKUP the receiver does not reserve is rejected with 19", () => {
+    rejected(acceptUpdate(leaseIn("free"), update("backup", { reserved: true }), ctx()), 19);
+    accepted(
+      acceptUpdate(leaseIn("free"), update("backup", { reserved: true }), ctx({ reserved: true })),
+    );
+  });
+  await t.step("a pool address with no stored row is treated as FREE", () => {
+    const stored = accepted(acceptUpdate(undefined, update("backup"), ctx()));
+    assert.equal(stored.state, "backup");
+    assert.equal(stored.address, ADDRESS);
+    assert.equal(stored.starts, T0);
+  });
+});
+
+Deno.test("acceptUpdate() stores what §5.11 and §7.1.5 say", async (t) => {
+  await t.step("ACTIVE records lease-expiration and received potential-expiration (atsfp)", () => {
+    const local = leaseIn("active", { tstp: T0 + 7000, tsfp: T0 + 6000, atsfp: T0 + 100 });
+    const stored = accepted(acceptUpdate(local, update("active"), ctx({ now: T0 + 1 })));
+    assert.deepEqual(stored, {
+      ...local,
+      ends: T0 + 3600,
+      cltt: T0,
+      starts: T0, // the BNDUPD's start-time-of-state
+      atsfp: T0 + 5400,
+      tstp: T0 + 7000, // what this server sent is untouched
+      tsfp: T0 + 6000,
+    });
+  });
+  await t.step("lease-expiration-time only grows for the same client (§7.1.5 SHOULD)", () => {
+    const local = leaseIn("active", { ends: T0 + 9000, atsfp: T0 + 9999 });
+    const stored = accepted(acceptUpdate(local, update("active"), ctx()));
+    assert.equal(stored.ends, T0 + 9000);
+    assert.equal(stored.atsfp, T0 + 9999);
+  });
+  await t.step("accepted EXPIRED, RELEASED and RESET are stored as FREE (§5.11)", () => {
+    for (const s of ["expired", "released", "reset"] as const) {
+      const stored = accepted(
+        acceptUpdate(leaseIn("active"), update(s, { cltt: T0 + 5 }), ctx({ now: T0 + 600 })),
+      );
+      assert.equal(stored.state, "free", s);
+      assert.equal(stored.starts, T0 + 600, s); // FREE began when this server set it
+      assert.deepEqual(stored.hwAddress, MAC_A, s); // the client may be kept (MAY)
+    }
+  });
+  await t.step("ABANDONED drops the client (§5.11: MUST NOT appear)", () => {
+    const stored = accepted(acceptUpdate(leaseIn("released"), update("abandoned"), ctx()));
+    assert.equal(stored.state, "abandoned");
+    assert.equal(stored.hwAddress.length, 0);
+    assert.equal(stored.clientId, null);
+  });
+});
+
+Deno.test("acceptUpdate() in the ISC RECOVER exchange follows the draft, not ISC", () => {
+  // ISC 4.4.3 (NOTES §7 a1): a fresh pair in RECOVER; the secondary sends FREE for every address
+  // and the ISC primary rejects each with 16 "incoming update is less critical than outgoing
+  // update" because its own FREE update for the address is still outstanding. Figure 7.1.3-1
+  // has FREE <- FREE = accept in every server state, so duet as primary accepts.
+  const secondaryFree: BindingUpdate = {
+    address: ADDRESS,
+    state: "free",
+    startTimeOfState: T0 - 5,
+  };
+  const stored = accepted(acceptUpdate(leaseIn("free"), secondaryFree, ctx({ role: "primary" })));
+  assert.equal(stored.state, "free");
+  assert.equal(stored.starts, T0 - 5);
+  // And with no row yet (fresh store): still accepted.
+  accepted(acceptUpdate(undefined, secondaryFree, ctx({ role: "primary" })));
+});
+
+// ---------------------------------------------------------------------------------------------
+
+function tc(
+  o: Partial<TransitionContext> & Pick<TransitionContext, "role" | "trigger">,
+): TransitionContext {
+  return { now: T0, mclt: MCLT, ...o };
+}
+
+function allowed(from: LeaseState, to: LeaseState, c: TransitionContext): boolean {
+  return allowedLocalTransition(from, to, c).allowed;
+}
+
+Deno.test("allowedLocalTransition() follows Figure 5.11-1 arrow by arrow", async (t) => {
+  const pdLong = { partnerDownSince: T0 - MCLT }; // MCLT has just passed
+  const pdShort = { partnerDownSince: T0 - MCLT + 1 }; // one second short
+
+  await t.step(
+    "FREE -> ACTIVE 'leased by primary': primary yes; secondary only PARTNER-DOWN + MCLT",
+    () => {
+      assert.equal(
+        allowed("free", "active", tc({ role: "primary", trigger: "dhcp-allocate" })),
+        true,
+      );
+      assert.equal(
+        allowed("free", "active", tc({ role: "secondary", trigger: "dhcp-allocate" })),
+        false,
+      );
+      assert.equal(
+        allowed("free", "active", tc({ role: "secondary", trigger: "dhcp-allocate", ...pdShort })),
+        false,
+      );
+      assert.equal(
+        allowed("free", "active", tc({ role: "secondary", trigger: "dhcp-allocate", ...pdLong })),
+        true,
+      );
+    },
+  );
+  await t.step(
+    "BACKUP -> ACTIVE 'leased by secondary': secondary yes; primary only PARTNER-DOWN + MCLT",
+    () => {
+      assert.equal(
+        allowed("backup", "active", tc({ role: "secondary", trigger: "dhcp-allocate" })),
+        true,
+      );
+      assert.equal(
+        allowed("backup", "active", tc({ role: "primary", trigger: "dhcp-allocate" })),
+        false,
+      );
+      assert.equal(
+        allowed("backup", "active", tc({ role: "primary", trigger: "dhcp-allocate", ...pdShort })),
+        false,
+      );
+      assert.equal(
+        allowed("backup", "active", tc({ role: "primary", trigger: "dhcp-allocate", ...pdLong })),
+        true,
+      );
+    },
+  );
+  await t.step("FREE -> BACKUP 'alloc. to sec.': primary yes; secondary only by note (2)", () => {
+    assert.equal(allowed("free", "backup", tc({ role: "primary", trigger: "pool-balance" })), true);
+    assert.equal(
+      allowed("free", "backup", tc({ role: "secondary", trigger: "pool-balance" })),
+      false,
+    );
+    assert.equal(
+      allowed("free", "backup", tc({ role: "secondary", trigger: "pool-balance", ...pdLong })),
+      true,
+    );
+  });
+  await t.step(
+    "BACKUP -> FREE (§5.4 take-back): primary on the secondary's ACK; never the secondary",
+    () => {
+      assert.equal(
+        allowed("backup", "free", tc({ role: "primary", trigger: "partner-ack" })),
+        true,
+      );
+      assert.equal(
+        allowed("backup", "free", tc({ role: "secondary", trigger: "partner-ack" })),
+        false,
+      );
+      assert.equal(
+        allowed("backup", "free", tc({ role: "primary", trigger: "pool-balance" })),
+        false,
+      );
+    },
+  );
+  await t.step(
+    "ACTIVE -> EXPIRED 'lease expires': either role, once ends (+grace) is reached",
+    () => {
+      for (const role of ["primary", "secondary"] as const) {
+        assert.equal(
+          allowed("active", "expired", tc({ role, trigger: "lease-expired", ends: T0 })),
+          true,
+        );
+        assert.equal(
+          allowed("active", "expired", tc({ role, trigger: "lease-expired", ends: T0 + 1 })),
+          false,
+        );
+        assert.equal(allowed("active", "expired", tc({ role, trigger: "lease-expired" })), false);
+      }
+    },
+  );
+  await t.step("ACTIVE -> RELEASED 'DHCPRELEASE': either role", () => {
+    for (const role of ["primary", "secondary"] as const) {
+      assert.equal(allowed("active", "released", tc({ role, trigger: "dhcp-release" })), true);
+      assert.equal(
+        allowed("active", "released", tc({ role, trigger: "lease-expired", ends: 0 })),
+        false,
+      );
+    }
+  });
+  for (const from of ["expired", "released", "reset"] as const) {
+    const F = from.toUpperCase();
+    await t.step(`${F} -> FREE 'Comm w/Partner': either role on the partner's ACK`, () => {
+      for (const role of ["primary", "secondary"] as const) {
+        assert.equal(allowed(from, "free", tc({ role, trigger: "partner-ack" })), true);
+      }
+    });
+    await t.step(
+      `${F} -> FREE note (1): in PARTNER-DOWN after the MCLT since entering ${F}`,
+      () => {
+        for (const role of ["primary", "secondary"] as const) {
+          const base = {
+            role,
+            trigger: "partner-down-timeout" as const,
+            partnerDownSince: T0 - 5000,
+          };
+          assert.equal(allowed(from, "free", tc({ ...base, startTimeOfState: T0 - MCLT })), true);
+          assert.equal(
+            allowed(from, "free", tc({ ...base, startTimeOfState: T0 - MCLT + 1 })),
+            false,
+          );
+          // Not in PARTNER-DOWN: no.
+          assert.equal(
+            allowed(
+              from,
+              "free",
+              tc({ role, trigger: "partner-down-timeout", startTimeOfState: T0 - 9999 }),
+            ),
+            false,
+          );
+          // Entered the status long ago but PARTNER-DOWN only just began: wait the MCLT from PARTNER-DOWN.
+          assert.equal(
+            allowed(
+              from,
+              "free",
+              tc({
+                role,
+                trigger: "partner-down-timeout",
+                startTimeOfState: T0 - 9999,
+                partnerDownSince: T0 - 10,
+              }),
+            ),
+            false,
+          );
+        }
+      },
+    );
+  }
+  await t.step("any -> ABANDONED 'DECLINE or server detected problem': either role", () => {
+    for (const role of ["primary", "secondary"] as const) {
+      for (const from of ["free", "active", "expired", "released", "reset", "backup"] as const) {
+        assert.equal(
+          allowed(from, "abandoned", tc({ role, trigger: "decline" })),
+          true,
+          `${role} ${from}`,
+        );
+      }
+      assert.equal(allowed("active", "abandoned", tc({ role, trigger: "operator" })), false);
+    }
+  });
+  await t.step("'External command' -> RESET: either role, from any status", () => {
+    for (const role of ["primary", "secondary"] as const) {
+      for (
+        const from of ["free", "active", "expired", "released", "abandoned", "backup"] as const
+      ) {
+        assert.equal(
+          allowed(from, "reset", tc({ role, trigger: "operator" })),
+          true,
+          `${role} ${from}`,
+        );
+      }
+    }
+  });
+  await t.step("ABANDONED -> RESET note (3): either role", () => {
+    for (const role of ["primary", "secondary"] as const) {
+      assert.equal(allowed("abandoned", "reset", tc({ role, trigger: "abandoned-reclaim" })), true);
+      assert.equal(allowed("active", "reset", tc({ role, trigger: "abandoned-reclaim" })), false);
+    }
+  });
+  await t.step("EXPIRED/RELEASED -> ACTIVE (§5.11 text): same client, partner not yet told", () => {
+    for (const role of ["primary", "secondary"] as const) {
+      for (const from of ["expired", "released"] as const) {
+        const c = { role, trigger: "dhcp-allocate" as const };
+        assert.equal(
+          allowed(from, "active", tc({ ...c, sameClient: true, sentToPartner: false })),
+          true,
+        );
+        assert.equal(
+          allowed(from, "active", tc({ ...c, sameClient: true, sentToPartner: true })),
+          false,
+        );
+        assert.equal(
+          allowed(from, "active", tc({ ...c, sameClient: false, sentToPartner: false })),
+          false,
+        );
+        assert.equal(allowed(from, "active", tc(c)), false);
+      }
+    }
+  });
+  await t.step(
+    "no arrow: ACTIVE -> FREE/BACKUP, EXPIRED -> BACKUP, RESET -> ACTIVE, ABANDONED -> FREE",
+    () => {
+      for (const role of ["primary", "secondary"] as const) {
+        for (
+          const trigger of ["partner-ack", "pool-balance", "dhcp-allocate", "operator"] as const
+        ) {
+          const c = tc({ role, trigger, ...pdLong });
+          assert.equal(allowed("active", "free", c), false);
+          assert.equal(allowed("active", "backup", c), false);
+          assert.equal(allowed("expired", "backup", c), false);
+          assert.equal(allowed("reset", "active", c), false);
+          assert.equal(allowed("abandoned", "free", c), false);
+        }
+      }
+    },
+  );
+  await t.step("unchanged status (a renewal) is allowed; results name the section", () => {
+    const r = allowedLocalTransition(
+      "active",
+      "active",
+      tc({ role: "secondary", trigger: "dhcp-allocate" }),
+    );
+    assert.deepEqual(r, { allowed: true, section: "§5.11", rule: "No binding-status change" });
+    const no = allowedLocalTransition(
+      "free",
+      "active",
+      tc({ role: "secondary", trigger: "dhcp-allocate" }),
+    );
+    assert.equal(no.allowed, false);
+    assert.equal(no.section, "§5.11");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+Deno.test("maxLeaseTime() follows the §5.2.1 examples", async (t) => {
+  const HOUR = 3600;
+  const DAYS3 = 3 * 24 * HOUR;
+  await t.step("new lease: MCLT 1 h, desired 3 d -> 1 h; partner told t + 3 d + 1/2 h", () => {
+    const r = maxLeaseTime({ now: T0, mclt: HOUR, desired: DAYS3 });
+    assert.deepEqual(r, {
+      leaseTime: HOUR,
+      leaseExpiration: T0 + HOUR,
+      potentialExpiration: T0 + DAYS3 + HOUR / 2,
+      limitedBy: "mclt",
+      section: "§5.2.1",
+    });
+  });
+  await t.step(
+    "renewal at t + 1/2 h after the ACK: remainder 3 d + MCLT > 3 d -> 3 d; partner told +4.5 d",
+    () => {
+      const t1 = T0 + HOUR / 2;
+      const lease = leaseIn("active", { tstp: T0 + DAYS3 + HOUR / 2, tsfp: T0 + DAYS3 + HOUR / 2 });
+      const r = maxLeaseTime({ now: t1, mclt: HOUR, desired: DAYS3, lease });
+      assert.equal(r.leaseTime, DAYS3);
+      assert.equal(r.limitedBy, "desired");
+      assert.equal(r.leaseExpiration, t1 + DAYS3);
+      assert.equal(r.potentialExpiration, t1 + 4.5 * 24 * HOUR);
+    },
+  );
+  await t.step(
+    "ISC 4.4.3 (NOTES §7 b): MCLT 300, default 600 -> 300 s, potential now + 750",
+    () => {
+      const r = maxLeaseTime({ now: T0, mclt: 300, desired: 600 });
+      assert.equal(r.leaseTime, 300);
+      assert.equal(r.potentialExpiration, T0 + 750);
+    },
+  );
+  await t.step("a short acked remainder caps the lease at remainder + MCLT", () => {
+    const lease = leaseIn("active", { tsfp: T0 + 100 });
+    const r = maxLeaseTime({ now: T0, mclt: MCLT, desired: 3600, lease });
+    assert.equal(r.leaseTime, 400);
+    assert.equal(r.limitedBy, "mclt");
+  });
+  await t.step("the received potential time counts too (§7.1.5 max(received, acked))", () => {
+    const lease = leaseIn("active", { tsfp: 0, atsfp: T0 + 4000 });
+    assert.equal(maxLeaseTime({ now: T0, mclt: MCLT, desired: 3600, lease }).leaseTime, 3600);
+  });
+  await t.step("times of a binding that is no longer ACTIVE do not count (new lease)", () => {
+    const lease = leaseIn("released", { tsfp: T0 + 90_000, atsfp: T0 + 90_000 });
+    assert.equal(maxLeaseTime({ now: T0, mclt: MCLT, desired: 3600, lease }).leaseTime, MCLT);
+  });
+  await t.step("an acked time in the past leaves just the MCLT", () => {
+    const lease = leaseIn("active", { tsfp: T0 - 50 });
+    assert.equal(maxLeaseTime({ now: T0, mclt: MCLT, desired: 3600, lease }).leaseTime, MCLT);
+  });
+  await t.step("a bad renewal fraction is a caller bug", () => {
+    assert.throws(
+      () => maxLeaseTime({ now: T0, mclt: MCLT, desired: 60, renewalFraction: 0 }),
+      RangeError,
+    );
+  });
+});
