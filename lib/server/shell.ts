@@ -133,11 +133,21 @@ export class DhcpShell {
   }
 
   #run(effects: readonly DhcpEffect[], transport: Transport | null): void {
+    let writeFailed = false;
     for (const e of effects) {
       if (e.kind === "persist") {
-        this.#o.store.put(e.lease);
-        this.#dirty.push(e.lease.address);
-      } else if (!transport) {
+        try {
+          this.#o.store.put(e.lease);
+          this.#dirty.push(e.lease.address);
+        } catch (err) {
+          if (!(err instanceof StoreError)) throw err;
+          // A full or broken database: the core's view of this address is re-read from the
+          // store, and no ACK for it goes out (nothing unrecorded is acknowledged).
+          this.#storeFailed("Cannot write a lease; withholding its acknowledgement", err);
+          this.#o.core.resync([e.lease.address]);
+          writeFailed = true;
+        }
+      } else if (!transport || (writeFailed && e.afterCommit)) {
         continue;
       } else if (e.afterCommit) {
         // An ACK waits until the lease it grants is durable (draft §3.1.3, RFC 2131 §4.3.1).
