@@ -1,0 +1,664 @@
+/**
+ * Binding synchronisation between failover partners (draft-ietf-dhc-failover-12 §6.3, §7.1-§7.5,
+ * §8.4, §8.6): the queue of local lease changes not yet sent, the BNDUPDs in flight (bounded by
+ * the partner's max-unacked-bndupd), answering BNDUPD with BNDACK, recording BNDACKs, and
+ * answering UPDREQ/UPDREQALL with BNDUPDs and then UPDDONE. Pure: no I/O and no clock; `now`
+ * is an argument, leases are read through a LeaseView and writes come back as effects.
+ */
+import { bindingStatusOf, type Lease, leaseStateOf, type LeaseView } from "../store/store.ts";
+import {
+  type BindingAck,
+  type BindingUpdate as WireBindingUpdate,
+  bindingUpdateFromOptions,
+  bindingUpdateOptions,
+  buildBndack,
+  buildBndupd,
+  buildUpddone,
+  FAILOVER_HEADER_LENGTH,
+  FAILOVER_MAX_LENGTH,
+  type FailoverMessage,
+  getAssignedIpAddress,
+  getBindingAcks,
+  IpFlags,
+  MsgType,
+  RejectReason,
+  rejectReasonText,
+  splitTransactions,
+} from "../wire/failover.ts";
+import { acceptUpdate, type BindingUpdate } from "./binding.ts";
+import type { FailoverRole } from "./state.ts";
+
+/** What the engine needs to know about this server. */
+export interface BindingSyncOptions {
+  role: FailoverRole;
+  /** The lease database as committed by the shell (reads only). */
+  view: LeaseView;
+  /** Whether an address belongs to a pool of this failover endpoint (§7.1.3, reject-reason 1). */
+  inPool(address: number): boolean;
+  /** Whether this server reserves an address (§7.1.3, reject-reason 19); default never. */
+  isReserved?(address: number): boolean;
+  /** Largest message to send; default and maximum FAILOVER_MAX_LENGTH (§6.1). */
+  maxMessageLength?: number;
+  /**
+   * Most binding update transactions per BNDUPD (§6.3 batching); default: as many as fit.
+   * Use 1 for a partner that cannot take batched updates.
+   */
+  maxBindingsPerBndupd?: number;
+}
+
+/** Inputs; `now` is epoch seconds. */
+export type SyncInput =
+  /** A local lease was written (and committed): tell the partner (§7.1.1). Latest wins. */
+  | { kind: "lease-changed"; now: number; lease: Lease }
+  /**
+   * Communications are up (§8.3). `maxUnackedBndupd` is the partner's CONNECT/CONNECTACK
+   * value (§8.4); `nextXid` numbers the messages this end originates on this connection.
+   */
+  | { kind: "link-up"; now: number; maxUnackedBndupd: number; nextXid: () => number }
+  /** The connection is gone (§8.6): in-flight BNDUPDs are queued again. */
+  | { kind: "link-down"; now: number }
+  /** A BNDUPD, BNDACK, UPDREQ, UPDREQALL or UPDDONE from the partner; others are ignored. */
+  | { kind: "message"; now: number; message: FailoverMessage }
+  /** The state machine's send-updates action (§9.8.1): send every binding not yet acked. */
+  | { kind: "send-updates"; now: number };
+
+/** Effects for the shell, run in array order. */
+export type SyncEffect =
+  /** Send now on the current connection. */
+  | { kind: "send"; message: FailoverMessage }
+  /** Write a lease into the current batch (LeaseStore.put). */
+  | { kind: "persist"; lease: Lease }
+  /**
+   * Commit the batch (the persists before this effect), then send, but only if `connection`
+   * still equals BindingSync.connection: a BNDACK MUST NOT go out on a later connection (§8.6),
+   * and like a DHCPACK it MUST NOT go out before what it acknowledges is stable (§7.1.1).
+   */
+  | { kind: "send-after-commit"; message: FailoverMessage; connection: number }
+  /** The partner finished the UPDREQ/UPDREQALL this server sent (§7.5.2): for the state machine. */
+  | { kind: "event"; event: "upddone" }
+  | {
+    kind: "log";
+    level: "debug" | "info" | "warn" | "error";
+    msg: string;
+    fields?: Record<string, string | number>;
+  };
+
+/** Counters for status and metrics. */
+export interface SyncStatus {
+  /** Addresses whose change is queued and not yet sent. */
+  queued: number;
+  /** BNDUPD messages sent and not yet acknowledged. */
+  inFlight: number;
+  /** The partner's max-unacked-bndupd, or 0 while the link is down. */
+  window: number;
+  /** An UPDREQ/UPDREQALL/send-updates pass is running. */
+  pass: "none" | "updreq" | "updreqall" | "send-updates";
+  /** An UPDREQALL was received and no UPDDONE has answered it yet (§7.4.2). */
+  updreqallOwed: boolean;
+  updatesSent: number;
+  updatesAccepted: number;
+  updatesRejected: number;
+}
+
+/** One binding in a BNDUPD this server sent. */
+interface SentItem {
+  lease: Lease;
+  potentialExpiration: number;
+}
+
+interface InFlight {
+  items: Map<number, SentItem>;
+}
+
+/** The state of answering an UPDREQ / UPDREQALL (or a send-updates action). */
+interface Pass {
+  /** The request's xid to copy into UPDDONE (§7.5), or null for send-updates (no UPDDONE). */
+  xid: number | null;
+  all: boolean;
+  iterator: Iterator<Lease>;
+  /** A lease taken from the iterator that did not fit into the last message. */
+  lookahead: Lease | undefined;
+  exhausted: boolean;
+  /** xids of the BNDUPDs whose BNDACKs the UPDDONE waits for (§7.3.2). */
+  outstanding: Set<number>;
+}
+
+/** Binding-statuses that wait for the partner's ack before becoming FREE (§5.11). */
+const FREE_ON_ACK = new Set(["expired", "released", "reset"]);
+
+/** Octets of an option list on the wire (§6.2: code 2, length 2, data). */
+function optionsLength(opts: readonly { data: Uint8Array }[]): number {
+  let n = 0;
+  for (const o of opts) n += 4 + o.data.length;
+  return n;
+}
+
+/** The potential-expiration-time to send for a lease: never before lease-expiration (§7.1.1). */
+export function potentialExpirationOf(lease: Lease): number {
+  return Math.max(lease.tstp, lease.ends);
+}
+
+/**
+ * A lease as one binding update transaction (§7.1.1, Table 7.1.1-1): client information for
+ * every status except ABANDONED, potential-expiration-time = tstp (at least `ends`).
+ */
+export function leaseToBindingUpdate(lease: Lease): WireBindingUpdate {
+  const b: WireBindingUpdate = {
+    assignedIpAddress: lease.address,
+    bindingStatus: bindingStatusOf(lease.state),
+  };
+  // Table 7.1.1-1: client information MUST for ACTIVE, MUST NOT for ABANDONED, else when known.
+  if (lease.state !== "abandoned") {
+    if (lease.clientId !== null) b.clientIdentifier = lease.clientId;
+    if (lease.state === "active" || lease.hwAddress.length > 0 || lease.clientId !== null) {
+      b.clientHardwareAddress = { htype: lease.htype, chaddr: lease.hwAddress };
+    }
+  }
+  b.leaseExpirationTime = lease.ends;
+  b.potentialExpirationTime = potentialExpirationOf(lease);
+  b.startTimeOfState = lease.starts;
+  if (lease.cltt > 0) b.clientLastTransactionTime = lease.cltt;
+  return b;
+}
+
+/**
+ * A decoded transaction as acceptUpdate()'s BindingUpdate, or undefined when its
+ * binding-status is not one of §12.3's (the caller rejects it).
+ */
+export function bindingUpdateFromWire(w: WireBindingUpdate): BindingUpdate | undefined {
+  const state = leaseStateOf(w.bindingStatus);
+  if (state === undefined) return undefined;
+  const b: BindingUpdate = { address: w.assignedIpAddress, state };
+  if (w.clientHardwareAddress !== undefined) {
+    b.htype = w.clientHardwareAddress.htype;
+    b.hwAddress = w.clientHardwareAddress.chaddr;
+  }
+  if (w.clientIdentifier !== undefined) b.clientId = w.clientIdentifier;
+  if (w.clientLastTransactionTime !== undefined) b.cltt = w.clientLastTransactionTime;
+  if (w.startTimeOfState !== undefined) b.startTimeOfState = w.startTimeOfState;
+  if (w.leaseExpirationTime !== undefined) b.ends = w.leaseExpirationTime;
+  if (w.potentialExpirationTime !== undefined) b.potentialExpiration = w.potentialExpirationTime;
+  if (w.ipFlags !== undefined) b.reserved = (w.ipFlags & IpFlags.RESERVED) !== 0;
+  return b;
+}
+
+/**
+ * The binding-update engine of one failover endpoint (draft-12 §7.1-§7.5). Feed it inputs
+ * with step(); it returns effects to run in order.
+ */
+export class BindingSync {
+  readonly #o: BindingSyncOptions;
+  readonly #maxLength: number;
+  readonly #maxBindings: number;
+  /** Local changes not yet sent, by address; Map order is the sending order. */
+  #queue = new Map<number, Lease>();
+  #inFlight = new Map<number, InFlight>();
+  /** address -> xid of the BNDUPD carrying it (at most one per address). */
+  #inFlightByAddress = new Map<number, number>();
+  #window = 0;
+  #nextXid: (() => number) | null = null;
+  #connection = 0;
+  #pass: Pass | null = null;
+  /** §7.4.2: an UPDREQALL is owed until its UPDDONE is sent; UPDREQ counts as UPDREQALL. */
+  #updreqallOwed = false;
+  #sent = 0;
+  #accepted = 0;
+  #rejected = 0;
+
+  constructor(options: BindingSyncOptions) {
+    this.#o = options;
+    const max = options.maxMessageLength ?? FAILOVER_MAX_LENGTH;
+    if (!Number.isInteger(max) || max < 64 || max > FAILOVER_MAX_LENGTH) {
+      throw new RangeError(`maxMessageLength must be 64-${FAILOVER_MAX_LENGTH}, got ${max}`);
+    }
+    this.#maxLength = max;
+    const per = options.maxBindingsPerBndupd ?? Number.MAX_SAFE_INTEGER;
+    if (!Number.isInteger(per) || per < 1) {
+      throw new RangeError(`maxBindingsPerBndupd must be a positive integer, got ${per}`);
+    }
+    this.#maxBindings = per;
+  }
+
+  /** The current connection number; a send-after-commit for another one MUST be dropped (§8.6). */
+  get connection(): number {
+    return this.#connection;
+  }
+
+  /** Whether the link is up. */
+  get up(): boolean {
+    return this.#nextXid !== null;
+  }
+
+  /** Counters for status pages and metrics. */
+  get status(): SyncStatus {
+    const p = this.#pass;
+    return {
+      queued: this.#queue.size,
+      inFlight: this.#inFlight.size,
+      window: this.#window,
+      pass: p === null ? "none" : p.xid === null ? "send-updates" : p.all ? "updreqall" : "updreq",
+      updreqallOwed: this.#updreqallOwed,
+      updatesSent: this.#sent,
+      updatesAccepted: this.#accepted,
+      updatesRejected: this.#rejected,
+    };
+  }
+
+  /** Feeds one input; returns the effects to run in order. */
+  step(input: SyncInput): SyncEffect[] {
+    const out: SyncEffect[] = [];
+    switch (input.kind) {
+      case "lease-changed":
+        this.#queue.delete(input.lease.address);
+        this.#queue.set(input.lease.address, input.lease);
+        break;
+      case "link-up":
+        this.#linkUp(input.maxUnackedBndupd, input.nextXid, out);
+        break;
+      case "link-down":
+        this.#linkDown(out);
+        break;
+      case "message":
+        this.#message(input.now, input.message, out);
+        break;
+      case "send-updates":
+        if (this.up && this.#pass === null) this.#startPass(null, false, out);
+        break;
+    }
+    this.#pump(input.now, out);
+    return out;
+  }
+
+  #linkUp(maxUnacked: number, nextXid: () => number, out: SyncEffect[]): void {
+    if (this.up) this.#linkDown(out);
+    this.#connection++;
+    // §8.4: never more unacked BNDUPDs than the partner said it can take (at least one).
+    this.#window = Number.isInteger(maxUnacked) && maxUnacked > 0 ? maxUnacked : 1;
+    this.#nextXid = nextXid;
+    out.push({
+      kind: "log",
+      level: "debug",
+      msg: "Binding sync connected",
+      fields: { window: this.#window, queued: this.#queue.size },
+    });
+  }
+
+  #linkDown(out: SyncEffect[]): void {
+    if (!this.up) return;
+    // §8.6 / §7.1: unacked BNDUPDs are sent again on the next connection; a newer queued
+    // change for the same address wins.
+    let requeued = 0;
+    const again = new Map<number, Lease>();
+    for (const f of this.#inFlight.values()) {
+      for (const item of f.items.values()) {
+        if (!this.#queue.has(item.lease.address)) {
+          again.set(item.lease.address, item.lease);
+          requeued++;
+        }
+      }
+    }
+    this.#queue = new Map([...again, ...this.#queue]);
+    this.#inFlight.clear();
+    this.#inFlightByAddress.clear();
+    // §8.6: an UPDDONE answers a request on the same connection only; §7.4.2 keeps the UPDREQALL owed.
+    this.#pass = null;
+    this.#window = 0;
+    this.#nextXid = null;
+    this.#connection++;
+    out.push({
+      kind: "log",
+      level: "info",
+      msg: "Binding sync disconnected",
+      fields: { requeued, queued: this.#queue.size },
+    });
+  }
+
+  #message(now: number, msg: FailoverMessage, out: SyncEffect[]): void {
+    switch (msg.type) {
+      case MsgType.BNDUPD:
+        this.#receiveBndupd(now, msg, out);
+        break;
+      case MsgType.BNDACK:
+        this.#receiveBndack(now, msg, out);
+        break;
+      case MsgType.UPDREQ:
+      case MsgType.UPDREQALL: {
+        if (!this.up) return;
+        const all = msg.type === MsgType.UPDREQALL || this.#updreqallOwed;
+        if (msg.type === MsgType.UPDREQALL) this.#updreqallOwed = true;
+        if (this.#pass !== null && this.#pass.xid !== null) {
+          out.push({
+            kind: "log",
+            level: "info",
+            msg: "Update request received while another is running: restarting",
+            fields: { xid: msg.xid, old: this.#pass.xid },
+          });
+        }
+        this.#startPass(msg.xid, all, out);
+        break;
+      }
+      case MsgType.UPDDONE:
+        // §7.5.2: everything asked for is sent and acked; the state machine decides what next.
+        out.push({ kind: "event", event: "upddone" });
+        break;
+    }
+  }
+
+  #startPass(xid: number | null, all: boolean, out: SyncEffect[]): void {
+    // §7.3.2: the UPDDONE also waits for unacked updates already in flight.
+    this.#pass = {
+      xid,
+      all,
+      iterator: this.#o.view.iterate(),
+      lookahead: undefined,
+      exhausted: false,
+      outstanding: new Set(this.#inFlight.keys()),
+    };
+    out.push({
+      kind: "log",
+      level: "info",
+      msg: xid === null
+        ? "Sending unacked binding updates"
+        : `Answering ${all ? "UPDREQALL" : "UPDREQ"}`,
+      fields: xid === null
+        ? { inFlight: this.#inFlight.size }
+        : { xid, inFlight: this.#inFlight.size },
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Receiving BNDUPD (§7.1.2-§7.1.5) and answering with BNDACK (§7.2.1, §6.3)
+
+  #receiveBndupd(now: number, msg: FailoverMessage, out: SyncEffect[]): void {
+    const acks: BindingAck[] = [];
+    /** Leases accepted earlier in this message, for a repeated address. */
+    const written = new Map<number, Lease>();
+    for (const group of splitTransactions(msg).transactions) {
+      const address = getAssignedIpAddress(group);
+      if (address === undefined) {
+        out.push({
+          kind: "log",
+          level: "warn",
+          msg: "Cannot answer a BNDUPD transaction: malformed assigned-IP-address",
+          fields: { xid: msg.xid },
+        });
+        continue;
+      }
+      const wire = bindingUpdateFromOptions(group);
+      const update = wire === undefined ? undefined : bindingUpdateFromWire(wire);
+      if (update === undefined) {
+        // §7.1.3: insufficient information to process the update -> reason 3.
+        acks.push({
+          assignedIpAddress: address,
+          rejectReason: RejectReason.MISSING_BINDING_INFORMATION,
+          message: "Missing binding information: no valid binding-status",
+        });
+        continue;
+      }
+      const local = written.get(address) ?? this.#o.view.get(address);
+      const context = {
+        role: this.#o.role,
+        now,
+        inPool: this.#o.inPool(address),
+        ...(this.#o.isReserved?.(address) === true ? { reserved: true } : {}),
+      };
+      const verdict = acceptUpdate(local, update, context);
+      if (verdict.accept) {
+        written.set(address, verdict.lease);
+        out.push({ kind: "persist", lease: verdict.lease });
+        // §7.1.1: storage updates caused by a BNDUPD SHOULD NOT cause BNDUPDs of our own; the
+        // partner's newer binding replaces our queued one.
+        this.#queue.delete(address);
+        acks.push({ assignedIpAddress: address });
+      } else {
+        out.push({
+          kind: "log",
+          level: "info",
+          msg: "Rejected binding update",
+          fields: {
+            address,
+            reason: verdict.rejectReason,
+            text: verdict.message,
+            section: verdict.section,
+          },
+        });
+        acks.push({
+          assignedIpAddress: address,
+          rejectReason: verdict.rejectReason,
+          message: verdict.message,
+        });
+      }
+    }
+    if (acks.length === 0) return;
+    // §8.6: a BNDUPD of a connection that is gone may be processed but MUST NOT be acked.
+    if (!this.up) return;
+    // §7.2.1: the BNDACK copies the BNDUPD's xid; §6.3: one ack per transaction, same order.
+    const ack = buildBndack({ time: Math.floor(now), xid: msg.xid }, this.#fitAcks(acks));
+    if (written.size > 0) {
+      out.push({ kind: "send-after-commit", message: ack, connection: this.#connection });
+    } else {
+      out.push({ kind: "send", message: ack });
+    }
+  }
+
+  /** Drops message texts (SHOULD, §7.2.1) from the end until the BNDACK fits (§6.1). */
+  #fitAcks(acks: BindingAck[]): BindingAck[] {
+    const size = (list: BindingAck[]) =>
+      FAILOVER_HEADER_LENGTH +
+      list.reduce(
+        (n, a) =>
+          n + 8 + (a.rejectReason === undefined
+            ? 0
+            : 5 + (a.message === undefined ? 0 : 4 + new TextEncoder().encode(a.message).length)),
+        0,
+      );
+    const list = acks.map((a) => ({ ...a }));
+    for (let i = list.length - 1; i >= 0 && size(list) > this.#maxLength; i--) {
+      delete (list[i] as BindingAck).message;
+    }
+    return list;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Receiving BNDACK (§7.2.2)
+
+  #receiveBndack(now: number, msg: FailoverMessage, out: SyncEffect[]): void {
+    const f = this.#inFlight.get(msg.xid);
+    if (f === undefined) {
+      out.push({
+        kind: "log",
+        level: "warn",
+        msg: "Ignoring a BNDACK for no BNDUPD in flight",
+        fields: { xid: msg.xid },
+      });
+      return;
+    }
+    this.#inFlight.delete(msg.xid);
+    this.#pass?.outstanding.delete(msg.xid);
+    for (const address of f.items.keys()) this.#inFlightByAddress.delete(address);
+
+    for (const ack of getBindingAcks(msg)) {
+      const item = f.items.get(ack.assignedIpAddress);
+      if (item === undefined) {
+        out.push({
+          kind: "log",
+          level: "warn",
+          msg: "BNDACK names an address its BNDUPD did not carry",
+          fields: { xid: msg.xid, address: ack.assignedIpAddress },
+        });
+        continue;
+      }
+      f.items.delete(ack.assignedIpAddress);
+      if (ack.rejectReason !== undefined) {
+        // §7.2.2: log it and MUST NOT resend at once; the next UPDREQ may carry it again.
+        this.#rejected++;
+        out.push({
+          kind: "log",
+          level: "warn",
+          msg: "Partner rejected binding update",
+          fields: {
+            address: ack.assignedIpAddress,
+            reason: ack.rejectReason,
+            text: ack.message ?? rejectReasonText(ack.rejectReason),
+            section: "§7.2.2",
+          },
+        });
+        continue;
+      }
+      this.#accepted++;
+      this.#recordAck(now, item, out);
+    }
+    // §6.3: every transaction MUST be answered; an unanswered one is sent again later.
+    for (const item of f.items.values()) {
+      out.push({
+        kind: "log",
+        level: "warn",
+        msg: "BNDACK did not answer an address of its BNDUPD: queued again",
+        fields: { xid: msg.xid, address: item.lease.address },
+      });
+      if (!this.#queue.has(item.lease.address)) this.#queue.set(item.lease.address, item.lease);
+    }
+    this.#maybeDone(now, out);
+  }
+
+  /** An accepted update: record tsfp (§7.2.2) and free EXPIRED/RELEASED/RESET (§5.11). */
+  #recordAck(now: number, item: SentItem, out: SyncEffect[]): void {
+    const current = this.#o.view.get(item.lease.address);
+    if (current === undefined) return;
+    const next: Lease = { ...current, tsfp: item.potentialExpiration };
+    // §5.11 (Fig. 5.11-1 "Comm w/Partner"): EXPIRED, RELEASED and RESET become FREE once the
+    // partner acks them, unless the binding has moved on since it was sent.
+    if (FREE_ON_ACK.has(item.lease.state) && current.state === item.lease.state) {
+      next.state = "free";
+      next.starts = now;
+    }
+    if (next.tsfp !== current.tsfp || next.state !== current.state) {
+      out.push({ kind: "persist", lease: next });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sending BNDUPD (§7.1.1, §6.3, §8.4) and UPDDONE (§7.5.1)
+
+  /** Whether the partner has not acked this binding yet (§7.3.2). */
+  #isUnacked(lease: Lease): boolean {
+    return this.#queue.has(lease.address) || FREE_ON_ACK.has(lease.state) ||
+      lease.tsfp !== potentialExpirationOf(lease);
+  }
+
+  #pump(now: number, out: SyncEffect[]): void {
+    const nextXid = this.#nextXid;
+    if (nextXid === null) return;
+    while (this.#inFlight.size < this.#window) {
+      const batch = new Map<number, SentItem>();
+      let length = FAILOVER_HEADER_LENGTH;
+      let full = false;
+      let forPass = false;
+      const tryAdd = (lease: Lease): boolean => {
+        if (batch.size >= this.#maxBindings) return false;
+        const update = leaseToBindingUpdate(lease);
+        const n = optionsLength(bindingUpdateOptions(update));
+        if (length + n > this.#maxLength) {
+          if (batch.size === 0) {
+            throw new RangeError(
+              `Cannot send a binding update for ${lease.address}: ${n} octets do not fit`,
+            );
+          }
+          return false;
+        }
+        length += n;
+        batch.set(lease.address, {
+          lease,
+          potentialExpiration: update.potentialExpirationTime ?? 0,
+        });
+        return true;
+      };
+      // Local changes first: they are what a DHCP client was just told.
+      for (const [address, queued] of this.#queue) {
+        // One BNDUPD per address in flight: the next waits for the ack (§7.2.2 records tsfp).
+        if (this.#inFlightByAddress.has(address) || batch.has(address)) continue;
+        // The committed row is the latest; the queued copy only stands in for a deleted row.
+        const lease = this.#o.view.get(address) ?? queued;
+        if (!tryAdd(lease)) {
+          full = true;
+          break;
+        }
+        this.#queue.delete(address);
+      }
+      const pass = this.#pass;
+      while (!full && pass !== null && !pass.exhausted) {
+        let lease = pass.lookahead;
+        pass.lookahead = undefined;
+        if (lease === undefined) {
+          const r = pass.iterator.next();
+          if (r.done === true) {
+            pass.exhausted = true;
+            break;
+          }
+          lease = r.value;
+        }
+        const busy = this.#inFlightByAddress.get(lease.address);
+        if (busy !== undefined) {
+          // Already on its way: the UPDDONE waits for that BNDACK too.
+          pass.outstanding.add(busy);
+          continue;
+        }
+        if (batch.has(lease.address)) {
+          forPass = true;
+          continue;
+        }
+        if (!pass.all && !this.#isUnacked(lease)) continue;
+        if (!tryAdd(lease)) {
+          pass.lookahead = lease;
+          full = true;
+          break;
+        }
+        this.#queue.delete(lease.address);
+        forPass = true;
+      }
+      if (batch.size === 0) break;
+      const xid = nextXid();
+      const items = [...batch.values()];
+      // §7.1.1: the potential-expiration-time sent MUST be recoverable: store it first.
+      let stored = false;
+      for (const item of items) {
+        if (item.lease.tstp !== item.potentialExpiration) {
+          out.push({ kind: "persist", lease: { ...item.lease, tstp: item.potentialExpiration } });
+          stored = true;
+        }
+      }
+      const message = buildBndupd(
+        { time: Math.floor(now), xid },
+        items.map((i) => leaseToBindingUpdate(i.lease)),
+      );
+      out.push(
+        stored
+          ? { kind: "send-after-commit", message, connection: this.#connection }
+          : { kind: "send", message },
+      );
+      this.#inFlight.set(xid, { items: batch });
+      for (const address of batch.keys()) this.#inFlightByAddress.set(address, xid);
+      if (forPass && pass !== null) pass.outstanding.add(xid);
+      this.#sent += batch.size;
+    }
+    this.#maybeDone(now, out);
+  }
+
+  /** §7.5.1: UPDDONE once the pass has sent everything and every BNDUPD of it is acked. */
+  #maybeDone(now: number, out: SyncEffect[]): void {
+    const pass = this.#pass;
+    if (pass === null || !pass.exhausted || pass.lookahead !== undefined) return;
+    if (pass.outstanding.size > 0 || this.#nextXid === null) return;
+    this.#pass = null;
+    if (pass.xid === null) return;
+    if (pass.all) this.#updreqallOwed = false;
+    // §7.5: the UPDDONE copies the request's xid.
+    out.push({ kind: "send", message: buildUpddone({ time: Math.floor(now), xid: pass.xid }) });
+    out.push({
+      kind: "log",
+      level: "info",
+      msg: `Sent UPDDONE for ${pass.all ? "UPDREQALL" : "UPDREQ"}`,
+      fields: { xid: pass.xid },
+    });
+  }
+}

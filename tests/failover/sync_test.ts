@@ -1,0 +1,481 @@
+/**
+ * BindingSync (draft-12 §6.3, §7.1-§7.5, §8.4, §8.6): two engines wired to each other through
+ * encode/decode, each over its own MemoryLeaseStore. Pure: no sockets, no clock.
+ */
+import assert from "node:assert/strict";
+import { BindingSync, type SyncEffect, type SyncInput } from "../../lib/failover/sync.ts";
+import type { FailoverRole } from "../../lib/failover/state.ts";
+import { MemoryLeaseStore } from "../../lib/store/memory.ts";
+import { emptyLease, type Lease } from "../../lib/store/store.ts";
+import {
+  buildBndupd,
+  buildUpdreq,
+  buildUpdreqall,
+  decodeFailover,
+  encodeFailover,
+  FAILOVER_MAX_LENGTH,
+  type FailoverMessage,
+  getBindingAcks,
+  getBindingUpdates,
+  MsgType,
+  RejectReason,
+} from "../../lib/wire/failover.ts";
+
+const T0 = 1_800_000_000;
+const NET_A = 0xc0000200; // 192.0.2.0/24
+const NET_B = 0xc6336400; // 198.51.100.0/24
+const NET_C = 0xcb007100; // 203.0.113.0/24
+
+function inTestPools(address: number): boolean {
+  const net = (address & 0xffffff00) >>> 0;
+  return net === NET_A || net === NET_B || net === NET_C;
+}
+
+/** Every address of the three documentation /24s, in address order (768). */
+function testAddresses(n: number): number[] {
+  const out: number[] = [];
+  for (const net of [NET_A, NET_B, NET_C]) {
+    for (let i = 0; i < 256 && out.length < n; i++) out.push(net + i);
+  }
+  assert.equal(out.length, n, "not enough documentation addresses");
+  return out;
+}
+
+/** An ACTIVE lease for client 02:00:00:00:hi:lo, told to the partner with tstp T0 + 750. */
+function activeLease(address: number, o: Partial<Lease> = {}): Lease {
+  const n = address & 0xffff;
+  return {
+    ...emptyLease(address, "active"),
+    hwAddress: new Uint8Array([0x02, 0, 0, 0, n >> 8, n & 0xff]),
+    starts: T0,
+    cltt: T0,
+    ends: T0 + 300,
+    tstp: T0 + 750,
+    ...o,
+  };
+}
+
+/** One endpoint: a store, an engine and what it sent. */
+class Node {
+  readonly store = new MemoryLeaseStore();
+  readonly sync: BindingSync;
+  readonly name: string;
+  /** Messages on their way to the partner (decoded from the encoded bytes). */
+  outbox: FailoverMessage[] = [];
+  /** Every effect, tagged, in order. */
+  trace: string[] = [];
+  events: string[] = [];
+  sentBndupds: FailoverMessage[] = [];
+  maxInFlight = 0;
+  #xid = 0;
+
+  constructor(name: string, role: FailoverRole, options: { maxBindings?: number } = {}) {
+    this.name = name;
+    this.sync = new BindingSync({
+      role,
+      view: this.store,
+      inPool: inTestPools,
+      ...(options.maxBindings !== undefined ? { maxBindingsPerBndupd: options.maxBindings } : {}),
+    });
+  }
+
+  step(input: SyncInput): SyncEffect[] {
+    const effects = this.sync.step(input);
+    this.apply(effects);
+    this.maxInFlight = Math.max(this.maxInFlight, this.sync.status.inFlight);
+    return effects;
+  }
+
+  /** A shell: persist joins the batch, send-after-commit commits first (and checks the connection). */
+  apply(effects: SyncEffect[]): void {
+    for (const e of effects) {
+      switch (e.kind) {
+        case "persist":
+          this.trace.push(`persist ${e.lease.address}`);
+          this.store.put(e.lease);
+          break;
+        case "send-after-commit":
+          this.store.commit();
+          this.trace.push("commit");
+          if (e.connection !== this.sync.connection) {
+            this.trace.push("drop-stale");
+            break;
+          }
+          this.#send(e.message);
+          break;
+        case "send":
+          this.#send(e.message);
+          break;
+        case "event":
+          this.events.push(e.event);
+          this.trace.push(`event ${e.event}`);
+          break;
+        case "log":
+          break;
+      }
+    }
+  }
+
+  #send(message: FailoverMessage): void {
+    const bytes = encodeFailover(message);
+    assert.ok(bytes.length <= FAILOVER_MAX_LENGTH, `${this.name} sent ${bytes.length} octets`);
+    const copy = decodeFailover(bytes);
+    this.trace.push(`send ${message.type} ${message.xid}`);
+    if (copy.type === MsgType.BNDUPD) this.sentBndupds.push(copy);
+    this.outbox.push(copy);
+  }
+
+  linkUp(maxUnacked: number): void {
+    this.#xid = 0;
+    this.step({
+      kind: "link-up",
+      now: T0,
+      maxUnackedBndupd: maxUnacked,
+      nextXid: () => this.#xid++,
+    });
+  }
+
+  /** Adds (and commits) a lease, then tells the engine. */
+  change(lease: Lease, now = T0): void {
+    this.store.put(lease);
+    this.store.commit();
+    this.step({ kind: "lease-changed", now, lease });
+  }
+
+  receive(message: FailoverMessage, now = T0): void {
+    this.trace.push(`recv ${message.type} ${message.xid}`);
+    this.step({ kind: "message", now, message });
+  }
+}
+
+/** Delivers messages both ways, one at a time, until both outboxes are empty (bounded). */
+function run(a: Node, b: Node, limit = 100_000): number {
+  let delivered = 0;
+  while (a.outbox.length > 0 || b.outbox.length > 0) {
+    assert.ok(delivered < limit, "message exchange does not settle");
+    const fromA = a.outbox.shift();
+    if (fromA !== undefined) {
+      b.receive(fromA);
+      delivered++;
+    }
+    const fromB = b.outbox.shift();
+    if (fromB !== undefined) {
+      a.receive(fromB);
+      delivered++;
+    }
+  }
+  return delivered;
+}
+
+function pair(maxUnacked = 10, options: { maxBindings?: number } = {}): [Node, Node] {
+  const a = new Node("primary", "primary", options);
+  const b = new Node("secondary", "secondary", options);
+  a.linkUp(maxUnacked);
+  b.linkUp(maxUnacked);
+  return [a, b];
+}
+
+function transactions(msgs: FailoverMessage[]): number[] {
+  return msgs.flatMap((m) => getBindingUpdates(m).map((u) => u?.assignedIpAddress ?? -1));
+}
+
+Deno.test("BindingSync sends one change as a BNDUPD and records tsfp from the BNDACK", () => {
+  const [a, b] = pair();
+  const address = NET_A + 10;
+  a.change(activeLease(address));
+  assert.equal(a.sync.status.inFlight, 1);
+  run(a, b);
+
+  const there = b.store.get(address);
+  assert.ok(there !== undefined);
+  assert.equal(there.state, "active");
+  assert.deepEqual(there.hwAddress, new Uint8Array([2, 0, 0, 0, 2, 10]));
+  assert.equal(there.ends, T0 + 300);
+  // §7.1.5: the receiver keeps the potential-expiration-time it acked.
+  assert.equal(there.atsfp, T0 + 750);
+  // §7.2.2: the sender stores the potential-expiration-time the partner acked.
+  assert.equal(a.store.get(address)?.tsfp, T0 + 750);
+  assert.equal(a.sync.status.inFlight, 0);
+  assert.equal(a.sync.status.updatesAccepted, 1);
+  assert.equal(b.sync.status.updatesSent, 0, "storage writes from a BNDUPD send nothing (§7.1.1)");
+});
+
+Deno.test("BindingSync keeps at most max-unacked-bndupd BNDUPDs in flight (§8.4)", () => {
+  const [a, b] = pair(3, { maxBindings: 1 });
+  const addresses = testAddresses(10);
+  for (const address of addresses) a.change(activeLease(address));
+  assert.equal(a.sync.status.inFlight, 3);
+  assert.equal(a.sync.status.queued, 7);
+  run(a, b);
+  assert.equal(a.maxInFlight, 3);
+  assert.equal(a.sentBndupds.length, 10);
+  for (const address of addresses) {
+    assert.equal(b.store.get(address)?.state, "active", `address ${address}`);
+    assert.equal(a.store.get(address)?.tsfp, T0 + 750, `tsfp of ${address}`);
+  }
+  assert.equal(a.sync.status.queued, 0);
+  assert.equal(a.sync.status.inFlight, 0);
+});
+
+Deno.test("BindingSync coalesces changes to one address: the latest wins", () => {
+  const a = new Node("primary", "primary");
+  const address = NET_B + 5;
+  a.change(activeLease(address, { ends: T0 + 100 }));
+  a.change(activeLease(address, { ends: T0 + 200 }));
+  assert.equal(a.sync.status.queued, 1);
+  const b = new Node("secondary", "secondary");
+  a.linkUp(10);
+  b.linkUp(10);
+  run(a, b);
+  assert.equal(a.sentBndupds.length, 1);
+  assert.equal(b.store.get(address)?.ends, T0 + 200);
+});
+
+Deno.test("BindingSync batches several bindings per BNDUPD within 2048 octets (§6.3)", () => {
+  const a = new Node("primary", "primary");
+  const b = new Node("secondary", "secondary");
+  const addresses = testAddresses(40);
+  for (const [i, address] of addresses.entries()) {
+    // 60-octet client identifiers make each transaction about 130 octets.
+    a.change(activeLease(address, { clientId: new Uint8Array(60).fill(i + 1) }));
+  }
+  a.linkUp(10);
+  b.linkUp(10);
+  const batches = a.sentBndupds.map((m) => getBindingUpdates(m).length);
+  assert.ok(batches.length > 1 && batches.length < 40, `batches ${batches.join(",")}`);
+  assert.ok(batches.every((n) => n > 1), `batches ${batches.join(",")}`);
+  for (const m of a.sentBndupds) assert.ok(encodeFailover(m).length <= FAILOVER_MAX_LENGTH);
+  assert.deepEqual(transactions(a.sentBndupds).sort((x, y) => x - y), addresses);
+
+  // §6.3: the BNDACK names the same addresses, in the same order.
+  const first = a.outbox[0];
+  assert.ok(first !== undefined);
+  b.receive(a.outbox.shift() as FailoverMessage);
+  const ack = b.outbox[0];
+  assert.ok(ack !== undefined);
+  assert.equal(ack.type, MsgType.BNDACK);
+  assert.equal(ack.xid, first.xid);
+  assert.deepEqual(
+    getBindingAcks(ack).map((x) => x.assignedIpAddress),
+    transactions([first]),
+  );
+  run(a, b);
+  for (const address of addresses) assert.equal(b.store.get(address)?.state, "active");
+});
+
+Deno.test("BindingSync answers UPDREQALL with every binding, then UPDDONE after all BNDACKs", () => {
+  const [a, b] = pair(10);
+  const addresses = testAddresses(768);
+  for (const address of addresses) {
+    // Already acked earlier: only an UPDREQALL sends these.
+    a.store.put(activeLease(address, { tsfp: T0 + 750 }));
+  }
+  a.store.commit();
+  a.receive(buildUpdreqall({ time: T0, xid: 77 }));
+  assert.ok(a.sync.status.inFlight <= 10);
+  run(a, b);
+
+  assert.equal(a.maxInFlight, 10);
+  assert.deepEqual(transactions(a.sentBndupds).sort((x, y) => x - y), addresses);
+  for (const address of addresses) assert.equal(b.store.get(address)?.state, "active");
+  // §7.5: exactly one UPDDONE with the request's xid, after the BNDACK of every BNDUPD.
+  const done = a.trace.filter((t) => t.startsWith(`send ${MsgType.UPDDONE} `));
+  assert.deepEqual(done, [`send ${MsgType.UPDDONE} 77`]);
+  const doneAt = a.trace.indexOf(done[0] as string);
+  const acksBefore = a.trace.slice(0, doneAt).filter((t) =>
+    t.startsWith(`recv ${MsgType.BNDACK} `)
+  );
+  assert.equal(acksBefore.length, a.sentBndupds.length);
+  assert.deepEqual(b.events, ["upddone"]);
+  assert.equal(a.sync.status.pass, "none");
+});
+
+Deno.test("BindingSync answers UPDREQ with only the bindings not yet acked (§7.3.2)", () => {
+  const [a, b] = pair(10);
+  const addresses = testAddresses(20);
+  const unacked = new Set(addresses.filter((_, i) => i % 4 === 0));
+  for (const address of addresses) {
+    a.store.put(activeLease(address, { tsfp: unacked.has(address) ? 0 : T0 + 750 }));
+  }
+  a.store.commit();
+  a.receive(buildUpdreq({ time: T0, xid: 5 }));
+  run(a, b);
+  assert.deepEqual(
+    transactions(a.sentBndupds).sort((x, y) => x - y),
+    [...unacked].sort((x, y) => x - y),
+  );
+  assert.deepEqual(b.events, ["upddone"]);
+  for (const address of addresses) {
+    assert.equal(b.store.get(address)?.state, unacked.has(address) ? "active" : undefined);
+  }
+});
+
+Deno.test("BindingSync answers an UPDREQ at once with UPDDONE when nothing is unacked", () => {
+  const [a, b] = pair(10);
+  a.receive(buildUpdreq({ time: T0, xid: 9 }));
+  assert.deepEqual(a.trace.slice(-1), [`send ${MsgType.UPDDONE} 9`]);
+  run(a, b);
+  assert.deepEqual(b.events, ["upddone"]);
+});
+
+Deno.test("BindingSync loses nothing when the link goes down in the middle of a pass", () => {
+  const [a, b] = pair(4, { maxBindings: 2 });
+  const addresses = testAddresses(300);
+  for (const address of addresses) a.store.put(activeLease(address, { tsfp: T0 + 750 }));
+  a.store.commit();
+  a.receive(buildUpdreqall({ time: T0, xid: 1 }));
+  // Let some traffic through, then cut the link with BNDUPDs and BNDACKs on the wire.
+  for (let i = 0; i < 5; i++) {
+    const m = a.outbox.shift();
+    if (m !== undefined) b.receive(m);
+    const r = b.outbox.shift();
+    if (r !== undefined) a.receive(r);
+  }
+  const inFlight = a.sync.status.inFlight;
+  assert.ok(inFlight > 0);
+  const carried = a.sentBndupds.length;
+  a.outbox = [];
+  b.outbox = [];
+  a.step({ kind: "link-down", now: T0 + 1 });
+  b.step({ kind: "link-down", now: T0 + 1 });
+  assert.equal(a.sync.status.inFlight, 0);
+  assert.ok(a.sync.status.queued >= inFlight, "in-flight bindings are queued again");
+  assert.equal(a.sync.status.updreqallOwed, true);
+  assert.equal(a.sync.status.pass, "none");
+
+  a.linkUp(4);
+  b.linkUp(4);
+  // §7.4.2: until its UPDDONE, an owed UPDREQALL turns an UPDREQ into an UPDREQALL.
+  a.receive(buildUpdreq({ time: T0 + 2, xid: 2 }));
+  assert.equal(a.sync.status.pass, "updreqall");
+  run(a, b);
+  assert.ok(a.sentBndupds.length > carried);
+  for (const address of addresses) assert.equal(b.store.get(address)?.state, "active");
+  assert.deepEqual(a.trace.filter((t) => t.startsWith(`send ${MsgType.UPDDONE} `)), [
+    `send ${MsgType.UPDDONE} 2`,
+  ]);
+  assert.equal(a.sync.status.updreqallOwed, false);
+  assert.equal(a.sync.status.queued, 0);
+});
+
+Deno.test("BindingSync queues changes while down and sends them after link-up", () => {
+  const a = new Node("primary", "primary");
+  const b = new Node("secondary", "secondary");
+  const addresses = testAddresses(12);
+  for (const address of addresses) a.change(activeLease(address));
+  assert.equal(a.outbox.length, 0);
+  assert.equal(a.sync.status.queued, 12);
+  a.linkUp(2);
+  b.linkUp(2);
+  run(a, b);
+  for (const address of addresses) assert.equal(a.store.get(address)?.tsfp, T0 + 750);
+});
+
+Deno.test("BindingSync does not resend an update the partner rejected with reason 16", () => {
+  const [a, b] = pair();
+  const address = NET_C + 7;
+  // Fig. 7.1.3-1: the secondary's ABANDONED row rejects an ACTIVE update (reason 16).
+  b.store.put({ ...emptyLease(address, "abandoned"), starts: T0 - 10 });
+  b.store.commit();
+  a.change(activeLease(address));
+  run(a, b);
+  assert.equal(a.sync.status.updatesRejected, 1);
+  assert.equal(a.store.get(address)?.tsfp, 0, "a rejected update records no tsfp");
+  assert.equal(b.store.get(address)?.state, "abandoned");
+  const acks = a.trace.filter((t) => t.startsWith(`recv ${MsgType.BNDACK} `));
+  assert.equal(acks.length, 1);
+  // §7.2.2: MUST NOT resend at once, not even after a reconnection.
+  a.step({ kind: "link-down", now: T0 + 1 });
+  b.step({ kind: "link-down", now: T0 + 1 });
+  a.linkUp(10);
+  b.linkUp(10);
+  run(a, b);
+  assert.equal(a.sentBndupds.length, 1);
+  assert.equal(a.sync.status.queued, 0);
+});
+
+Deno.test("BindingSync reports reject reason 16 in the BNDACK it sends", () => {
+  const [, b] = pair();
+  const address = NET_C + 8;
+  b.store.put(emptyLease(address, "abandoned"));
+  b.store.commit();
+  b.receive(buildBndupd({ time: T0, xid: 40 }, {
+    assignedIpAddress: address,
+    bindingStatus: 2,
+    clientHardwareAddress: { htype: 1, chaddr: new Uint8Array([2, 0, 0, 0, 0, 8]) },
+    leaseExpirationTime: T0 + 300,
+    potentialExpirationTime: T0 + 750,
+  }));
+  const ack = b.outbox[0];
+  assert.ok(ack !== undefined);
+  assert.equal(ack.xid, 40);
+  const [only] = getBindingAcks(ack);
+  assert.equal(only?.rejectReason, RejectReason.LESS_CRITICAL_BINDING);
+  assert.ok((only?.message ?? "").length > 0);
+  assert.ok(!b.trace.some((t) => t.startsWith("persist")), "a rejection writes nothing");
+});
+
+Deno.test("BindingSync sends a BNDACK only after the accepted leases are committed", () => {
+  const [a, b] = pair();
+  const addresses = testAddresses(3);
+  const bndupd = buildBndupd({ time: T0, xid: 12 }, [
+    ...addresses.map((address) => ({
+      assignedIpAddress: address,
+      bindingStatus: 2,
+      clientHardwareAddress: { htype: 1, chaddr: new Uint8Array([2, 0, 0, 0, 1, address & 0xff]) },
+      leaseExpirationTime: T0 + 300,
+      potentialExpirationTime: T0 + 750,
+    })),
+  ]);
+  const effects = b.sync.step({ kind: "message", now: T0, message: bndupd });
+  assert.deepEqual(effects.filter((e) => e.kind !== "log").map((e) => e.kind), [
+    "persist",
+    "persist",
+    "persist",
+    "send-after-commit",
+  ]);
+  const last = effects.at(-1);
+  assert.ok(last?.kind === "send-after-commit");
+  assert.equal(last.connection, b.sync.connection);
+  assert.equal(last.message.type, MsgType.BNDACK);
+  assert.equal(last.message.xid, 12);
+  assert.deepEqual(getBindingAcks(last.message).map((x) => x.assignedIpAddress), addresses);
+
+  // §8.6: when the connection changes before the commit, the BNDACK is dropped.
+  b.step({ kind: "link-down", now: T0 });
+  b.linkUp(10);
+  b.apply(effects);
+  assert.deepEqual(b.trace.slice(-2), ["commit", "drop-stale"]);
+  assert.equal(b.outbox.length, 0);
+  assert.equal(a.outbox.length, 0);
+});
+
+Deno.test("BindingSync frees a RELEASED lease once the partner acks it (§5.11)", () => {
+  const [a, b] = pair();
+  const address = NET_A + 20;
+  a.change(activeLease(address));
+  run(a, b);
+  a.change(
+    activeLease(address, { state: "released", starts: T0 + 60, ends: T0 + 60, cltt: T0 + 60 }),
+    T0 + 60,
+  );
+  run(a, b);
+  assert.equal(a.store.get(address)?.state, "free");
+  assert.equal(b.store.get(address)?.state, "free");
+});
+
+Deno.test("BindingSync emits upddone when the partner's UPDDONE arrives (§7.5.2)", () => {
+  const [a] = pair();
+  const effects = a.sync.step({
+    kind: "message",
+    now: T0,
+    message: {
+      type: MsgType.UPDDONE,
+      time: T0,
+      xid: 3,
+      additionalHeader: new Uint8Array(0),
+      options: [],
+    },
+  });
+  assert.deepEqual(effects, [{ kind: "event", event: "upddone" }]);
+});
