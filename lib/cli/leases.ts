@@ -1,20 +1,23 @@
 /**
  * `duet leases`: prints the lease database as a table, one JSON array or CSV (RFC 4180).
  * It opens the database read-only, so it works while the server runs (WAL), and streams
- * rows instead of loading them all.
+ * rows instead of loading them all. With --live it reads the same rows from a running
+ * `duet serve` through its control socket (GET /leases) instead.
  */
 import { parseArgs } from "node:util";
+import type { Config } from "../config/types.ts";
 import { ConfigError, StoreError } from "../errors.ts";
 import { formatIpv4, formatMac, parseIpv4, parseMac } from "../wire/ip.ts";
 import { type Lease, LEASE_STATES, type LeaseFilter, type LeaseState } from "../store/store.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
+import { controlSocketPath } from "../control/http.ts";
 
 /** What leasesCommand writes to and how it reads a configuration file. */
 export interface LeasesIo {
   stdout: (s: string) => void;
   stderr: (s: string) => void;
   /** Reads the configuration (lib/config/config.ts loadConfig); needed for --config. */
-  loadConfig?: (path: string) => Promise<{ database: string }>;
+  loadConfig?: (path: string) => Promise<{ database: string; control?: Config["control"] }>;
 }
 
 /** Exit codes (STYLE.md §9). */
@@ -26,17 +29,24 @@ const EXIT_CONFIG = 3;
 /** Rows per io.stdout call. */
 const FLUSH_ROWS = 500;
 
-const USAGE = "Usage: duet leases (-c FILE | --db FILE) [--json | --csv] " +
-  "[--state STATE] [--mac MAC] [--ip ADDRESS]";
+/** How long --live waits for the server's response headers, in milliseconds. */
+const LIVE_TIMEOUT_MS = 5000;
+
+const USAGE = "Usage: duet leases (-c FILE | --db FILE | --live (-c FILE | --socket PATH)) " +
+  "[--json | --csv] [--state STATE] [--mac MAC] [--ip ADDRESS]";
 
 const HELP = `${USAGE}
 
 Lists the leases in the lease database in address order. The database is opened
-read-only, so this is safe while the server runs.
+read-only, so this is safe while the server runs. With --live the rows come from the
+running server over its control socket instead, and the database is not opened.
 
 Options:
-  -c, --config FILE   read the database path from this configuration file
+  -c, --config FILE   read the database path (with --live: the control socket) from
+                      this configuration file
       --db FILE       open this lease database
+      --live          ask the running "duet serve" (GET /leases on its control socket)
+      --socket PATH   with --live: connect to this control socket
       --json          print one JSON array
       --csv           print CSV (RFC 4180) with a header row
       --state STATE   only leases in STATE: ${LEASE_STATES.join(", ")}
@@ -44,13 +54,15 @@ Options:
       --ip ADDRESS    only the lease on this address
   -h, --help          print this help
 
-Exit codes: 0 ok (also when nothing matches), 1 database error, 2 usage error,
-3 invalid configuration.
+Exit codes: 0 ok (also when nothing matches), 1 database error or (--live) no server
+answered, 2 usage error, 3 invalid configuration.
 `;
 
 const OPTIONS = {
   config: { type: "string", short: "c" },
   db: { type: "string" },
+  live: { type: "boolean" },
+  socket: { type: "string" },
   json: { type: "boolean" },
   csv: { type: "boolean" },
   state: { type: "string" },
@@ -129,6 +141,9 @@ type Format = "table" | "json" | "csv";
 interface Parsed {
   database?: string;
   config?: string;
+  /** --live: read from the control socket; `socket` is set unless --config gives it. */
+  live: boolean;
+  socket?: string;
   format: Format;
   filter: LeaseFilter;
 }
@@ -145,7 +160,14 @@ function parse(args: string[]): Parsed | "help" {
     throw new Usage(text.split(". ")[0] ?? text);
   }
   if (values.help) return "help";
-  if ((values.config === undefined) === (values.db === undefined)) {
+  if (values.live) {
+    if (values.db !== undefined) throw new Usage("Give --socket or --config with --live, not --db");
+    if ((values.config === undefined) === (values.socket === undefined)) {
+      throw new Usage("Give exactly one of --config and --socket with --live");
+    }
+  } else if (values.socket !== undefined) {
+    throw new Usage("Give --socket only with --live");
+  } else if ((values.config === undefined) === (values.db === undefined)) {
     throw new Usage("Give exactly one of --config and --db");
   }
   if (values.json && values.csv) throw new Usage("Give at most one of --json and --csv");
@@ -172,32 +194,171 @@ function parse(args: string[]): Parsed | "help" {
   const parsed: Parsed = {
     format: values.json ? "json" : values.csv ? "csv" : "table",
     filter,
+    live: values.live ?? false,
   };
   if (values.db !== undefined) parsed.database = values.db;
+  if (values.socket !== undefined) parsed.socket = values.socket;
   if (values.config !== undefined) parsed.config = values.config;
   return parsed;
 }
 
+/** Formats records in one output format, FLUSH_ROWS rows per io.stdout call. */
+class RecordWriter {
+  #format: Format;
+  #io: LeasesIo;
+  #chunk = "";
+  #rows = 0;
+
+  constructor(format: Format, io: LeasesIo) {
+    this.#format = format;
+    this.#io = io;
+    if (format === "table") this.#chunk += tableLine(TABLE_COLUMNS.map((c) => c.key));
+    if (format === "csv") this.#chunk += csvLine(COLUMNS.map((c) => c.key));
+    if (format === "json") this.#chunk += "[";
+  }
+
+  row(r: Record8): void {
+    if (this.#format === "table") this.#chunk += tableLine(TABLE_COLUMNS.map((c) => r[c.key]));
+    else if (this.#format === "csv") this.#chunk += csvLine(COLUMNS.map((c) => r[c.key]));
+    else this.#chunk += (this.#rows === 0 ? "\n" : ",\n") + JSON.stringify(r);
+    if (++this.#rows % FLUSH_ROWS === 0) this.#flush();
+  }
+
+  end(): void {
+    if (this.#format === "json") this.#chunk += this.#rows === 0 ? "]\n" : "\n]\n";
+    this.#flush();
+  }
+
+  #flush(): void {
+    if (this.#chunk !== "") this.#io.stdout(this.#chunk);
+    this.#chunk = "";
+  }
+}
+
 /** Writes every matching lease, FLUSH_ROWS rows per io.stdout call. */
 function writeLeases(store: SqliteLeaseStore, p: Parsed, io: LeasesIo): void {
-  let chunk = "";
-  let rows = 0;
-  const flush = () => {
-    if (chunk !== "") io.stdout(chunk);
-    chunk = "";
+  const out = new RecordWriter(p.format, io);
+  for (const lease of store.iterate(p.filter)) out.row(toRecord(lease));
+  out.end();
+}
+
+// --- --live: GET /leases on the control socket -------------------------------------------
+
+/** The GET /leases query for a filter (lib/control/http.ts parses it). */
+export function leasesQuery(filter: LeaseFilter): string {
+  const q = new URLSearchParams();
+  if (filter.state !== undefined) q.set("state", filter.state);
+  if (filter.hwAddress !== undefined) q.set("mac", formatMac(filter.hwAddress));
+  if (filter.address !== undefined) q.set("ip", formatIpv4(filter.address));
+  const text = q.toString();
+  return text === "" ? "/leases" : `/leases?${text}`;
+}
+
+/** True when a record of GET /leases passes the filter (a server that ignores the query). */
+function matches(r: Record8, filter: LeaseFilter): boolean {
+  return (filter.state === undefined || r.state === filter.state) &&
+    (filter.hwAddress === undefined || r["hw-address"] === formatMac(filter.hwAddress)) &&
+    (filter.address === undefined || r.address === formatIpv4(filter.address));
+}
+
+function isRecord(v: unknown): v is Record8 {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
+  const o = v as Record<string, unknown>;
+  return COLUMNS.every((c) => o[c.key] === null || typeof o[c.key] === "string") &&
+    typeof o.address === "string" && typeof o.state === "string";
+}
+
+/**
+ * The records of a GET /leases body, one at a time. The server writes the JSON array one
+ * record per line ("[", "{...},", ..., "{...}", "]"), so lines are parsed as they arrive.
+ */
+async function* liveRecords(body: ReadableStream<Uint8Array>): AsyncGenerator<Record8> {
+  let rest = "";
+  let closed = false;
+  const parseLine = (line: string): Record8 | undefined => {
+    const text = line.trim().replace(/,$/, "");
+    if (text === "" || text === "[" || text === "]" || text === "[]") {
+      if (text === "]" || text === "[]") closed = true;
+      return undefined;
+    }
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch {
+      v = undefined;
+    }
+    if (!isRecord(v)) throw new Error(`unexpected line in GET /leases: ${text.slice(0, 80)}`);
+    return v;
   };
-  if (p.format === "table") chunk += tableLine(TABLE_COLUMNS.map((c) => c.key));
-  if (p.format === "csv") chunk += csvLine(COLUMNS.map((c) => c.key));
-  if (p.format === "json") chunk += "[";
-  for (const lease of store.iterate(p.filter)) {
-    const r = toRecord(lease);
-    if (p.format === "table") chunk += tableLine(TABLE_COLUMNS.map((c) => r[c.key]));
-    else if (p.format === "csv") chunk += csvLine(COLUMNS.map((c) => r[c.key]));
-    else chunk += (rows === 0 ? "\n" : ",\n") + JSON.stringify(r);
-    if (++rows % FLUSH_ROWS === 0) flush();
+  for await (const piece of body.pipeThrough(new TextDecoderStream())) {
+    rest += piece;
+    let nl;
+    while ((nl = rest.indexOf("\n")) >= 0) {
+      const r = parseLine(rest.slice(0, nl));
+      rest = rest.slice(nl + 1);
+      if (r) yield r;
+    }
   }
-  if (p.format === "json") chunk += rows === 0 ? "]\n" : "\n]\n";
-  flush();
+  const last = parseLine(rest);
+  if (last) yield last;
+  if (!closed) throw new Error("the answer ended before the lease list did");
+}
+
+/** Runs --live: streams GET /leases from `socket` into the output format. */
+async function writeLive(socket: string, p: Parsed, io: LeasesIo): Promise<number> {
+  const client = Deno.createHttpClient({ proxy: { transport: "unix", path: socket } });
+  const abort = new AbortController();
+  // Bounds the wait for the headers only: a long lease list may take longer to stream.
+  const timer = setTimeout(() => abort.abort(new Error("no answer in time")), LIVE_TIMEOUT_MS);
+  try {
+    let res: Response;
+    try {
+      res = await fetch(`http://localhost${leasesQuery(p.filter)}`, {
+        client,
+        signal: abort.signal,
+      });
+    } catch (e) {
+      const why = e instanceof Error && e.cause instanceof Error ? e.cause.message : String(e);
+      const missing = await Deno.lstat(socket).then(() => false, () => true);
+      io.stderr(
+        missing
+          ? `duet leases: duet serve is not running: no control socket at "${socket}"\n`
+          : `duet leases: Cannot reach duet serve on "${socket}": ${why}\n`,
+      );
+      return EXIT_FAILURE;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (res.status !== 200 || res.body === null) {
+      const text = await res.text();
+      let error = `unexpected answer (HTTP ${res.status})`;
+      try {
+        const doc = JSON.parse(text) as unknown;
+        if (typeof doc === "object" && doc !== null && "error" in doc) {
+          error = String((doc as { error: unknown }).error);
+        }
+      } catch {
+        // keep the generic reason
+      }
+      io.stderr(`duet leases: Cannot read the leases from "${socket}": ${error}\n`);
+      return EXIT_FAILURE;
+    }
+    const out = new RecordWriter(p.format, io);
+    try {
+      for await (const r of liveRecords(res.body)) if (matches(r, p.filter)) out.row(r);
+    } catch (e) {
+      io.stderr(
+        `duet leases: Cannot read the leases from "${socket}": ${
+          e instanceof Error ? e.message : String(e)
+        }\n`,
+      );
+      return EXIT_FAILURE;
+    }
+    out.end();
+    return EXIT_OK;
+  } finally {
+    client.close();
+  }
 }
 
 /** Runs `duet leases`; returns the exit code (0 ok, 1 database error, 2 usage, 3 config). */
@@ -217,18 +378,30 @@ export async function leasesCommand(args: string[], io: LeasesIo): Promise<numbe
   }
 
   let database = parsed.database;
+  let socket = parsed.socket;
   if (parsed.config !== undefined) {
     if (!io.loadConfig) {
-      io.stderr(`duet leases: --config is not available here; use --db\n${USAGE}\n`);
+      io.stderr(
+        `duet leases: --config is not available here; use ${
+          parsed.live ? "--socket" : "--db"
+        }\n${USAGE}\n`,
+      );
       return EXIT_USAGE;
     }
     try {
-      database = (await io.loadConfig(parsed.config)).database;
+      const config = await io.loadConfig(parsed.config);
+      database = config.database;
+      socket = controlSocketPath({
+        database,
+        ...(config.control ? { control: config.control } : {}),
+      });
     } catch (e) {
       io.stderr(`duet leases: ${e instanceof Error ? e.message : String(e)}\n`);
       return e instanceof ConfigError ? EXIT_CONFIG : EXIT_FAILURE;
     }
   }
+
+  if (parsed.live) return await writeLive(socket as string, parsed, io);
 
   let store: SqliteLeaseStore | undefined;
   try {

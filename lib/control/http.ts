@@ -5,7 +5,8 @@
  *
  *   GET  /status        the status snapshot (lib/control/status.ts) as JSON
  *   GET  /metrics       Prometheus text format 0.0.4 (lib/control/metrics.ts)
- *   GET  /leases        the lease table, exactly as `duet leases --json` prints it
+ *   GET  /leases        the lease table, exactly as `duet leases --json` prints it; the
+ *                       optional query ?state=S&mac=M&ip=A filters it as the flags do
  *   POST /partner-down  501 until the failover state machine is wired in (TODO(#4))
  */
 import type { Config } from "../config/types.ts";
@@ -14,8 +15,8 @@ import type { PeerStatus } from "../peer/tcp.ts";
 import type { DhcpCounters } from "../server/dhcp.ts";
 import type { ShellCounters } from "../server/shell.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
-import type { Lease, LeaseState } from "../store/store.ts";
-import { formatIpv4 } from "../wire/ip.ts";
+import { type Lease, LEASE_STATES, type LeaseFilter, type LeaseState } from "../store/store.ts";
+import { formatIpv4, parseIpv4, parseMac } from "../wire/ip.ts";
 import { toRecord } from "../cli/leases.ts";
 import { VERSION } from "../cli/version.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
@@ -40,7 +41,7 @@ export interface ControlSource {
 
 /** A lease listing that must be closed; GET /leases opens one per request. */
 export interface LeaseCursor {
-  iterate(): IterableIterator<Lease>;
+  iterate(filter?: LeaseFilter): IterableIterator<Lease>;
   close(): void;
 }
 
@@ -100,8 +101,8 @@ function problem(status: number, error: string, headers: Record<string, string> 
 const encoder = new TextEncoder();
 
 /** GET /leases: a JSON array streamed in chunks, closing the cursor when done or cancelled. */
-function leasesBody(cursor: LeaseCursor): ReadableStream<Uint8Array> {
-  const rows = cursor.iterate();
+function leasesBody(cursor: LeaseCursor, filter: LeaseFilter): ReadableStream<Uint8Array> {
+  const rows = cursor.iterate(filter);
   let count = 0;
   let closed = false;
   const close = () => {
@@ -141,6 +142,33 @@ function leasesBody(cursor: LeaseCursor): ReadableStream<Uint8Array> {
       close();
     },
   });
+}
+
+/** The filter of a GET /leases query (`duet leases --live`), or the problem with it. */
+function parseLeasesQuery(query: URLSearchParams): LeaseFilter | string {
+  const filter: LeaseFilter = {};
+  for (const key of query.keys()) {
+    if (key !== "state" && key !== "mac" && key !== "ip") return `Unknown query parameter "${key}"`;
+  }
+  const state = query.get("state");
+  if (state !== null) {
+    const s = state.toLowerCase() as LeaseState;
+    if (!LEASE_STATES.includes(s)) return `Unknown state "${state}"`;
+    filter.state = s;
+  }
+  const mac = query.get("mac");
+  if (mac !== null) {
+    const hw = parseMac(mac);
+    if (!hw) return `Invalid mac "${mac}"`;
+    filter.hwAddress = hw;
+  }
+  const ip = query.get("ip");
+  if (ip !== null) {
+    const address = parseIpv4(ip);
+    if (address === undefined) return `Invalid ip "${ip}"`;
+    filter.address = address;
+  }
+  return filter;
 }
 
 const ROUTES: Record<string, string> = {
@@ -187,7 +215,8 @@ export async function startControl(
   }
 
   function handle(req: Request): Response {
-    const path = new URL(req.url).pathname;
+    const url = new URL(req.url);
+    const path = url.pathname;
     const method = ROUTES[path];
     if (method === undefined) return problem(404, `No such endpoint "${path}"`);
     if (req.method !== method && !(method === "GET" && req.method === "HEAD")) {
@@ -196,7 +225,9 @@ export async function startControl(
     if (path === "/status") return json(snapshot());
     if (path === "/metrics") return metrics();
     if (path === "/leases") {
-      return new Response(leasesBody(openLeases()), {
+      const filter = parseLeasesQuery(url.searchParams);
+      if (typeof filter === "string") return problem(400, filter);
+      return new Response(leasesBody(openLeases(), filter), {
         headers: { "content-type": "application/json; charset=utf-8" },
       });
     }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { leasesCommand, type LeasesIo } from "../../lib/cli/leases.ts";
+import { leasesCommand, type LeasesIo, leasesQuery } from "../../lib/cli/leases.ts";
 import { ConfigError } from "../../lib/errors.ts";
 import { SqliteLeaseStore } from "../../lib/store/sqlite.ts";
 import { emptyLease, type Lease } from "../../lib/store/store.ts";
@@ -366,6 +366,15 @@ Deno.test("leasesCommand() usage errors exit 2 with usage on stderr", async (t) 
     ["bad --state", ["--db", "x.db", "--state", "bound"], /Unknown state "bound"/],
     ["bad --mac", ["--db", "x.db", "--mac", "zz:00"], /Invalid --mac "zz:00"/],
     ["bad --ip", ["--db", "x.db", "--ip", "192.0.2.300"], /Invalid --ip "192.0.2.300"/],
+    ["--live with --db", ["--live", "--db", "x.db"], /not --db/],
+    ["--live alone", ["--live", "--json"], /exactly one of --config and --socket with --live/],
+    [
+      "--live with --config and --socket",
+      ["--live", "-c", "a.yaml", "--socket", "/run/duet/control.sock"],
+      /exactly one of --config and --socket with --live/,
+    ],
+    ["--socket without --live", ["--socket", "/run/duet/c.sock"], /--socket only with --live/],
+    ["bad --state with --live", ["--live", "--socket", "s", "--state", "x"], /Unknown state/],
   ];
   for (const [name, args, pattern] of cases) {
     await t.step(name, async () => {
@@ -384,7 +393,19 @@ Deno.test("leasesCommand() -h and --help print help on stdout and exit 0", async
     assert.equal(r.code, 0);
     assert.equal(r.err, "");
     assert.match(r.out, /^Usage: duet leases/);
-    for (const option of ["--config", "--db", "--json", "--csv", "--state", "--mac", "--ip"]) {
+    for (
+      const option of [
+        "--config",
+        "--db",
+        "--live",
+        "--socket",
+        "--json",
+        "--csv",
+        "--state",
+        "--mac",
+        "--ip",
+      ]
+    ) {
       assert.ok(r.out.includes(option), option);
     }
   }
@@ -418,4 +439,23 @@ Deno.test("leasesCommand() database errors exit 1 with the reason on stderr", as
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("leasesQuery() puts the --state, --mac and --ip filter in the GET /leases query", () => {
+  assert.equal(leasesQuery({}), "/leases");
+  assert.equal(leasesQuery({ state: "active" }), "/leases?state=active");
+  assert.equal(
+    leasesQuery({
+      state: "released",
+      hwAddress: new Uint8Array([2, 0, 0, 0, 0, 0xab]),
+      address: ip("192.0.2.10"),
+    }),
+    "/leases?state=released&mac=02%3A00%3A00%3A00%3A00%3Aab&ip=192.0.2.10",
+  );
+});
+
+Deno.test("leasesCommand() --live --config without loadConfig is a usage error", async () => {
+  const r = await run(["--live", "-c", "x.yaml"]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /--config is not available here; use --socket/);
 });
