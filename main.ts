@@ -5,6 +5,7 @@ import { demoCommand } from "./lib/cli/demo.ts";
 import { helpCommand, USAGE } from "./lib/cli/help.ts";
 import type { CliIo } from "./lib/cli/io.ts";
 import { leasesCommand } from "./lib/cli/leases.ts";
+import { partnerDownCommand } from "./lib/cli/partner_down.ts";
 import { serveCommand } from "./lib/cli/serve.ts";
 import { statusCommand } from "./lib/cli/status.ts";
 import { versionCommand } from "./lib/cli/version.ts";
@@ -16,6 +17,7 @@ const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
   leases: (args, io) => leasesCommand(args, { ...io, loadConfig }),
   status: (args, io) => statusCommand(args, { ...io, loadConfig }),
+  "partner-down": (args, io) => partnerDownCommand(args, { ...io, loadConfig }),
   check: checkCommand,
   decode: decodeCommand,
   demo: demoCommand,

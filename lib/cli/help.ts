@@ -14,6 +14,8 @@ Commands:
             Print the lease database (works while the server runs).
   status    [--config FILE | --socket PATH] [--json]
             Ask the running server for its status over its control socket.
+  partner-down  [--config FILE | --socket PATH]
+            Tell the running server its failover partner is down (PARTNER-DOWN).
   check     --config FILE
             Validate a configuration; every problem is printed as file:line:col: message.
   decode    FILE.pcap | --hex  [--json]

@@ -12,8 +12,9 @@ import { openFfiTransport } from "../server/udp_ffi.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
 import { hbaFromSplit } from "../balance/hba.ts";
 import type { LinkSettings } from "../peer/link.ts";
-import { PeerService } from "../peer/tcp.ts";
-import { ServerFlags, ServerState } from "../wire/failover.ts";
+import type { PeerService } from "../peer/tcp.ts";
+import { type EndpointClock, FailoverEndpoint } from "../failover/endpoint.ts";
+import type { MachineOptions } from "../failover/state.ts";
 import { formatIpv4 } from "../wire/ip.ts";
 import {
   type ControlServer,
@@ -67,6 +68,8 @@ export interface RunningServer {
   transports: Transport[];
   /** The failover partner link, when the configuration has a failover section. */
   peer: PeerService | null;
+  /** The failover endpoint (state machine and binding sync) that owns `peer`. */
+  failover: FailoverEndpoint | null;
   stop(): Promise<void>;
 }
 
@@ -88,11 +91,26 @@ export function linkSettings(config: Config, secret: Uint8Array | null): LinkSet
   };
 }
 
+/** The real clock and timers for the failover endpoint. */
+export const SYSTEM_CLOCK: EndpointClock = {
+  now: () => Date.now() / 1000,
+  schedule: (fn, ms) => setTimeout(fn, Math.min(ms, 2 ** 31 - 1)),
+  cancel: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+/** Options of startServer(). */
+export interface StartOptions {
+  logger: Logger;
+  transport?: TransportChoice;
+  secret?: Uint8Array | null;
+  /** Failover machine overrides (tests shorten the STARTUP timer). */
+  machine?: Partial<MachineOptions>;
+  /** Seconds between dials of an unreachable partner (default 5). */
+  peerRetrySeconds?: number;
+}
+
 /** Opens the database and sockets of a configuration and starts serving. */
-export function startServer(
-  config: Config,
-  options: { logger: Logger; transport?: TransportChoice; secret?: Uint8Array | null },
-): RunningServer {
+export function startServer(config: Config, options: StartOptions): RunningServer {
   // DEFERRED: COMMIT writes the WAL, the fsync runs off the event loop, ACKs wait for it.
   const store = SqliteLeaseStore.open(config.database, { synchronous: "DEFERRED" });
   let transports: Transport[];
@@ -103,6 +121,7 @@ export function startServer(
     throw e;
   }
   const core = new DhcpCore(config, store, { logger: options.logger });
+  let failover: FailoverEndpoint | null = null;
   const shell = new DhcpShell({
     core,
     store,
@@ -110,27 +129,28 @@ export function startServer(
     logger: options.logger,
     commitDelayMs: config.commitDelayMs,
     commitBatch: config.commitBatch,
+    onCommitted: (addresses) => failover?.leasesCommitted(addresses),
   });
   let peer: PeerService | null = null;
   const settings = linkSettings(config, options.secret ?? null);
   if (settings && config.failover) {
-    const f = config.failover;
-    const startedAt = Math.floor(Date.now() / 1000);
-    peer = new PeerService({
+    // draft-12 §7-§9: the state machine and binding sync behind the partner link.
+    failover = new FailoverEndpoint({
+      config,
       settings,
-      addresses: { address: f.address, port: f.port, peer: f.peer, peerPort: f.peerPort },
+      store,
+      core,
+      shell,
       logger: options.logger,
-      // TODO(#4): the failover state machine supplies the real state; until then this
-      // server says it is starting up (draft §9.3), which a partner waits out.
-      localState: () => ({
-        serverState: ServerState.STARTUP,
-        serverFlags: ServerFlags.STARTUP,
-        startTimeOfState: startedAt,
-      }),
+      clock: SYSTEM_CLOCK,
+      ...(options.machine ? { machine: options.machine } : {}),
+      ...(options.peerRetrySeconds !== undefined ? { retrySeconds: options.peerRetrySeconds } : {}),
     });
+    peer = failover.peer;
     try {
-      peer.start();
+      failover.start();
     } catch (e) {
+      await0(failover);
       for (const t of transports) t.close();
       store.close();
       throw e;
@@ -144,15 +164,21 @@ export function startServer(
     store,
     transports,
     peer,
+    failover,
     stop() {
       stopping ??= (async () => {
-        await peer?.stop();
+        await failover?.stop();
         await shell.stop();
         store.close();
       })();
       return stopping;
     },
   };
+}
+
+/** Stops an endpoint whose start failed, in the background (its timers must not linger). */
+function await0(failover: FailoverEndpoint): void {
+  failover.stop().catch(() => {});
 }
 
 /** Runs `duet serve`; returns the exit code. */

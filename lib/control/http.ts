@@ -7,7 +7,9 @@
  *   GET  /metrics       Prometheus text format 0.0.4 (lib/control/metrics.ts)
  *   GET  /leases        the lease table, exactly as `duet leases --json` prints it; the
  *                       optional query ?state=S&mac=M&ip=A filters it as the flags do
- *   POST /partner-down  501 until the failover state machine is wired in (TODO(#4))
+ *   POST /partner-down  the operator's PARTNER-DOWN command (draft-12 §9.9.3): 200 with the
+ *                       new state; 409 when the state machine refuses it in its state
+ *                       or the server has no failover section
  */
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
@@ -37,6 +39,11 @@ export interface ControlSource {
   store: { countByState(): Record<LeaseState, number> };
   transports: readonly { readonly name: string }[];
   peer: { status(): PeerStatus } | null;
+  /** The failover endpoint (lib/failover/endpoint.ts), when failover is configured. */
+  failover?: {
+    command(command: "partner-down"): { accepted: boolean; state: string; previous: string };
+    status(): { state: string; stateCode: number; startTimeOfState: number };
+  } | null;
 }
 
 /** A lease listing that must be closed; GET /leases opens one per request. */
@@ -203,7 +210,12 @@ export async function startControl(
       shell: source.shell.counters,
       storeFailing: source.shell.storeFailing,
       failover: f
-        ? { role: f.role, relationship: f.relationship, peer: source.peer?.status() ?? null }
+        ? {
+          role: f.role,
+          relationship: f.relationship,
+          peer: source.peer?.status() ?? null,
+          local: source.failover?.status() ?? null,
+        }
         : null,
     });
   }
@@ -231,11 +243,24 @@ export async function startControl(
         headers: { "content-type": "application/json; charset=utf-8" },
       });
     }
-    // TODO(#4): the failover state machine is not wired into serve yet.
-    return problem(
-      501,
-      "Cannot go to PARTNER-DOWN: the failover state machine is not wired into this server yet",
-    );
+    // POST /partner-down: §9.9.3, the operator says the partner is down.
+    const endpoint = source.failover ?? null;
+    if (endpoint === null) {
+      return problem(409, "Cannot go to PARTNER-DOWN: this server has no failover section");
+    }
+    const result = endpoint.command("partner-down");
+    logger.warn("Operator command partner-down", {
+      accepted: result.accepted ? "yes" : "no",
+      from: result.previous,
+      state: result.state,
+    });
+    if (!result.accepted && result.state !== "PARTNER-DOWN") {
+      return json(
+        { error: `Cannot go to PARTNER-DOWN from ${result.state}`, state: result.state },
+        409,
+      );
+    }
+    return json({ state: result.state, previous: result.previous });
   }
 
   function onError(e: unknown): Response {

@@ -169,6 +169,15 @@ export function renderMetrics(s: StatusSnapshot): string {
         type: "gauge",
         samples: [{ value: f.link === "up" ? 1 : 0 }],
       },
+      ...(f.state === undefined ? [] : [{
+        name: "duet_failover_state",
+        help: "1 for this server's failover state (draft-12 §9), else 0.",
+        type: "gauge" as const,
+        samples: Object.values(SERVER_STATE_NAMES).map((name) => ({
+          labels: [["state", name]] as [string, string][],
+          value: f.state === name ? 1 : 0,
+        })),
+      }]),
       {
         name: "duet_failover_partner_state",
         help: "1 for the partner's last reported server-state (draft-12 §12.24), else 0.",

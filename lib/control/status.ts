@@ -54,6 +54,11 @@ export interface PartnerStatus {
 export interface FailoverStatus {
   role: "primary" | "secondary";
   relationship: string;
+  /** This server's failover state (draft-12 §9), when the state machine runs. */
+  state?: string;
+  stateCode?: number;
+  /** ISO 8601 UTC time this server entered `state`. */
+  stateSince?: string;
   /** Partner link (draft-12 §8.3): up once CONNECT/CONNECTACK and STATE are done. */
   link: "up" | "connecting" | "down";
   connections: number;
@@ -117,6 +122,8 @@ export interface StatusParts {
     role: "primary" | "secondary";
     relationship: string;
     peer: PeerStatus | null;
+    /** The state machine's state (lib/failover/endpoint.ts), when it runs. */
+    local?: { state: string; stateCode: number; startTimeOfState: number } | null;
   } | null;
 }
 
@@ -138,9 +145,18 @@ function histogramOf(map: ReadonlyMap<number, number>, sum: number): Histogram {
 function failoverOf(f: NonNullable<StatusParts["failover"]>): FailoverStatus {
   const p = f.peer;
   const partner = p?.partner ?? null;
+  const local = f.local ?? null;
   return {
     role: f.role,
     relationship: f.relationship,
+    ...(local === null ? {} : {
+      state: local.state,
+      stateCode: local.stateCode,
+      stateSince: new Date(local.startTimeOfState * 1000).toISOString().replace(
+        /\.\d{3}Z$/,
+        "Z",
+      ),
+    }),
     link: p?.link ?? "down",
     connections: p?.connections ?? 0,
     partner: partner === null ? null : {
@@ -217,7 +233,9 @@ export function utilisationPercent(s: SubnetStatus): string {
 
 function failoverLine(f: FailoverStatus | null): string {
   if (f === null) return "off";
-  let line = `${f.role} of ${JSON.stringify(f.relationship)}, link ${f.link}`;
+  let line = `${f.role} of ${JSON.stringify(f.relationship)}`;
+  if (f.state !== undefined) line += ` in ${f.state}`;
+  line += `, link ${f.link}`;
   if (f.partner) line += `, partner ${f.partner.state}`;
   const extra: string[] = [];
   if (f.clockSkewSeconds !== null) extra.push(`clock skew ${f.clockSkewSeconds.toFixed(1)} s`);

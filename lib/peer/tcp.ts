@@ -140,6 +140,22 @@ export class PeerService {
     return true;
   }
 
+  /**
+   * The next xid on the up link, for a message built ahead of sendMessage() (a BNDUPD whose
+   * xid the binding sync records, draft-12 §7.2.2); null when the link is down.
+   */
+  nextXid(): number | null {
+    return this.#up ? this.#up.link.nextXid() : null;
+  }
+
+  /** Sends a message built with nextXid() on the up link; false when the link is down. */
+  sendMessage(message: FailoverMessage): boolean {
+    const c = this.#up;
+    if (!c) return false;
+    this.#input(c, { kind: "send", now: this.#now(), message });
+    return true;
+  }
+
   /** Closes every connection and the listener; waits for the loops to end. */
   async stop(): Promise<void> {
     if (this.#stopped) return;

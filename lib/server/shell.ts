@@ -25,6 +25,11 @@ export interface ShellOptions {
   now?: () => number;
   /** Seconds between expiry ticks. */
   tickSeconds?: number;
+  /**
+   * Called after each successful COMMIT with the addresses the DHCP core wrote in it (the
+   * failover endpoint sends them to the partner, draft-12 §7.1.1).
+   */
+  onCommitted?: (addresses: number[]) => void;
 }
 
 /** Shell-level counters (the core counts per message type). */
@@ -185,9 +190,10 @@ export class DhcpShell {
 
   /**
    * Commits the pending leases, then has them synced to disk off the event loop; the ACKs
-   * that waited for them are sent once the sync that covers them has finished.
+   * that waited for them are sent once the sync that covers them has finished. Returns false
+   * when the commit failed (and was rolled back).
    */
-  flush(): void {
+  flush(): boolean {
     if (this.#commitTimer !== undefined) {
       clearTimeout(this.#commitTimer);
       this.#commitTimer = undefined;
@@ -213,12 +219,24 @@ export class DhcpShell {
         this.#o.core.resync(this.#dirty);
         this.#dirty = [];
         // Nothing acknowledged may be lost: the replies that needed this commit are dropped.
-        return;
+        return false;
       }
     }
+    const committed = this.#dirty;
     this.#dirty = [];
     for (const w of waiting) this.#unsynced.push(w);
     this.#startSync();
+    if (committed.length > 0) this.#o.onCommitted?.(committed);
+    return true;
+  }
+
+  /**
+   * Commits the pending writes now and resolves once they are on stable storage; rejects
+   * when the commit or the sync fails (a BNDACK waits for this, draft-12 §7.1.1).
+   */
+  async commitNow(): Promise<void> {
+    if (!this.flush()) throw new StoreError("Cannot commit the lease database");
+    await this.#o.store.sync();
   }
 
   /** One sync at a time; commits made meanwhile are covered by the next one (group commit). */

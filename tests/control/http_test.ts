@@ -139,8 +139,9 @@ Deno.test("the control socket serves status, metrics and leases of a running ser
 
     // Operator commands and wrong requests.
     const pd = await requestControl(socket, "/partner-down", { method: "POST" });
-    assert.equal(pd.status, 501);
-    assert.match(JSON.parse(pd.body).error, /not wired/);
+    // No failover section: there is no partner to declare down.
+    assert.equal(pd.status, 409);
+    assert.match(JSON.parse(pd.body).error, /no failover section/);
     assert.equal((await requestControl(socket, "/partner-down")).status, 405);
     assert.equal((await requestControl(socket, "/status", { method: "POST" })).status, 405);
     assert.equal((await requestControl(socket, "/nope")).status, 404);
@@ -298,20 +299,29 @@ ${role === "primary" ? "  mclt: 300\n  split: 128\n" : ""}`,
     assert.equal(s?.failover?.link, "up", JSON.stringify(s?.failover));
     assert.equal(s?.failover?.role, "primary");
     assert.equal(s?.failover?.relationship, "ctl-pair");
-    // TODO(#4) in serve.ts: until the state machine is wired, each side says STARTUP.
-    assert.equal(s?.failover?.partner?.state, "STARTUP");
+    // A fresh pair goes to NORMAL (draft-12 §9.7.2); wait for the partner's last STATE.
+    while (Date.now() < deadline && s?.failover?.partner?.state !== "NORMAL") {
+      await new Promise((r) => setTimeout(r, 50));
+      s = JSON.parse((await requestControl(socket, "/status")).body) as StatusSnapshot;
+    }
+    assert.equal(s?.failover?.partner?.state, "NORMAL");
     assert.equal(s?.failover?.partner?.relationship, "ctl-pair");
     assert.equal(typeof s?.failover?.clockSkewSeconds, "number");
     assert.ok((s?.failover?.sinceContactSeconds ?? Infinity) < 10);
 
     const m = (await requestControl(socket, "/metrics")).body;
     assert.equal(metric(m, "duet_failover_link_up"), 1);
-    assert.equal(metric(m, `duet_failover_partner_state{state="STARTUP"}`), 1);
-    assert.equal(metric(m, `duet_failover_partner_state{state="NORMAL"}`), 0);
+    assert.equal(metric(m, `duet_failover_partner_state{state="NORMAL"}`), 1);
+    assert.equal(metric(m, `duet_failover_partner_state{state="STARTUP"}`), 0);
     assert.ok(metric(m, "duet_failover_clock_skew_seconds") !== undefined);
 
     const human = await runDuet(["status", "--socket", socket]);
-    assert.match(human.stdout, /^failover {2}primary of "ctl-pair", link up, partner STARTUP/m);
+    assert.match(
+      human.stdout,
+      /^failover {2}primary of "ctl-pair" in NORMAL, link up, partner NORMAL/m,
+    );
+    assert.equal(s?.failover?.state, "NORMAL");
+    assert.equal(metric(m, `duet_failover_state{state="NORMAL"}`), 1);
   } finally {
     await control?.stop();
     await secondary?.stop();

@@ -165,9 +165,10 @@ Deno.test("duet serve pair on loopback: up, down when the secondary stops, up ag
     );
     await waitCount(procs.primary, UP, 1, 15_000, procs);
     await waitCount(procs.secondary, UP, 1, 15_000, procs);
-    // Until the failover state machine exists, both say STARTUP (draft §9.3).
-    assert.match(procs.primary.stderr, /Failover communications up .*partnerState=STARTUP/);
     assert.match(procs.secondary.stderr, /Failover communications up .*partnerVendor=duet-/);
+    // A fresh pair recovers, then both go to NORMAL (draft-12 §9.5.2, §9.7.2).
+    await waitCount(procs.primary, "Failover state RECOVER-DONE -> NORMAL", 1, 15_000, procs);
+    await waitCount(procs.secondary, "Failover state RECOVER-DONE -> NORMAL", 1, 15_000, procs);
 
     // CONTACTs every 2 s (max-response-delay 6) keep the link up past tReceive.
     await new Promise((r) => setTimeout(r, 7_000));
@@ -177,11 +178,35 @@ Deno.test("duet serve pair on loopback: up, down when the secondary stops, up ag
     const code = await procs.secondary.stop("SIGTERM");
     assert.equal(code, 0, logs(procs));
     await waitCount(procs.primary, DOWN, 1, 10_000, procs);
+    // §9.9.1: the primary serves alone until the partner returns.
+    await waitCount(
+      procs.primary,
+      "Failover state NORMAL -> COMMUNICATIONS-INTERRUPTED",
+      1,
+      10_000,
+      procs,
+    );
 
     procs.secondary2 = pair.startSecondary();
     // The primary redials every 5 s (ISC's period).
     await waitCount(procs.secondary2, UP, 1, 20_000, procs);
     await waitCount(procs.primary, UP, 2, 20_000, procs);
+    // §9.3.2 steps 1-2 and §9.9.3: both back to NORMAL, the secondary from its stored state.
+    await waitCount(
+      procs.primary,
+      "Failover state COMMUNICATIONS-INTERRUPTED -> NORMAL",
+      1,
+      10_000,
+      procs,
+    );
+    await waitCount(
+      procs.secondary2,
+      "Failover state COMMUNICATIONS-INTERRUPTED -> NORMAL",
+      1,
+      10_000,
+      procs,
+    );
+    assert.match(procs.secondary2.stderr, /Failover STARTUP, previous state COMMUNICATIONS-INTER/);
   } finally {
     for (const p of Object.values(procs)) await p?.stop("SIGTERM");
     await Deno.remove(pair.dir, { recursive: true });

@@ -1,0 +1,501 @@
+/**
+ * One failover endpoint as a running thing (draft-ietf-dhc-failover-12 §7-§9): the I/O shell
+ * that joins the partner link (lib/peer/tcp.ts), the server-state machine (state.ts) and the
+ * binding-update engine (sync.ts) to the lease database and the DHCP shell. It routes link
+ * events and partner messages to the two pure engines and runs their actions in order. Clock
+ * and timers come in through `EndpointClock`, so this module itself stays free of them.
+ */
+import type { Config } from "../config/types.ts";
+import type { Logger } from "../log.ts";
+import type { LinkSettings, PartnerInfo } from "../peer/link.ts";
+import { PeerService, type PeerStatus } from "../peer/tcp.ts";
+import type { LeaseStore, LeaseView } from "../store/store.ts";
+import {
+  buildUpdreq,
+  buildUpdreqall,
+  type FailoverMessage,
+  getServerFlags,
+  getServerState,
+  getStartTimeOfState,
+  MsgType,
+  serverStateName,
+} from "../wire/failover.ts";
+import { formatIpv4 } from "../wire/ip.ts";
+import {
+  type FailoverCommand,
+  type FailoverMachine,
+  type FailoverState,
+  localState,
+  type MachineOptions,
+  type Persisted,
+  resume,
+  type StateAction,
+  type StateInput,
+  type TimerName,
+  transition,
+} from "./state.ts";
+import { BindingSync, type SyncEffect, type SyncInput, type SyncStatus } from "./sync.ts";
+
+/** The meta key under which the machine's stable state is kept (§9.2). */
+export const STATE_META_KEY = "failover.state";
+
+/** MCLT assumed by a secondary that has none configured nor learned yet (ISC's default). */
+const DEFAULT_MCLT = 3600;
+
+/** Time and timers, supplied by the caller (lib/cli/serve.ts uses the real ones). */
+export interface EndpointClock {
+  /** Epoch seconds (fractions allowed). */
+  now(): number;
+  /** Runs `fn` once after `ms` milliseconds; returns a handle for cancel(). */
+  schedule(fn: () => void, ms: number): unknown;
+  cancel(handle: unknown): void;
+}
+
+/** The store an endpoint needs: leases, the write batch and the meta table. */
+export type EndpointStore = LeaseStore & LeaseView & {
+  getMeta(key: string): string | undefined;
+  setMeta(key: string, value: string): void;
+};
+
+/** Options for FailoverEndpoint. */
+export interface FailoverEndpointOptions {
+  config: Pick<Config, "failover" | "subnets">;
+  settings: LinkSettings;
+  store: EndpointStore;
+  /** The DHCP core: re-reads addresses the partner changed (DhcpCore.resync). */
+  core: { resync(addresses: Iterable<number>): void };
+  /** The DHCP shell: commits the shared write batch (DhcpShell.flush / commitNow). */
+  shell: { flush(): boolean; commitNow(): Promise<void> };
+  logger: Logger;
+  clock: EndpointClock;
+  /** Overrides of the machine's options (tests: startupTimeout and the like). */
+  machine?: Partial<MachineOptions>;
+  /** Passed to PeerService. */
+  retrySeconds?: number;
+}
+
+/** What `status()` reports beyond the link. */
+export interface EndpointStatus {
+  state: string;
+  stateCode: number;
+  startTimeOfState: number;
+  communicating: boolean;
+  sync: SyncStatus;
+}
+
+/** The outcome of an operator command. */
+export interface CommandResult {
+  accepted: boolean;
+  /** The state after the command. */
+  state: string;
+  previous: string;
+}
+
+/** A failover endpoint: partner link + state machine + binding sync, wired to the database. */
+export class FailoverEndpoint {
+  readonly peer: PeerService;
+  readonly #o: FailoverEndpointOptions;
+  readonly #log: Logger;
+  readonly #sync: BindingSync;
+  #machine: FailoverMachine | null = null;
+  /** Machine inputs not yet fed: inputs arriving while actions run wait their turn. */
+  #inputs: StateInput[] = [];
+  #feeding = false;
+  #timers = new Map<TimerName, unknown>();
+  /** Sends wait behind a send-after-commit so that messages leave in order. */
+  #outbox: Promise<void> = Promise.resolve();
+  #outboxDepth = 0;
+  #stopped = false;
+  #pools: { start: number; end: number }[];
+
+  constructor(options: FailoverEndpointOptions) {
+    const f = options.config.failover;
+    if (!f) throw new TypeError("FailoverEndpoint needs a failover configuration");
+    this.#o = options;
+    this.#log = options.logger;
+    this.#pools = options.config.subnets.flatMap((s) =>
+      s.pools.map((p) => ({ start: p.start, end: p.end }))
+    );
+    this.#sync = new BindingSync({
+      role: f.role,
+      view: options.store,
+      inPool: (address) => this.inPool(address),
+    });
+    this.peer = new PeerService({
+      settings: options.settings,
+      addresses: { address: f.address, port: f.port, peer: f.peer, peerPort: f.peerPort },
+      logger: options.logger,
+      localState: () => this.#localState(),
+      onUp: (partner) => this.#onUp(partner),
+      onDown: (reason) => this.#onDown(reason),
+      onMessage: (message) => this.#onMessage(message),
+      now: () => options.clock.now(),
+      ...(options.retrySeconds !== undefined ? { retrySeconds: options.retrySeconds } : {}),
+    });
+  }
+
+  /** Whole epoch seconds: the machine's times go on the wire as 32-bit integers (§12.26). */
+  #now(): number {
+    return Math.floor(this.#o.clock.now());
+  }
+
+  /** Whether an address is in one of this server's pools (§7.1.3 reject-reason 1). */
+  inPool(address: number): boolean {
+    return this.#pools.some((p) => address >= p.start && address <= p.end);
+  }
+
+  /**
+   * Resumes the machine from stable storage (§9.3.2) and starts the partner link. Throws when
+   * the failover port cannot be bound.
+   */
+  start(): void {
+    const f = this.#o.config.failover;
+    if (!f) return;
+    const stored = this.#readPersisted();
+    const options: MachineOptions = {
+      role: f.role,
+      mclt: f.mclt ?? DEFAULT_MCLT,
+      safePeriod: f.autoPartnerDown,
+      ...this.#o.machine,
+    };
+    const { machine, actions } = resume(stored, this.#now(), options);
+    this.#machine = machine;
+    this.#feeding = true;
+    try {
+      this.#runActions(actions);
+    } finally {
+      this.#feeding = false;
+    }
+    this.#drain();
+    this.peer.start();
+  }
+
+  /** The machine's current state, e.g. "NORMAL" (STARTUP before start()). */
+  get state(): FailoverState | 1 {
+    return this.#machine?.state ?? 1;
+  }
+
+  /** Link status, for lib/control (the PeerService's). */
+  peerStatus(): PeerStatus {
+    return this.peer.status();
+  }
+
+  /** The state and sync counters for status pages. */
+  status(): EndpointStatus {
+    const m = this.#machine;
+    return {
+      state: serverStateName(m?.state ?? 1),
+      stateCode: m?.state ?? 1,
+      startTimeOfState: m?.startTimeOfState ?? 0,
+      communicating: m?.communicating ?? false,
+      sync: this.#sync.status,
+    };
+  }
+
+  /** Runs an operator command (§9.9.3 PARTNER-DOWN and friends); returns the state after it. */
+  command(command: FailoverCommand): CommandResult {
+    const before = this.#machine?.state ?? 1;
+    this.#feed({ kind: "command", now: this.#now(), command });
+    const after = this.#machine?.state ?? 1;
+    return {
+      accepted: after !== before,
+      state: serverStateName(after),
+      previous: serverStateName(before),
+    };
+  }
+
+  /**
+   * The DHCP shell committed these addresses (DhcpShell's onCommitted): each committed lease
+   * goes to the partner in a BNDUPD (§7.1.1). Runs after the commit returns, never inside it.
+   */
+  leasesCommitted(addresses: readonly number[]): void {
+    if (this.#stopped || addresses.length === 0) return;
+    const list = [...addresses];
+    queueMicrotask(() => {
+      if (this.#stopped) return;
+      const now = this.#now();
+      const effects: SyncEffect[] = [];
+      for (const address of new Set(list)) {
+        if (!this.inPool(address)) continue;
+        const lease = this.#o.store.get(address);
+        if (lease === undefined) continue;
+        effects.push(...this.#sync.step({ kind: "lease-changed", now, lease }));
+      }
+      this.#runSync(effects);
+    });
+  }
+
+  /** Stops the link and the timers; the machine's state is already stored. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const h of this.#timers.values()) this.#o.clock.cancel(h);
+    this.#timers.clear();
+    await this.peer.stop();
+    await this.#outbox.catch(() => {});
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  #readPersisted(): Persisted | null {
+    const text = this.#o.store.getMeta(STATE_META_KEY);
+    if (text === undefined) return null;
+    try {
+      const p = JSON.parse(text) as Persisted;
+      if (typeof p !== "object" || p === null || typeof p.state !== "number") {
+        throw new TypeError("not a failover state record");
+      }
+      return p;
+    } catch (e) {
+      this.#log.error("Ignoring an unreadable stored failover state: starting as if new", {
+        error: (e as Error).message,
+      });
+      return null;
+    }
+  }
+
+  #localState() {
+    const m = this.#machine;
+    if (m === null) {
+      // Before start(): STARTUP with no previous state (§9.3.1).
+      return { serverState: 6, serverFlags: 1, startTimeOfState: 0 };
+    }
+    return localState(m);
+  }
+
+  #onUp(partner: PartnerInfo): void {
+    const now = this.#now();
+    this.#log.info("Failover partner connected", {
+      partner: serverStateName(partner.serverState),
+      maxUnackedBndupd: partner.maxUnackedBndupd ?? 0,
+    });
+    // The sync first: the machine's entry actions (send-updates) need the link.
+    this.#runSync(this.#sync.step({
+      kind: "link-up",
+      now,
+      maxUnackedBndupd: partner.maxUnackedBndupd ?? 1,
+      nextXid: () => this.peer.nextXid() ?? 0,
+    }));
+    this.#feed({
+      kind: "comm-up",
+      now,
+      partner: {
+        serverState: partner.serverState,
+        serverFlags: partner.serverFlags,
+        startTimeOfState: partner.startTimeOfState,
+      },
+      mclt: this.#o.settings.role === "secondary" ? partner.mclt : null,
+    });
+  }
+
+  #onDown(reason: string): void {
+    const now = this.#now();
+    this.#runSync(this.#sync.step({ kind: "link-down", now }));
+    this.#feed({ kind: "comm-down", now, reason });
+  }
+
+  #onMessage(message: FailoverMessage): void {
+    const now = this.#now();
+    switch (message.type) {
+      case MsgType.STATE: {
+        const serverState = getServerState(message);
+        if (serverState === undefined) {
+          this.#log.warn("STATE without a valid server-state ignored", { xid: message.xid });
+          return;
+        }
+        this.#feed({
+          kind: "partner-state",
+          now,
+          partner: {
+            serverState,
+            serverFlags: getServerFlags(message) ?? 0,
+            startTimeOfState: getStartTimeOfState(message) ?? 0,
+          },
+        });
+        return;
+      }
+      case MsgType.BNDUPD:
+      case MsgType.BNDACK:
+      case MsgType.UPDREQ:
+      case MsgType.UPDREQALL:
+      case MsgType.UPDDONE:
+        this.#runSync(this.#sync.step({ kind: "message", now, message } as SyncInput));
+        return;
+      default:
+        this.#log.debug("Failover message not handled yet", { type: message.type });
+    }
+  }
+
+  // ---- the state machine --------------------------------------------------------------------
+
+  /** Feeds one input; inputs that arrive while actions run are taken in order afterwards. */
+  #feed(input: StateInput): void {
+    if (this.#stopped && input.kind !== "command") return;
+    this.#inputs.push(input);
+    this.#drain();
+  }
+
+  #drain(): void {
+    if (this.#feeding || this.#machine === null) return;
+    this.#feeding = true;
+    try {
+      for (let input = this.#inputs.shift(); input !== undefined; input = this.#inputs.shift()) {
+        const m = this.#machine as FailoverMachine;
+        const { machine, actions } = transition(m, input);
+        this.#machine = machine;
+        this.#runActions(actions);
+      }
+    } finally {
+      this.#feeding = false;
+    }
+  }
+
+  #runActions(actions: readonly StateAction[]): void {
+    const now = () => this.#now();
+    for (const a of actions) {
+      switch (a.kind) {
+        case "persist":
+          // §9.2: the new state is recorded before the partner hears of it.
+          this.#persistState(a.persisted);
+          break;
+        case "send-state":
+          this.peer.sendState(a.local);
+          break;
+        case "send-updreq":
+        case "send-updreqall": {
+          const xid = this.peer.nextXid();
+          if (xid === null) break;
+          const h = { time: Math.floor(now()), xid };
+          this.#send(
+            a.kind === "send-updreq" ? buildUpdreq(h) : buildUpdreqall(h),
+            this.#sync.connection,
+          );
+          this.#log.info(`Sent ${a.kind === "send-updreq" ? "UPDREQ" : "UPDREQALL"}`, { xid });
+          break;
+        }
+        case "send-updates":
+          this.#runSync(this.#sync.step({ kind: "send-updates", now: now() }));
+          break;
+        case "send-poolreq":
+          // POOLREQ/POOLRESP (§7.6) is not implemented: both servers hold every pool address.
+          this.#log.debug("POOLREQ not sent: pool balancing is not implemented");
+          break;
+        case "start-timer":
+          this.#startTimer(a.name, a.at);
+          break;
+        case "cancel-timer": {
+          const h = this.#timers.get(a.name);
+          if (h !== undefined) this.#o.clock.cancel(h);
+          this.#timers.delete(a.name);
+          break;
+        }
+        case "log":
+          this.#log[a.level](a.msg, a.fields);
+          break;
+      }
+    }
+  }
+
+  #persistState(p: Persisted): void {
+    try {
+      this.#o.store.setMeta(STATE_META_KEY, JSON.stringify(p));
+      this.#o.shell.flush();
+    } catch (e) {
+      this.#log.error("Cannot record the failover state", { error: (e as Error).message });
+    }
+  }
+
+  #startTimer(name: TimerName, at: number): void {
+    const old = this.#timers.get(name);
+    if (old !== undefined) this.#o.clock.cancel(old);
+    if (this.#stopped) return;
+    const ms = Math.max(0, (at - this.#o.clock.now()) * 1000);
+    const h = this.#o.clock.schedule(() => {
+      if (this.#timers.get(name) !== h) return;
+      this.#timers.delete(name);
+      // A timer may fire a little early by the wall clock; the machine wants now >= at.
+      this.#feed({ kind: "timer", now: Math.max(at, this.#now()), name });
+    }, ms);
+    this.#timers.set(name, h);
+  }
+
+  // ---- the binding sync ---------------------------------------------------------------------
+
+  #runSync(effects: readonly SyncEffect[]): void {
+    let wrote = false;
+    let committing = false;
+    for (const e of effects) {
+      switch (e.kind) {
+        case "persist":
+          try {
+            this.#o.store.put(e.lease);
+            wrote = true;
+            // The allocator sees what the partner did (and what its ack freed).
+            this.#o.core.resync([e.lease.address]);
+          } catch (err) {
+            this.#log.error("Cannot store a binding from the partner", {
+              address: formatIpv4(e.lease.address),
+              error: (err as Error).message,
+            });
+          }
+          break;
+        case "send":
+          this.#send(e.message, this.#sync.connection);
+          break;
+        case "send-after-commit":
+          committing = true;
+          this.#sendAfterCommit(e.message, e.connection);
+          break;
+        case "event":
+          this.#feed({ kind: "upddone", now: this.#now() });
+          break;
+        case "log":
+          this.#log[e.level](e.msg, e.fields);
+          break;
+      }
+    }
+    // Writes with nothing waiting on them still belong in the next commit, which nothing else
+    // would start.
+    if (wrote && !committing) {
+      try {
+        this.#o.shell.flush();
+      } catch (err) {
+        this.#log.error("Cannot commit bindings from the partner", {
+          error: (err as Error).message,
+        });
+      }
+    }
+  }
+
+  /** Sends now, or after the send-after-commit messages queued before it. */
+  #send(message: FailoverMessage, connection: number): void {
+    if (this.#outboxDepth === 0) {
+      this.peer.sendMessage(message);
+      return;
+    }
+    this.#enqueue(() => Promise.resolve(), message, connection);
+  }
+
+  /** §7.1.1, §8.6: commit and sync first; send only on the connection that asked for it. */
+  #sendAfterCommit(message: FailoverMessage, connection: number): void {
+    this.#enqueue(() => this.#o.shell.commitNow(), message, connection);
+  }
+
+  #enqueue(before: () => Promise<void>, message: FailoverMessage, connection: number): void {
+    this.#outboxDepth++;
+    // Handled at once, so that a failed commit is never an unhandled rejection.
+    const wait = before().then(() => null, (e: unknown) => e as Error);
+    this.#outbox = this.#outbox.then(() => wait).then((error) => {
+      this.#outboxDepth--;
+      if (error !== null) {
+        this.#log.error("Not sending a failover message: its bindings are not durable", {
+          type: message.type,
+          xid: message.xid,
+          error: error.message,
+        });
+      } else if (connection === this.#sync.connection && !this.#stopped) {
+        this.peer.sendMessage(message);
+      }
+    });
+  }
+}
