@@ -71,6 +71,13 @@ export interface FailoverStatus {
 
 /** GET /status: everything an operator or a scraper needs, as plain JSON. */
 export interface StatusSnapshot {
+  /**
+   * This server's failover state in lower case as the draft names it (`normal`,
+   * `communications-interrupted`, `partner-down`, `recover`, …), or null without failover.
+   */
+  state: string | null;
+  /** The partner's last reported state, same spelling, or null when unknown. */
+  "partner-state": string | null;
   version: string;
   pid: number;
   /** ISO 8601 UTC time the server started. */
@@ -179,7 +186,10 @@ function failoverOf(f: NonNullable<StatusParts["failover"]>): FailoverStatus {
 export function buildStatus(parts: StatusParts): StatusSnapshot {
   const leases = {} as Record<LeaseState, number>;
   for (const s of LEASE_STATES) leases[s] = parts.leases[s] ?? 0;
+  const failover = parts.failover === null ? null : failoverOf(parts.failover);
   return {
+    state: failover?.state?.toLowerCase() ?? null,
+    "partner-state": failover?.partner?.state.toLowerCase() ?? null,
     version: parts.version,
     pid: parts.pid,
     startedAt: new Date(parts.startedAt * 1000).toISOString().replace(/\.\d{3}Z$/, "Z"),
@@ -202,7 +212,7 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
       storeFailing: parts.storeFailing,
       commitLatencyMs: histogramOf(parts.shell.commitLatencyMs, parts.shell.commitLatencySumMs),
     },
-    failover: parts.failover === null ? null : failoverOf(parts.failover),
+    failover,
   };
 }
 

@@ -102,6 +102,8 @@ Deno.test("the control socket serves status, metrics and leases of a running ser
     assert.equal(s.db.leasesCommitted >= CLIENTS, true);
     assert.equal(s.db.commitLatencyMs.count, s.db.commits);
     assert.equal(s.failover, null);
+    assert.equal(s.state, null);
+    assert.equal(s["partner-state"], null);
 
     // GET /metrics, on the socket and over TCP.
     const m = await requestControl(socket, "/metrics");
@@ -322,6 +324,9 @@ ${role === "primary" ? "  mclt: 300\n  split: 128\n" : ""}`,
     );
     assert.equal(s?.failover?.state, "NORMAL");
     assert.equal(metric(m, `duet_failover_state{state="NORMAL"}`), 1);
+    // The top-level keys the failover issue names, in the draft's words, lower case.
+    assert.equal(s?.state, "normal");
+    assert.equal(s?.["partner-state"], "normal");
   } finally {
     await control?.stop();
     await secondary?.stop();
