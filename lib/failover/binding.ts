@@ -229,7 +229,8 @@ function checkCondition(c: Condition, ctx: TransitionContext): string | null {
       return "not made by this role";
     case "lease-ended":
       if (ctx.ends === undefined) return "context.ends is required";
-      return ctx.now >= ctx.ends ? null : `lease ends at ${ctx.ends}, now is ${ctx.now}`;
+      // Strictly after the end, as the partner's §7.1.3 time(2) rule checks ("later than").
+      return ctx.now > ctx.ends ? null : `lease ends at ${ctx.ends}, now is ${ctx.now}`;
     case "partner-down-mclt": {
       if (ctx.partnerDownSince === undefined) return "only in PARTNER-DOWN after the MCLT";
       if (ctx.mclt === undefined) return "context.mclt is required";

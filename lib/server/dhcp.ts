@@ -691,10 +691,12 @@ export class DhcpCore {
       if (offer.until <= now) this.#dropOffer(offer.address, true);
     }
     const effects: DhcpEffect[] = [];
-    while (this.#expiry.size > 0 && (this.#expiry.peekKey() as number) <= now) {
+    // A lease is over once now is later than its end (draft §7.1.3 time(2) uses "later than",
+    // so the partner accepts the EXPIRED update).
+    while (this.#expiry.size > 0 && (this.#expiry.peekKey() as number) < now) {
       const address = this.#expiry.pop() as number;
       const lease = this.#view.get(address);
-      if (!lease || lease.ends > now) continue;
+      if (!lease || lease.ends >= now) continue;
       let next: LeaseState;
       if (lease.state === "active") next = "expired";
       else if (lease.state === "abandoned") next = "free";

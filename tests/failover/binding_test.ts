@@ -425,11 +425,12 @@ Deno.test("allowedLocalTransition() follows Figure 5.11-1 arrow by arrow", async
     () => {
       for (const role of ["primary", "secondary"] as const) {
         assert.equal(
-          allowed("active", "expired", tc({ role, trigger: "lease-expired", ends: T0 })),
+          allowed("active", "expired", tc({ role, trigger: "lease-expired", ends: T0 - 1 })),
           true,
         );
+        // At the end second itself the partner would refuse it (§7.1.3 time(2): "later than").
         assert.equal(
-          allowed("active", "expired", tc({ role, trigger: "lease-expired", ends: T0 + 1 })),
+          allowed("active", "expired", tc({ role, trigger: "lease-expired", ends: T0 })),
           false,
         );
         assert.equal(allowed("active", "expired", tc({ role, trigger: "lease-expired" })), false);

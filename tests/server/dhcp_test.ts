@@ -341,15 +341,15 @@ Deno.test("DhcpCore DECLINE abandons the address without client identity, and re
     ctx.core.tick(now).flatMap((e) =>
       e.kind === "persist" && e.lease.address === ack.yiaddr ? [e.lease.state] : []
     );
-  assert.deepEqual(states(NOW + DECLINE_HOLD_SECONDS), []);
-  assert.deepEqual(states(NOW + 1 + DECLINE_HOLD_SECONDS), ["free"]);
+  assert.deepEqual(states(NOW + 1 + DECLINE_HOLD_SECONDS), []);
+  assert.deepEqual(states(NOW + 2 + DECLINE_HOLD_SECONDS), ["free"]);
 });
 
 Deno.test("DhcpCore tick() expires leases at their end and holds offers only offer-hold seconds", () => {
   const ctx = setup();
   const ack = lease(ctx, 1);
-  assert.deepEqual(ctx.core.tick(NOW + 599), []);
-  const effects = ctx.core.tick(NOW + 600);
+  assert.deepEqual(ctx.core.tick(NOW + 600), [], "not at the end second itself");
+  const effects = ctx.core.tick(NOW + 601);
   assert.equal(effects.length, 1);
   const e = effects[0];
   assert.ok(e?.kind === "persist");
