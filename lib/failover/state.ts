@@ -48,6 +48,11 @@ export interface Persisted {
   lastOperational: number;
   /** MCLT learned from the primary's CONNECT (secondary) or configured (primary), §7.8. */
   mclt: number | null;
+  /**
+   * An UPDREQALL was sent and no UPDDONE has answered it yet: ask for everything again
+   * (§7.4, §9.5.2). Absent in records written before this field existed: read as false.
+   */
+  updreqallPending?: boolean;
 }
 
 /** Configuration of one endpoint. */
@@ -94,6 +99,12 @@ export interface FailoverMachine {
   readonly timeOfFailure: number;
   /** The operator said stable storage was lost: always UPDREQALL (§9.5.2). */
   readonly lostStorage: boolean;
+  /**
+   * An UPDREQALL was sent and no UPDDONE has answered it yet (persisted): every update request
+   * is an UPDREQALL until one does (§7.4: the sender "cannot proceed until all of its binding
+   * update information is restored"; §9.5.2: re-issue the UPDREQALL when communications return).
+   */
+  readonly updreqallPending: boolean;
   readonly timers: Readonly<Partial<Record<TimerName, number>>>;
 }
 
@@ -576,6 +587,7 @@ export function persisted(m: FailoverMachine): Persisted {
     commLostAt: m.commLostAt,
     lastOperational: m.lastOperational,
     mclt: m.learnedMclt,
+    updreqallPending: m.updreqallPending,
   };
 }
 
@@ -664,7 +676,7 @@ function enter(
       break;
     case S.POTENTIAL_CONFLICT:
       // §9.10.1: the primary asks for updates; the secondary waits for the primary's UPDREQ.
-      if (m.role === "primary" && m.communicating) c.out.push({ kind: "send-updreq" });
+      if (m.role === "primary" && m.communicating) m = requestUpdates(m, false, c);
       break;
     case S.RESOLUTION_INTERRUPTED:
       c.out.push({
@@ -692,15 +704,35 @@ function enter(
   return m;
 }
 
+/**
+ * Sends UPDREQ, or UPDREQALL when `all` or when an earlier UPDREQALL is still unanswered
+ * (§7.4, §9.5.2: the requester keeps asking for everything until an UPDDONE answers it; the
+ * answerer's own memory of it, §7.4.2, does not survive its crash). The pending mark is
+ * stored before the request goes out, so a restart asks again too.
+ */
+function requestUpdates(m: FailoverMachine, all: boolean, c: Ctx): FailoverMachine {
+  if (!all && !m.updreqallPending) {
+    c.out.push({ kind: "send-updreq" });
+    return m;
+  }
+  let next = m;
+  if (!m.updreqallPending) {
+    next = { ...m, updreqallPending: true };
+    persist(next, c);
+  }
+  c.out.push({ kind: "send-updreqall" });
+  return next;
+}
+
 function runRowActions(m: FailoverMachine, row: TransitionRow, c: Ctx): FailoverMachine {
   for (const a of row.actions ?? []) {
     switch (a) {
       case "request-updates":
         // §9.5.2: UPDREQALL if storage was lost or we never talked to the partner.
-        c.out.push({ kind: m.lostStorage || !m.everTalked ? "send-updreqall" : "send-updreq" });
+        m = requestUpdates(m, m.lostStorage || !m.everTalked, c);
         break;
       case "send-updreq":
-        c.out.push({ kind: "send-updreq" });
+        m = requestUpdates(m, false, c);
         break;
       case "record-recover-as-previous":
         if (m.previousState !== S.RECOVER) {
@@ -849,6 +881,8 @@ export function resume(
     learnedMclt: stored?.mclt ?? null,
     timeOfFailure,
     lostStorage: options.lostStableStorage !== undefined,
+    // Older records lack the field (false); with storage lost the first request is an UPDREQALL.
+    updreqallPending: options.lostStableStorage === undefined && stored?.updreqallPending === true,
     timers: {},
   };
   const c: Ctx = { now, partner: null, out, lastPersisted: "" };
@@ -939,6 +973,9 @@ export function transition(m0: FailoverMachine, input: StateInput): StepResult {
       break;
     }
     case "upddone": {
+      // §7.5.2: what was asked for has arrived; while an UPDREQALL was pending every request
+      // sent was one, so this UPDDONE answers it.
+      if (m.updreqallPending) m = { ...m, updreqallPending: false };
       const row = findRow(m, "upddone", c);
       if (row === undefined) {
         c.out.push({

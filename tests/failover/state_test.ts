@@ -32,6 +32,7 @@ function machineIn(
     lastOperational?: number;
     timeOfFailure?: number;
     everTalked?: boolean;
+    updreqallPending?: boolean;
     safePeriod?: number;
     startupExpiry?: "previous" | "wait" | "partner-down";
     previousState?: FailoverState | null;
@@ -60,6 +61,7 @@ function machineIn(
     learnedMclt: null,
     timeOfFailure: o.timeOfFailure ?? T0 - 10,
     lostStorage: false,
+    updreqallPending: o.updreqallPending ?? false,
     timers: o.timers ?? {},
   };
 }
@@ -212,8 +214,69 @@ Deno.test("transition() takes each arrow of Figure 9.2-1", async (t) => {
     assert.equal(a.machine.state, S.RECOVER);
     assert.deepEqual(acts(a.actions), ["send-updreq", "persist:6"]); // partner's state recorded
     const b = transition(machineIn(S.RECOVER, { everTalked: false }), up(S.PARTNER_DOWN));
-    assert.deepEqual(acts(b.actions), ["send-updreqall", "persist:6"]);
+    // The pending UPDREQALL (and the partner's state) is stored before the request goes out.
+    assert.deepEqual(acts(b.actions), ["persist:6", "send-updreqall"]);
   });
+  await t.step(
+    "RECOVER: an unanswered UPDREQALL is sent again, across a restart, until UPDDONE",
+    () => {
+      // §7.4, §9.5.2: the requester keeps asking for everything until an UPDDONE answers it.
+      const pendingOf = (actions: StateAction[]) =>
+        actions.filter((a) => a.kind === "persist").map((a) =>
+          a.kind === "persist" ? a.persisted.updreqallPending : undefined
+        );
+      const first = transition(
+        machineIn(S.RECOVER, { role: "secondary", everTalked: false }),
+        up(S.NORMAL),
+      );
+      assert.ok(acts(first.actions).includes("send-updreqall"));
+      assert.equal(first.machine.updreqallPending, true);
+      assert.deepEqual(pendingOf(first.actions), [true]);
+      assert.equal(first.machine.everTalked, true);
+      // The link drops before UPDDONE; it returns: UPDREQALL again, though we have talked now.
+      const down = transition(first.machine, { kind: "comm-down", now: T0 + 5 });
+      assert.equal(down.machine.updreqallPending, true);
+      const again = transition(down.machine, { ...up(S.NORMAL), now: T0 + 30 });
+      assert.equal(again.machine.state, S.RECOVER);
+      assert.ok(acts(again.actions).includes("send-updreqall"));
+      assert.ok(!acts(again.actions).includes("send-updreq"));
+      // A restart from the stored record still owes the UPDREQALL.
+      const rec = first.actions.filter((a) => a.kind === "persist").at(-1);
+      assert.ok(rec?.kind === "persist");
+      const restarted = resume(rec.persisted, T0 + 40, { role: "secondary", mclt: MCLT }).machine;
+      assert.equal(restarted.updreqallPending, true);
+      const afterRestart = transition(restarted, { ...up(S.NORMAL), now: T0 + 41 });
+      assert.equal(afterRestart.machine.state, S.RECOVER);
+      assert.ok(acts(afterRestart.actions).includes("send-updreqall"));
+      // UPDDONE answers it: cleared and stored; the next request is a plain UPDREQ.
+      const done = transition(afterRestart.machine, { kind: "upddone", now: T0 + 42 });
+      assert.equal(done.machine.updreqallPending, false);
+      assert.equal(pendingOf(done.actions).at(-1), false);
+      const later = transition(
+        { ...done.machine, state: S.RECOVER, communicating: false },
+        { ...up(S.NORMAL), now: T0 + 50 },
+      );
+      assert.deepEqual(acts(later.actions).filter((a) => a.startsWith("send-updreq")), [
+        "send-updreq",
+      ]);
+      // A record written before the field existed reads as nothing pending.
+      const { updreqallPending: _, ...old } = rec.persisted;
+      const fromOld = resume(old, T0 + 40, { role: "secondary", mclt: MCLT }).machine;
+      assert.equal(fromOld.updreqallPending, false);
+      const oldUp = transition(fromOld, { ...up(S.NORMAL), now: T0 + 41 });
+      assert.ok(acts(oldUp.actions).includes("send-updreq"));
+    },
+  );
+  await t.step(
+    "POTENTIAL-CONFLICT: the primary's UPDREQ is an UPDREQALL while one is pending",
+    () => {
+      // §9.10.1 asks for updates; an unanswered UPDREQALL (§7.4) must not be downgraded by it.
+      const m = machineIn(S.RECOVER, { updreqallPending: true });
+      const r = transition(m, up(S.POTENTIAL_CONFLICT));
+      assert.equal(r.machine.state, S.POTENTIAL_CONFLICT);
+      assert.deepEqual(acts(r.actions), ["persist:5", "send-state:5/0", "send-updreqall"]);
+    },
+  );
   await t.step("RECOVER, UPDDONE within MCLT of the failure -> RECOVER-WAIT with its timer", () => {
     const m = machineIn(S.RECOVER, {
       communicating: true,
