@@ -648,11 +648,10 @@ function enter(
   };
   persist(m, c);
   if (m.communicating) c.out.push({ kind: "send-state", local: localState(m) });
-  c.out.push({
-    kind: "log",
-    level: "info",
-    msg: `Failover state ${name(from)} -> ${name(to)}`,
-    fields: { from: name(from), to: name(to), reason },
+  log(c, "info", `Failover state ${name(from)} -> ${name(to)}`, {
+    from: name(from),
+    to: name(to),
+    reason,
   });
   switch (to) {
     case S.NORMAL:
@@ -666,11 +665,8 @@ function enter(
         m = startTimer(m, "safe-period", (m.commLostAt ?? c.now) + m.safePeriod, c);
       }
       if (from === S.NORMAL) {
-        c.out.push({
-          kind: "log",
-          level: "warn",
-          msg: "Failover partner unreachable: serving alone until it returns",
-          fields: { section: "§9.9.1" },
+        log(c, "warn", "Failover partner unreachable: serving alone until it returns", {
+          section: "§9.9.1",
         });
       }
       break;
@@ -679,11 +675,8 @@ function enter(
       if (m.role === "primary" && m.communicating) m = requestUpdates(m, false, c);
       break;
     case S.RESOLUTION_INTERRUPTED:
-      c.out.push({
-        kind: "log",
-        level: "error",
-        msg: "Failover conflict resolution interrupted: operator attention needed",
-        fields: { section: "§9.11.1" },
+      log(c, "error", "Failover conflict resolution interrupted: operator attention needed", {
+        section: "§9.11.1",
       });
       break;
     case S.RECOVER_WAIT:
@@ -692,16 +685,25 @@ function enter(
       break;
     case S.CONFLICT_DONE:
       if (m.role === "secondary") {
-        c.out.push({
-          kind: "log",
-          level: "warn",
-          msg: "Secondary entered CONFLICT-DONE, which it should never do",
-          fields: { section: "§9.12.1" },
+        log(c, "warn", "Secondary entered CONFLICT-DONE, which it should never do", {
+          section: "§9.12.1",
         });
       }
       break;
   }
   return m;
+}
+
+/** Queues one log line (an action; the shell writes it). */
+function log(
+  c: Ctx,
+  level: "debug" | "info" | "warn" | "error",
+  msg: string,
+  fields?: Record<string, string | number>,
+): void {
+  c.out.push(
+    fields === undefined ? { kind: "log", level, msg } : { kind: "log", level, msg, fields },
+  );
 }
 
 /**
@@ -738,11 +740,8 @@ function runRowActions(m: FailoverMachine, row: TransitionRow, c: Ctx): Failover
         if (m.previousState !== S.RECOVER) {
           m = { ...m, previousState: S.RECOVER };
           persist(m, c);
-          c.out.push({
-            kind: "log",
-            level: "info",
-            msg: "Partner entered PARTNER-DOWN: will restart in RECOVER",
-            fields: { section: "§9.14.2" },
+          log(c, "info", "Partner entered PARTNER-DOWN: will restart in RECOVER", {
+            section: "§9.14.2",
           });
         }
         break;
@@ -922,14 +921,9 @@ export function transition(m0: FailoverMachine, input: StateInput): StepResult {
         learnedMclt: learned,
         mclt: learned ?? m.mclt,
       };
-      c.out.push({
-        kind: "log",
-        level: "info",
-        msg: "Failover communications OK",
-        fields: {
-          partner: name(p.serverState),
-          startup: (p.serverFlags & ServerFlags.STARTUP) !== 0 ? 1 : 0,
-        },
+      log(c, "info", "Failover communications OK", {
+        partner: name(p.serverState),
+        startup: (p.serverFlags & ServerFlags.STARTUP) !== 0 ? 1 : 0,
       });
       m = commOk(m, c, 0);
       // §9.2: the partner's state is recorded; from now on we have talked to it (§9.5.2).
@@ -939,19 +933,14 @@ export function transition(m0: FailoverMachine, input: StateInput): StepResult {
     case "comm-down": {
       if (!m.communicating) break;
       m = { ...m, communicating: false, commLostAt: m.commLostAt ?? input.now };
-      c.out.push({
-        kind: "log",
-        level: "info",
-        msg: "Failover communications failed",
-        fields: { reason: input.reason ?? "closed" },
-      });
+      log(c, "info", "Failover communications failed", { reason: input.reason ?? "closed" });
       const row = findRow(m, "comm-failed", c);
       if (row !== undefined) m = applyRow(m, row, c)[0];
       break;
     }
     case "partner-state": {
       if (!m.communicating) {
-        c.out.push({ kind: "log", level: "debug", msg: "STATE ignored: not communicating" });
+        log(c, "debug", "STATE ignored: not communicating");
         break;
       }
       const p = input.partner;
@@ -963,12 +952,14 @@ export function transition(m0: FailoverMachine, input: StateInput): StepResult {
       m = { ...m, partner: p };
       c.partner = p;
       if (!changed && !startupCleared) break;
-      c.out.push({
-        kind: "log",
-        level: "info",
-        msg: `Failover partner state ${name(before?.serverState ?? 0)} -> ${name(p.serverState)}`,
-        fields: { partner: name(p.serverState) },
-      });
+      log(
+        c,
+        "info",
+        `Failover partner state ${name(before?.serverState ?? 0)} -> ${name(p.serverState)}`,
+        {
+          partner: name(p.serverState),
+        },
+      );
       m = partnerChanged(m, c);
       break;
     }
@@ -978,11 +969,7 @@ export function transition(m0: FailoverMachine, input: StateInput): StepResult {
       if (m.updreqallPending) m = { ...m, updreqallPending: false };
       const row = findRow(m, "upddone", c);
       if (row === undefined) {
-        c.out.push({
-          kind: "log",
-          level: "debug",
-          msg: `UPDDONE ignored in ${name(m.state)}`,
-        });
+        log(c, "debug", `UPDDONE ignored in ${name(m.state)}`);
         break;
       }
       const [next, changed] = applyRow(m, row, c);
@@ -998,11 +985,8 @@ export function transition(m0: FailoverMachine, input: StateInput): StepResult {
       const row = findRow(m, `timer-${input.name}`, c);
       if (row === undefined) {
         if (input.name === "startup") {
-          c.out.push({
-            kind: "log",
-            level: "info",
-            msg: "STARTUP timer expired: waiting for the partner",
-            fields: { section: "§9.3.2 step 6" },
+          log(c, "info", "STARTUP timer expired: waiting for the partner", {
+            section: "§9.3.2 step 6",
           });
         }
         break;
@@ -1014,11 +998,8 @@ export function transition(m0: FailoverMachine, input: StateInput): StepResult {
     case "command": {
       const row = findRow(m, `command-${input.command}`, c);
       if (row === undefined) {
-        c.out.push({
-          kind: "log",
-          level: "warn",
-          msg: `Refused command ${input.command} in ${name(m.state)}`,
-          fields: { state: name(m.state) },
+        log(c, "warn", `Refused command ${input.command} in ${name(m.state)}`, {
+          state: name(m.state),
         });
         break;
       }
