@@ -9,7 +9,7 @@
  * received-potential-expiration-time, `cltt` = client-last-transaction-time and `starts` =
  * start-time-of-state. A time of 0 means absent.
  */
-import { emptyLease, type Lease, type LeaseState } from "../store/store.ts";
+import { emptyLease, type Lease, LEASE_STATES, type LeaseState } from "../store/store.ts";
 import { RejectReason } from "../wire/failover.ts";
 import type { FailoverRole } from "./state.ts";
 
@@ -85,15 +85,7 @@ interface TransitionRow {
   rule: string;
 }
 
-const ALL: readonly LeaseState[] = [
-  "free",
-  "active",
-  "expired",
-  "released",
-  "abandoned",
-  "reset",
-  "backup",
-];
+const ALL: readonly LeaseState[] = LEASE_STATES;
 
 /** Figure 5.11-1 and the §5.11 / §5.4 text, one row per arrow. */
 const TRANSITIONS: readonly TransitionRow[] = [
