@@ -3,10 +3,8 @@
  * (draft-12 §9.9.3 operator command), over the control socket's POST /partner-down.
  */
 import { parseArgs } from "node:util";
-import { ConfigError } from "../errors.ts";
-import { controlSocketPath } from "../control/http.ts";
 import { ExitCode } from "./io.ts";
-import { requestControl, type StatusIo } from "./status.ts";
+import { controlSocketFrom, requestControl, type StatusIo } from "./status.ts";
 
 const USAGE = "Usage: duet partner-down (-c FILE | --socket PATH)";
 
@@ -50,23 +48,8 @@ export async function partnerDownCommand(args: string[], io: StatusIo): Promise<
     io.stdout(HELP);
     return ExitCode.OK;
   }
-  if ((values.config === undefined) === (values.socket === undefined)) {
-    io.stderr(`duet partner-down: Give exactly one of --config and --socket\n${USAGE}\n`);
-    return ExitCode.USAGE;
-  }
-  let socket = values.socket as string;
-  if (values.config !== undefined) {
-    if (!io.loadConfig) {
-      io.stderr(`duet partner-down: --config is not available here; use --socket\n${USAGE}\n`);
-      return ExitCode.USAGE;
-    }
-    try {
-      socket = controlSocketPath(await io.loadConfig(values.config));
-    } catch (e) {
-      io.stderr(`duet partner-down: ${e instanceof Error ? e.message : String(e)}\n`);
-      return e instanceof ConfigError ? ExitCode.INVALID_CONFIG : ExitCode.FAILURE;
-    }
-  }
+  const socket = await controlSocketFrom("partner-down", values, io, USAGE);
+  if (typeof socket === "number") return socket;
   let reply: { status: number; body: string };
   try {
     reply = await requestControl(socket, "/partner-down", { method: "POST" });

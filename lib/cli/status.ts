@@ -60,6 +60,33 @@ function isSnapshot(v: unknown): v is StatusSnapshot {
     typeof s.dhcp === "object" && typeof s.db === "object" && s.failover !== undefined;
 }
 
+/**
+ * The control socket a command talks to: `--socket`, or the one `--config` names or implies.
+ * Returns an exit code (usage 2, invalid config 3, failure 1) after printing why, instead.
+ */
+export async function controlSocketFrom(
+  command: string,
+  values: { config?: string | undefined; socket?: string | undefined },
+  io: StatusIo,
+  usage: string,
+): Promise<string | number> {
+  if ((values.config === undefined) === (values.socket === undefined)) {
+    io.stderr(`duet ${command}: Give exactly one of --config and --socket\n${usage}\n`);
+    return ExitCode.USAGE;
+  }
+  if (values.config === undefined) return values.socket as string;
+  if (!io.loadConfig) {
+    io.stderr(`duet ${command}: --config is not available here; use --socket\n${usage}\n`);
+    return ExitCode.USAGE;
+  }
+  try {
+    return controlSocketPath(await io.loadConfig(values.config));
+  } catch (e) {
+    io.stderr(`duet ${command}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return e instanceof ConfigError ? ExitCode.INVALID_CONFIG : ExitCode.FAILURE;
+  }
+}
+
 /** Runs `duet status`; returns the exit code (0 ok, 1 not running, 2 usage, 3 config). */
 export async function statusCommand(args: string[], io: StatusIo): Promise<number> {
   let values;
@@ -84,24 +111,8 @@ export async function statusCommand(args: string[], io: StatusIo): Promise<numbe
     io.stdout(HELP);
     return ExitCode.OK;
   }
-  if ((values.config === undefined) === (values.socket === undefined)) {
-    io.stderr(`duet status: Give exactly one of --config and --socket\n${USAGE}\n`);
-    return ExitCode.USAGE;
-  }
-
-  let socket = values.socket as string;
-  if (values.config !== undefined) {
-    if (!io.loadConfig) {
-      io.stderr(`duet status: --config is not available here; use --socket\n${USAGE}\n`);
-      return ExitCode.USAGE;
-    }
-    try {
-      socket = controlSocketPath(await io.loadConfig(values.config));
-    } catch (e) {
-      io.stderr(`duet status: ${e instanceof Error ? e.message : String(e)}\n`);
-      return e instanceof ConfigError ? ExitCode.INVALID_CONFIG : ExitCode.FAILURE;
-    }
-  }
+  const socket = await controlSocketFrom("status", values, io, USAGE);
+  if (typeof socket === "number") return socket;
 
   let reply: { status: number; body: string };
   try {
