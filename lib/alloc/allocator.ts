@@ -35,7 +35,12 @@ export class Allocator {
   #head = 0;
   #free: number;
 
-  constructor(ranges: readonly AddressRange[]) {
+  /**
+   * With `empty`, every address starts taken and only release() makes one available (no fresh
+   * cursor): the failover secondary's BACKUP addresses, which the primary hands over one by one
+   * (draft-12 §5.4).
+   */
+  constructor(ranges: readonly AddressRange[], options: { empty?: boolean } = {}) {
     this.ranges = [...ranges].sort((a, b) => a.start - b.start);
     this.#base = [];
     let size = 0;
@@ -46,6 +51,11 @@ export class Allocator {
     }
     this.#state = new Uint8Array(size);
     this.#free = size;
+    if (options.empty === true) {
+      this.#state.fill(USED);
+      this.#cursor = size;
+      this.#free = 0;
+    }
   }
 
   /** Number of addresses in all ranges. */
@@ -56,6 +66,22 @@ export class Allocator {
   /** Number of addresses that may be handed out now. */
   get freeCount(): number {
     return this.#free;
+  }
+
+  /** Number of addresses in [start, end] that may be handed out now (status per pool). */
+  freeIn(start: number, end: number): number {
+    let n = 0;
+    for (let i = 0; i < this.ranges.length; i++) {
+      const r = this.ranges[i] as AddressRange;
+      const lo = Math.max(start, r.start);
+      const hi = Math.min(end, r.end);
+      const base = (this.#base[i] as number) - r.start;
+      for (let a = lo; a <= hi; a++) {
+        const s = this.#state[base + a];
+        if (s === FRESH || s === FREED) n++;
+      }
+    }
+    return n;
   }
 
   /** Offset of an address in #state, or -1 when it is in no range. */

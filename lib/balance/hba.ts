@@ -25,3 +25,13 @@ export function hbaFromSplit(split: number): Uint8Array {
 export function hbaHas(hba: Uint8Array, bucket: number): boolean {
   return (((hba[bucket >> 3] ?? 0) >> (bucket & 7)) & 1) === 1;
 }
+
+/**
+ * The bitmap to send for `primaryBuckets` (a one bit = the primary serves the bucket, as
+ * `split` and `hba` are configured): unchanged for ISC dhcpd 4.4's reading, inverted for the
+ * draft's (draft-12 §12.11: a one bit means the secondary serves the bucket).
+ */
+export function wireHba(primaryBuckets: Uint8Array, polarity: "isc" | "draft"): Uint8Array {
+  if (polarity === "isc") return primaryBuckets;
+  return primaryBuckets.map((b) => ~b & 0xff);
+}

@@ -10,7 +10,7 @@ import type { Transport } from "../server/transport.ts";
 import { openDenoTransport } from "../server/udp_deno.ts";
 import { openFfiTransport } from "../server/udp_ffi.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
-import { hbaFromSplit } from "../balance/hba.ts";
+import { hbaFromSplit, wireHba } from "../balance/hba.ts";
 import type { LinkSettings } from "../peer/link.ts";
 import type { PeerService } from "../peer/tcp.ts";
 import { type EndpointClock, FailoverEndpoint } from "../failover/endpoint.ts";
@@ -70,7 +70,11 @@ export interface RunningServer {
   peer: PeerService | null;
   /** The failover endpoint (state machine and binding sync) that owns `peer`. */
   failover: FailoverEndpoint | null;
-  stop(): Promise<void>;
+  /**
+   * Stops serving, commits what is pending and closes the database. With `shutdown`, the
+   * failover endpoint first enters SHUTDOWN and tells the partner (draft-12 §9.14).
+   */
+  stop(options?: { shutdown?: boolean }): Promise<void>;
 }
 
 /** The link settings of a configuration's failover section (draft-12 §7.8). */
@@ -81,7 +85,9 @@ export function linkSettings(config: Config, secret: Uint8Array | null): LinkSet
     role: f.role,
     relationship: f.relationship,
     mclt: f.mclt,
-    hba: f.role === "primary" ? (f.hba ?? hbaFromSplit(f.split ?? 128)) : null,
+    hba: f.role === "primary"
+      ? wireHba(f.hba ?? hbaFromSplit(f.split ?? 128), f.hbaPolarity)
+      : null,
     maxUnackedBndupd: f.maxUnackedBndupd,
     receiveTimer: f.maxResponseDelay,
     vendorClass: `duet-${VERSION}`,
@@ -120,8 +126,32 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     store.close();
     throw e;
   }
-  const core = new DhcpCore(config, store, { logger: options.logger });
   let failover: FailoverEndpoint | null = null;
+  const settings = linkSettings(config, options.secret ?? null);
+  if (settings && config.failover) {
+    // draft-12 §7-§9: the state machine and binding sync behind the partner link. The core and
+    // the shell it calls into are made below; it uses them only once started.
+    failover = new FailoverEndpoint({
+      config,
+      settings,
+      store,
+      core: {
+        resync: (a) => core.resync(a),
+        utilisation: () => core.utilisation(),
+        giveToBackup: (i, n, now) => core.giveToBackup(i, n, now),
+      },
+      shell: {
+        flush: () => shell.flush(),
+        commitNow: () => shell.commitNow(),
+        apply: (e) => shell.apply(e),
+      },
+      logger: options.logger,
+      clock: SYSTEM_CLOCK,
+      ...(options.machine ? { machine: options.machine } : {}),
+      ...(options.peerRetrySeconds !== undefined ? { retrySeconds: options.peerRetrySeconds } : {}),
+    });
+  }
+  const core: DhcpCore = new DhcpCore(config, store, { logger: options.logger, failover });
   const shell = new DhcpShell({
     core,
     store,
@@ -132,20 +162,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     onCommitted: (addresses) => failover?.leasesCommitted(addresses),
   });
   let peer: PeerService | null = null;
-  const settings = linkSettings(config, options.secret ?? null);
-  if (settings && config.failover) {
-    // draft-12 §7-§9: the state machine and binding sync behind the partner link.
-    failover = new FailoverEndpoint({
-      config,
-      settings,
-      store,
-      core,
-      shell,
-      logger: options.logger,
-      clock: SYSTEM_CLOCK,
-      ...(options.machine ? { machine: options.machine } : {}),
-      ...(options.peerRetrySeconds !== undefined ? { retrySeconds: options.peerRetrySeconds } : {}),
-    });
+  if (failover) {
     peer = failover.peer;
     try {
       failover.start();
@@ -165,9 +182,10 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     transports,
     peer,
     failover,
-    stop() {
+    stop(options = {}) {
       stopping ??= (async () => {
-        await failover?.stop();
+        if (options.shutdown === true) await failover?.shutdown();
+        else await failover?.stop();
         await shell.stop();
         store.close();
       })();
@@ -300,6 +318,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   Deno.removeSignalListener("SIGINT", onInt);
   logger.info("duet stopping", { reason: why });
   await control.stop();
-  await server.stop();
+  // draft-12 §9.14: a partner in NORMAL hears STATE SHUTDOWN and takes over (PARTNER-DOWN).
+  await server.stop({ shutdown: true });
   return ExitCode.OK;
 }

@@ -51,6 +51,11 @@ export const FAILOVER_PORT = 647;
 export const FAILOVER_DEFAULTS = {
   relationship: "duet",
   loadBalanceMaxSeconds: 3,
+  hbaPolarity: "isc",
+  // ISC dhcpd 4.4's defaults for its pool balancing statements.
+  maxLeaseMisbalance: 15,
+  minBalance: 60,
+  maxBalance: 3600,
   maxUnackedBndupd: 10,
   maxResponseDelay: 30,
   autoPartnerDown: 0,
@@ -95,7 +100,11 @@ const FAILOVER_KEYS = [
   "mclt",
   "split",
   "hba",
+  "hba-polarity",
   "load-balance-max-seconds",
+  "max-lease-misbalance",
+  "min-balance",
+  "max-balance",
   "max-unacked-bndupd",
   "max-response-delay",
   "shared-secret-file",
@@ -1122,6 +1131,37 @@ function readFailover(ctx: Ctx, e: Entry, listen: readonly ListenSpec[]): Failov
     FAILOVER_DEFAULTS.autoPartnerDown,
   );
   const maxClockSkew = int("max-clock-skew", 0, 86400, FAILOVER_DEFAULTS.maxClockSkew);
+  const maxLeaseMisbalance = int(
+    "max-lease-misbalance",
+    0,
+    100,
+    FAILOVER_DEFAULTS.maxLeaseMisbalance,
+  );
+  const minBalance = int("min-balance", 0, 86400, FAILOVER_DEFAULTS.minBalance);
+  const maxBalance = int("max-balance", 1, 86400, FAILOVER_DEFAULTS.maxBalance);
+  const mb = at("max-balance");
+  if (mb && maxBalance < minBalance) {
+    report(
+      ctx,
+      valueSite(mb),
+      mb.path,
+      `"max-balance" (${maxBalance}) is below "min-balance" (${minBalance})`,
+    );
+  }
+  const hp = at("hba-polarity");
+  let hbaPolarity: "isc" | "draft" = FAILOVER_DEFAULTS.hbaPolarity;
+  if (hp) {
+    const v = readString(ctx, hp);
+    if (v === "isc" || v === "draft") hbaPolarity = v;
+    else if (v !== undefined) {
+      report(
+        ctx,
+        valueSite(hp),
+        hp.path,
+        `Expected "isc" or "draft" for "hba-polarity", got ${JSON.stringify(v)}`,
+      );
+    }
+  }
 
   const ss = at("shared-secret-file");
   const sharedSecretFile = ss ? readString(ctx, ss) ?? null : null;
@@ -1137,7 +1177,11 @@ function readFailover(ctx: Ctx, e: Entry, listen: readonly ListenSpec[]): Failov
     mclt,
     split,
     hba,
+    hbaPolarity,
     loadBalanceMaxSeconds,
+    maxLeaseMisbalance,
+    minBalance,
+    maxBalance,
     maxUnackedBndupd,
     maxResponseDelay,
     sharedSecretFile,
@@ -1544,7 +1588,11 @@ export function applyPeerFlags(config: Config, flags: PeerFlags): Config {
       mclt: null,
       split: null,
       hba: null,
+      hbaPolarity: FAILOVER_DEFAULTS.hbaPolarity,
       loadBalanceMaxSeconds: FAILOVER_DEFAULTS.loadBalanceMaxSeconds,
+      maxLeaseMisbalance: FAILOVER_DEFAULTS.maxLeaseMisbalance,
+      minBalance: FAILOVER_DEFAULTS.minBalance,
+      maxBalance: FAILOVER_DEFAULTS.maxBalance,
       maxUnackedBndupd: FAILOVER_DEFAULTS.maxUnackedBndupd,
       maxResponseDelay: FAILOVER_DEFAULTS.maxResponseDelay,
       sharedSecretFile: null,

@@ -107,8 +107,24 @@ export interface FailoverConfig {
   split: number | null;
   /** Primary only: the 32-byte hash-bucket-assignment sent to the secondary (§12.11), or null. */
   hba: Uint8Array | null;
+  /**
+   * How the hash-bucket-assignment reads on the wire (draft-12 §12.11, RFC 3074): "isc", a
+   * one bit means the primary serves the bucket (ISC dhcpd 4.4, and duet's default); "draft",
+   * a one bit means the secondary does (the draft's words). `split` and `hba` always count
+   * the primary's buckets; the polarity only changes the bits sent and read.
+   */
+  hbaPolarity: "isc" | "draft";
   /** Serve a client regardless of load balancing once its `secs` exceeds this (RFC 3074 §4). */
   loadBalanceMaxSeconds: number;
+  /**
+   * Pool balancing (draft-12 §5.4), primary: rebalance when FREE and BACKUP differ by more
+   * than this percentage of their sum (ISC `max-lease-misbalance`).
+   */
+  maxLeaseMisbalance: number;
+  /** Seconds between unforced balance checks at least (ISC `min-balance`). */
+  minBalance: number;
+  /** Seconds between balance checks (primary) and POOLREQs (secondary) at most (ISC `max-balance`). */
+  maxBalance: number;
   /** Sent as max-unacked-bndupd in CONNECT/CONNECTACK (draft-12 §12.14). */
   maxUnackedBndupd: number;
   /** Seconds without any message from the partner before the link is declared down (§8.3). */

@@ -5,19 +5,26 @@
  * events and partner messages to the two pure engines and runs their actions in order. Clock
  * and timers come in through `EndpointClock`, so this module itself stays free of them.
  */
+import { hashKey, type Polarity, shouldAnswer } from "../balance/hash.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
+import type { DhcpEffect, FailoverView } from "../server/dhcp.ts";
+import { type DhcpMessage, Opt } from "../wire/dhcp.ts";
 import type { LinkSettings, PartnerInfo } from "../peer/link.ts";
 import { PeerService, type PeerStatus } from "../peer/tcp.ts";
 import type { LeaseStore, LeaseView } from "../store/store.ts";
 import {
+  buildPoolreq,
+  buildPoolresp,
   buildUpdreq,
   buildUpdreqall,
   type FailoverMessage,
+  getAddressesTransferred,
   getServerFlags,
   getServerState,
   getStartTimeOfState,
   MsgType,
+  ServerState,
   serverStateName,
 } from "../wire/failover.ts";
 import { formatIpv4 } from "../wire/ip.ts";
@@ -29,6 +36,8 @@ import {
   type MachineOptions,
   type Persisted,
   resume,
+  type Service,
+  service,
   type StateAction,
   type StateInput,
   type TimerName,
@@ -41,6 +50,8 @@ export const STATE_META_KEY = "failover.state";
 
 /** MCLT assumed by a secondary that has none configured nor learned yet (ISC's default). */
 const DEFAULT_MCLT = 3600;
+/** How often the time of operation is recorded while serving (§9.3.2 step 5), seconds. */
+const OPERATIONAL_EVERY = 10;
 
 /** Time and timers, supplied by the caller (lib/cli/serve.ts uses the real ones). */
 export interface EndpointClock {
@@ -62,10 +73,20 @@ export interface FailoverEndpointOptions {
   config: Pick<Config, "failover" | "subnets">;
   settings: LinkSettings;
   store: EndpointStore;
-  /** The DHCP core: re-reads addresses the partner changed (DhcpCore.resync). */
-  core: { resync(addresses: Iterable<number>): void };
-  /** The DHCP shell: commits the shared write batch (DhcpShell.flush / commitNow). */
-  shell: { flush(): boolean; commitNow(): Promise<void> };
+  /**
+   * The DHCP core: re-reads addresses the partner changed (DhcpCore.resync) and, on the
+   * primary, hands FREE addresses to the secondary (pool balancing, draft-12 §5.4).
+   */
+  core: {
+    resync(addresses: Iterable<number>): void;
+    utilisation(): readonly { free: number; backup: number }[];
+    giveToBackup(index: number, count: number, now: number): DhcpEffect[];
+  };
+  /**
+   * The DHCP shell: commits the shared write batch (DhcpShell.flush / commitNow) and runs the
+   * core's effects like its own (DhcpShell.apply), so their BNDUPDs follow the commit.
+   */
+  shell: { flush(): boolean; commitNow(): Promise<void>; apply(effects: DhcpEffect[]): void };
   logger: Logger;
   clock: EndpointClock;
   /** Overrides of the machine's options (tests: startupTimeout and the like). */
@@ -92,8 +113,9 @@ export interface CommandResult {
 }
 
 /** A failover endpoint: partner link + state machine + binding sync, wired to the database. */
-export class FailoverEndpoint {
+export class FailoverEndpoint implements FailoverView {
   readonly peer: PeerService;
+  readonly role: "primary" | "secondary";
   readonly #o: FailoverEndpointOptions;
   readonly #log: Logger;
   readonly #sync: BindingSync;
@@ -107,12 +129,25 @@ export class FailoverEndpoint {
   #outboxDepth = 0;
   #stopped = false;
   #pools: { start: number; end: number }[];
+  /**
+   * The hash bucket assignment in force, as on the wire (draft-12 §12.11): the primary's own,
+   * or the one the primary sent on the current connection; null before any.
+   */
+  #hba: Uint8Array | null = null;
+  readonly #polarity: Polarity;
+  /** Pool balancing (§5.4): when the primary last balanced, and the periodic timer. */
+  #balancedAt = -Infinity;
+  #balanceTimer: unknown = undefined;
+  #operationalTimer: unknown = undefined;
 
   constructor(options: FailoverEndpointOptions) {
     const f = options.config.failover;
     if (!f) throw new TypeError("FailoverEndpoint needs a failover configuration");
     this.#o = options;
     this.#log = options.logger;
+    this.role = f.role;
+    this.#polarity = f.hbaPolarity;
+    if (f.role === "primary") this.#hba = options.settings.hba;
     this.#pools = options.config.subnets.flatMap((s) =>
       s.pools.map((p) => ({ start: p.start, end: p.end }))
     );
@@ -144,6 +179,57 @@ export class FailoverEndpoint {
     return this.#pools.some((p) => address >= p.start && address <= p.end);
   }
 
+  // ---- what the DHCP core asks (FailoverView) ------------------------------------------------
+
+  /** The MCLT in force: configured on the primary, learned from CONNECT on the secondary. */
+  mclt(): number {
+    return this.#machine?.mclt ?? this.#o.config.failover?.mclt ?? DEFAULT_MCLT;
+  }
+
+  /** What the current state allows for DHCP clients (§5.5-§5.9, §9). */
+  service(now: number): Service {
+    const m = this.#machine;
+    return service(m?.state ?? ServerState.STARTUP, this.role, {
+      now,
+      startTimeOfState: m?.startTimeOfState ?? 0,
+      mclt: this.mclt(),
+    });
+  }
+
+  /** When this server entered PARTNER-DOWN, or null (§9.4.2). */
+  partnerDownSince(): number | null {
+    const m = this.#machine;
+    return m !== null && m.state === ServerState.PARTNER_DOWN ? m.startTimeOfState : null;
+  }
+
+  /**
+   * NORMAL: whether this server serves the client of a load-balanced request (draft-12 §9.8.2,
+   * RFC 3074): its hash bucket is ours under the assignment in force, or its `secs` is above
+   * load-balance-max-seconds. Without an assignment (never connected) every client is ours.
+   */
+  isMine(msg: DhcpMessage): boolean {
+    const hba = this.#hba;
+    if (hba === null) return true;
+    return shouldAnswer({
+      role: this.role,
+      hba,
+      polarity: this.#polarity,
+      key: hashKey({
+        htype: msg.htype,
+        hlen: msg.hlen,
+        chaddr: msg.chaddr,
+        clientId: msg.options.get(Opt.CLIENT_ID),
+      }),
+      secs: msg.secs,
+      loadBalanceMaxSeconds: this.#o.config.failover?.loadBalanceMaxSeconds ?? 3,
+    });
+  }
+
+  /** §5.11: this server's change of the binding has not been sent to the partner. */
+  unsent(address: number): boolean {
+    return this.#sync.isUnsent(address);
+  }
+
   /**
    * Resumes the machine from stable storage (§9.3.2) and starts the partner link. Throws when
    * the failover port cannot be bound.
@@ -168,6 +254,17 @@ export class FailoverEndpoint {
     }
     this.#drain();
     this.peer.start();
+    this.#recordOperation();
+  }
+
+  /** Records, every few seconds, that this server is still operating (§9.3.2 step 5). */
+  #recordOperation(): void {
+    if (this.#stopped) return;
+    this.#feed({ kind: "operational", now: this.#now() });
+    this.#operationalTimer = this.#o.clock.schedule(
+      () => this.#recordOperation(),
+      OPERATIONAL_EVERY * 1000,
+    );
   }
 
   /** The machine's current state, e.g. "NORMAL" (STARTUP before start()). */
@@ -190,6 +287,18 @@ export class FailoverEndpoint {
       communicating: m?.communicating ?? false,
       sync: this.#sync.status,
     };
+  }
+
+  /**
+   * SIGTERM (draft-12 §9.14): enter SHUTDOWN, which is stored and sent to the partner in a
+   * STATE message (a partner in NORMAL then takes over in PARTNER-DOWN, §9.8.4), then stop.
+   */
+  async shutdown(): Promise<void> {
+    if (this.#stopped) return;
+    if (this.#machine !== null && this.#machine.state !== ServerState.SHUTDOWN) {
+      this.command("shutdown");
+    }
+    await this.stop();
   }
 
   /** Runs an operator command (§9.9.3 PARTNER-DOWN and friends); returns the state after it. */
@@ -222,6 +331,7 @@ export class FailoverEndpoint {
         effects.push(...this.#sync.step({ kind: "lease-changed", now, lease }));
       }
       this.#runSync(effects);
+      this.#balance(false);
     });
   }
 
@@ -231,6 +341,9 @@ export class FailoverEndpoint {
     this.#stopped = true;
     for (const h of this.#timers.values()) this.#o.clock.cancel(h);
     this.#timers.clear();
+    if (this.#balanceTimer !== undefined) this.#o.clock.cancel(this.#balanceTimer);
+    this.#balanceTimer = undefined;
+    if (this.#operationalTimer !== undefined) this.#o.clock.cancel(this.#operationalTimer);
     await this.peer.stop();
     await this.#outbox.catch(() => {});
   }
@@ -265,6 +378,8 @@ export class FailoverEndpoint {
 
   #onUp(partner: PartnerInfo): void {
     const now = this.#now();
+    // §7.8.2 step 8: the secondary keeps the primary's assignment for this connection.
+    if (this.role === "secondary") this.#hba = partner.hba;
     this.#log.info("Failover partner connected", {
       partner: serverStateName(partner.serverState),
       maxUnackedBndupd: partner.maxUnackedBndupd ?? 0,
@@ -320,7 +435,21 @@ export class FailoverEndpoint {
       case MsgType.UPDREQALL:
       case MsgType.UPDDONE:
         this.#runSync(this.#sync.step({ kind: "message", now, message } as SyncInput));
+        // The partner's changes (and its acks of ours) move addresses between the pools.
+        if (message.type === MsgType.BNDUPD || message.type === MsgType.BNDACK) {
+          this.#balance(false);
+        }
         return;
+      case MsgType.POOLREQ:
+        this.#onPoolreq(message);
+        return;
+      case MsgType.POOLRESP: {
+        const n = getAddressesTransferred(message) ?? 0;
+        this.#log.info("Received POOLRESP", { xid: message.xid, addressesTransferred: n });
+        // §7.7.2: ask again while the primary still transfers addresses.
+        if (n > 0 && this.role === "secondary") this.#sendPoolreq();
+        return;
+      }
       default:
         this.#log.debug("Failover message not handled yet", { type: message.type });
     }
@@ -344,6 +473,7 @@ export class FailoverEndpoint {
         const { machine, actions } = transition(m, input);
         this.#machine = machine;
         this.#runActions(actions);
+        if (machine.state !== m.state) this.#entered(machine.state);
       }
     } finally {
       this.#feeding = false;
@@ -377,8 +507,7 @@ export class FailoverEndpoint {
           this.#runSync(this.#sync.step({ kind: "send-updates", now: now() }));
           break;
         case "send-poolreq":
-          // POOLREQ/POOLRESP (§7.6) is not implemented: both servers hold every pool address.
-          this.#log.debug("POOLREQ not sent: pool balancing is not implemented");
+          this.#sendPoolreq();
           break;
         case "start-timer":
           this.#startTimer(a.name, a.at);
@@ -417,6 +546,89 @@ export class FailoverEndpoint {
       this.#feed({ kind: "timer", now: Math.max(at, this.#now()), name });
     }, ms);
     this.#timers.set(name, h);
+  }
+
+  // ---- pool balancing (§5.4, §7.6, §7.7) -------------------------------------------------------
+
+  #entered(state: number): void {
+    if (state !== ServerState.NORMAL) {
+      if (this.#balanceTimer !== undefined) this.#o.clock.cancel(this.#balanceTimer);
+      this.#balanceTimer = undefined;
+      return;
+    }
+    // The primary balances on entering NORMAL; the secondary asks with POOLREQ (§9.8.1).
+    if (this.role === "primary") this.#balance(true);
+    this.#scheduleBalance();
+  }
+
+  /** While NORMAL: the primary rebalances, the secondary asks again, every max-balance (§7.6). */
+  #scheduleBalance(): void {
+    if (this.#balanceTimer !== undefined) this.#o.clock.cancel(this.#balanceTimer);
+    this.#balanceTimer = undefined;
+    const f = this.#o.config.failover;
+    if (this.#stopped || !f) return;
+    this.#balanceTimer = this.#o.clock.schedule(() => {
+      this.#balanceTimer = undefined;
+      if (this.#machine?.state !== ServerState.NORMAL) return;
+      if (this.role === "primary") this.#balance(true);
+      else this.#sendPoolreq();
+      this.#scheduleBalance();
+    }, f.maxBalance * 1000);
+  }
+
+  #sendPoolreq(): void {
+    const xid = this.peer.nextXid();
+    if (xid === null) return;
+    this.#send(buildPoolreq({ time: this.#now(), xid }), this.#sync.connection);
+    this.#log.info("Sent POOLREQ", { xid });
+  }
+
+  /** §7.6.2: the primary balances now and answers with the number of addresses it moved. */
+  #onPoolreq(message: FailoverMessage): void {
+    if (this.role !== "primary") {
+      this.#log.warn("Ignoring a POOLREQ: only a primary allocates addresses (§7.6.2)", {
+        xid: message.xid,
+      });
+      return;
+    }
+    const moved = this.#balance(true);
+    // §7.7: the POOLRESP copies the POOLREQ's xid; its BNDUPDs may follow it.
+    this.#send(
+      buildPoolresp({ time: this.#now(), xid: message.xid }, moved),
+      this.#sync.connection,
+    );
+    this.#log.info("Sent POOLRESP", { xid: message.xid, addressesTransferred: moved });
+  }
+
+  /**
+   * The primary keeps about half of every subnet's available addresses with the secondary
+   * (draft-12 §5.4): in NORMAL, when the FREE and BACKUP counts differ by more than
+   * max-lease-misbalance percent of their sum, it moves half the difference to BACKUP.
+   * Unforced checks run at most every min-balance seconds. Returns the addresses moved.
+   */
+  #balance(force: boolean): number {
+    const f = this.#o.config.failover;
+    const m = this.#machine;
+    if (!f || this.#stopped || this.role !== "primary" || m?.state !== ServerState.NORMAL) {
+      return 0;
+    }
+    const now = this.#now();
+    if (!force && now - this.#balancedAt < f.minBalance) return 0;
+    this.#balancedAt = now;
+    let moved = 0;
+    const effects: DhcpEffect[] = [];
+    this.#o.core.utilisation().forEach((u, index) => {
+      const free = u.free - u.backup;
+      const give = balanceShare(free, u.backup, f.maxLeaseMisbalance);
+      if (give === 0) return;
+      const e = this.#o.core.giveToBackup(index, give, now);
+      moved += e.length;
+      effects.push(...e);
+    });
+    if (effects.length === 0) return 0;
+    this.#log.info("Balanced pools: gave addresses to the secondary", { moved });
+    this.#o.shell.apply(effects);
+    return moved;
   }
 
   // ---- the binding sync ---------------------------------------------------------------------
@@ -498,4 +710,16 @@ export class FailoverEndpoint {
       }
     });
   }
+}
+
+/**
+ * How many FREE addresses the primary gives the secondary (draft-12 §5.4): half the
+ * difference once FREE exceeds BACKUP by more than `misbalance` percent of their sum (a
+ * threshold, so that balance is not chased one address at a time).
+ */
+export function balanceShare(free: number, backup: number, misbalance: number): number {
+  const total = free + backup;
+  if (total === 0 || free <= backup) return 0;
+  if ((free - backup) * 100 <= misbalance * total) return 0;
+  return Math.floor((free - backup) / 2);
 }

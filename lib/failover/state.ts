@@ -120,7 +120,13 @@ export type StateInput =
   | { kind: "upddone"; now: number }
   /** A timer asked for by a start-timer action has fired. */
   | { kind: "timer"; now: number; name: TimerName }
-  | { kind: "command"; now: number; command: FailoverCommand };
+  | { kind: "command"; now: number; command: FailoverCommand }
+  /**
+   * The server is still operating (serving clients) at `now`: the "last recorded time of
+   * operation" that §9.3.2 step 5 compares with the partner's PARTNER-DOWN entry. The shell
+   * feeds it every few seconds; it changes no state.
+   */
+  | { kind: "operational"; now: number };
 
 /** Actions for the shell, run in array order (persist before STATE: §9.2). */
 export type StateAction =
@@ -543,10 +549,12 @@ function mcltPassed(m: FailoverMachine, now: number): boolean {
 function guardHolds(g: Guard, m: FailoverMachine, c: Ctx): boolean {
   const p = c.partner;
   switch (g) {
+    // Times are whole seconds: a partner that entered PARTNER-DOWN because of our STATE
+    // SHUTDOWN did so in the second we stopped, so "not earlier" counts as later.
     case "partner-pd-after-our-last-operation":
-      return p !== null && p.startTimeOfState > m.lastOperational;
+      return p !== null && p.startTimeOfState >= m.lastOperational;
     case "partner-pd-not-after-our-last-operation":
-      return p !== null && p.startTimeOfState <= m.lastOperational;
+      return p !== null && p.startTimeOfState < m.lastOperational;
     case "partner-not-in-startup":
       return p !== null && (p.serverFlags & ServerFlags.STARTUP) === 0;
     case "startup-expiry-previous":
@@ -995,6 +1003,14 @@ export function transition(m0: FailoverMachine, input: StateInput): StepResult {
       m = changed ? settle(next, c, 1) : next;
       break;
     }
+    case "operational":
+      if (
+        service(m.state, m.role, { now: input.now, startTimeOfState: 0, mclt: m.mclt })
+            .answer !== "none" && input.now > m.lastOperational
+      ) {
+        m = { ...m, lastOperational: input.now };
+      }
+      break;
     case "command": {
       const row = findRow(m, `command-${input.command}`, c);
       if (row === undefined) {

@@ -229,6 +229,15 @@ export class BindingSync {
     return this.#nextXid !== null;
   }
 
+  /**
+   * Whether this server's change of `address` is waiting to be sent: queued and not in a
+   * BNDUPD in flight (§5.11: an EXPIRED/RELEASED binding may go back to the same client
+   * until the partner is told).
+   */
+  isUnsent(address: number): boolean {
+    return this.#queue.has(address) && !this.#inFlightByAddress.has(address);
+  }
+
   /** Counters for status pages and metrics. */
   get status(): SyncStatus {
     const p = this.#pass;

@@ -6,6 +6,8 @@
  */
 import type { Config, OptionMap, ReservationConfig, SubnetConfig } from "../config/types.ts";
 import { Allocator } from "../alloc/allocator.ts";
+import { maxLeaseTime } from "../failover/binding.ts";
+import type { FailoverRole, Service } from "../failover/state.ts";
 import type { Logger } from "../log.ts";
 import { emptyLease, type Lease, type LeaseState, type LeaseView } from "../store/store.ts";
 import {
@@ -64,7 +66,31 @@ export type DropReason =
   | "other-server"
   | "not-ours"
   | "bad-request"
-  | "rate-limited";
+  | "rate-limited"
+  /** The failover state serves no such request now (draft-12 §9, state.ts service()). */
+  | "failover-state"
+  /** In NORMAL the partner serves this client's hash bucket (draft-12 §9.8.2, RFC 3074). */
+  | "load-balanced"
+  /** The address is available to the partner, not to this server (draft-12 §5.4, §9.9.2). */
+  | "partner-address";
+
+/**
+ * What the DHCP core asks of the failover endpoint (draft-12 §5, §9); the core is standalone
+ * without one. Reads only, like LeaseView: the answers depend on the endpoint's state.
+ */
+export interface FailoverView {
+  readonly role: FailoverRole;
+  /** The MCLT in force, seconds (§5.2.1). */
+  mclt(): number;
+  /** What the current state lets this server do for clients (§5.5-§5.9, state.ts service()). */
+  service(now: number): Service;
+  /** When this server entered PARTNER-DOWN, or null in any other state (§9.4.2). */
+  partnerDownSince(): number | null;
+  /** NORMAL only: whether this server answers this load-balanced request (§9.8.2, RFC 3074). */
+  isMine(msg: DhcpMessage): boolean;
+  /** §5.11: the binding's EXPIRED/RELEASED status has not been sent to the partner yet. */
+  unsent(address: number): boolean;
+}
 
 /** The result of handling one request. */
 export interface DhcpOutcome {
@@ -84,7 +110,13 @@ interface SubnetRuntime {
   config: SubnetConfig;
   /** Global options overlaid with the subnet's, plus the subnet mask and broadcast address. */
   options: OptionMap;
-  allocator: Allocator;
+  /**
+   * Available addresses owned by the primary: FREE rows and pool addresses without a row
+   * (draft-12 §5.4). A standalone server keeps every reusable address here.
+   */
+  free: Allocator;
+  /** Available addresses owned by the secondary: BACKUP rows (draft-12 §5.4); failover only. */
+  backup: Allocator;
   byHw: Map<string, ReservationConfig>;
   byClientId: Map<string, ReservationConfig>;
   reserved: Map<number, ReservationConfig>;
@@ -140,14 +172,25 @@ export class DhcpCore {
   #offerByKey = new Map<string, number>();
   /** (ends, address) of ACTIVE and ABANDONED leases, for expiry; entries may be stale. */
   #expiry = new MinHeap();
+  /**
+   * Failover: (earliest reuse time, address) of EXPIRED, RELEASED and RESET bindings, which
+   * PARTNER-DOWN frees after the MCLT (draft-12 §9.4.2, Fig. 5.11-1 note 1); may be stale.
+   */
+  #reclaim = new MinHeap();
+  #failover: FailoverView | null = null;
   /** Clients that may have a lease row, so that new clients cost no lookup. */
   #seen = new SeenFilter();
   #u32Cache = new Map<number, Uint8Array>();
 
-  constructor(config: Config, view: LeaseView, options: { logger: Logger }) {
+  constructor(
+    config: Config,
+    view: LeaseView,
+    options: { logger: Logger; failover?: FailoverView | null },
+  ) {
     this.config = config;
     this.#view = view;
     this.#log = options.logger;
+    this.#failover = options.failover ?? null;
     this.#subnets = config.subnets.map((s) => buildSubnet(s, config.options));
     this.#loadLeases();
   }
@@ -156,14 +199,59 @@ export class DhcpCore {
     for (const lease of this.#view.iterate()) {
       this.#remember(lease);
       const subnet = this.#subnetOf(lease.address);
-      if (!subnet) continue;
-      if (lease.state === "active" || lease.state === "abandoned") {
-        subnet.allocator.markUsed(lease.address);
-        this.#expiry.push(lease.ends, lease.address);
-      } else {
-        subnet.allocator.release(lease.address);
-      }
+      if (subnet) this.#place(subnet, lease.address, lease);
     }
+  }
+
+  /**
+   * Puts an address where its binding says (draft-12 §5.4, §5.11): taken while ACTIVE or
+   * ABANDONED (and queued for expiry), available to the primary when FREE or without a row,
+   * to the secondary when BACKUP. With failover, EXPIRED, RELEASED and RESET addresses wait
+   * for the partner's ack (or PARTNER-DOWN's MCLT) before anyone may reuse them; standalone,
+   * they are reusable at once.
+   */
+  #place(subnet: SubnetRuntime, address: number, lease: Lease | undefined): void {
+    subnet.free.markUsed(address);
+    subnet.backup.markUsed(address);
+    if (this.#offers.has(address)) return;
+    const state = lease?.state ?? "free";
+    if (state === "active" || state === "abandoned") {
+      this.#expiry.push((lease as Lease).ends, address);
+      return;
+    }
+    if (this.#failover === null || state === "free") {
+      subnet.free.release(address);
+    } else if (state === "backup") {
+      subnet.backup.release(address);
+    } else {
+      // Freed by the partner's ack, or in PARTNER-DOWN by tick() (§9.4.2).
+      this.#reclaim.push(reclaimAt(lease as Lease, this.#failover.mclt()), address);
+    }
+  }
+
+  /** Takes an address out of both pools (offered, leased or declined). */
+  #claim(subnet: SubnetRuntime, address: number): void {
+    subnet.free.markUsed(address);
+    subnet.backup.markUsed(address);
+  }
+
+  /**
+   * The pools this server may allocate from now, in order (draft-12 §9.9.2, §9.4.2): its own
+   * (FREE on the primary, BACKUP on the secondary), then the partner's once PARTNER-DOWN has
+   * lasted the MCLT. Standalone: the one pool.
+   */
+  #pools(subnet: SubnetRuntime, service: Service | null): Allocator[] {
+    const fo = this.#failover;
+    if (fo === null || service === null) return [subnet.free];
+    const own = fo.role === "primary" ? subnet.free : subnet.backup;
+    const other = fo.role === "primary" ? subnet.backup : subnet.free;
+    return service.partnerPool ? [own, other] : [own];
+  }
+
+  /** Whether this server may give `address` to a new binding now. */
+  #mayAllocate(subnet: SubnetRuntime, address: number, service: Service | null): boolean {
+    for (const pool of this.#pools(subnet, service)) if (pool.isFree(address)) return true;
+    return false;
   }
 
   #remember(lease: Lease): void {
@@ -171,13 +259,38 @@ export class DhcpCore {
     if (lease.clientId) this.#seen.add(CLIENT_ID_TAG, lease.clientId);
   }
 
-  /** Free and total dynamic addresses per subnet, for status and metrics. */
-  utilisation(): { subnet: string; size: number; free: number }[] {
+  /**
+   * Free and total dynamic addresses per subnet, for status and metrics: `free` counts what
+   * either server may hand out; `backup` (failover) the part of it that is the secondary's.
+   */
+  utilisation(): { subnet: string; size: number; free: number; backup: number }[] {
     return this.#subnets.map((s) => ({
       subnet: `${formatIpv4(s.config.subnet.network)}/${s.config.subnet.prefix}`,
-      size: s.allocator.size,
-      free: s.allocator.freeCount,
+      size: s.free.size,
+      free: s.free.freeCount + s.backup.freeCount,
+      backup: s.backup.freeCount,
     }));
+  }
+
+  /**
+   * Pool balancing (draft-12 §5.4), primary only: hands `count` of its available FREE
+   * addresses in subnet `index` (utilisation() order) to the secondary as BACKUP bindings.
+   * Returns the leases to persist; the BNDUPDs follow their commit like any lease change.
+   */
+  giveToBackup(index: number, count: number, now: number): DhcpEffect[] {
+    const subnet = this.#subnets[index];
+    if (subnet === undefined || this.#failover?.role !== "primary") return [];
+    const out: DhcpEffect[] = [];
+    for (let i = 0; i < count; i++) {
+      const address = subnet.free.take();
+      if (address === undefined) break;
+      const old = this.#view.get(address);
+      // §5.11 BACKUP: client information MAY appear; the last client's identity is kept.
+      const lease: Lease = { ...(old ?? emptyLease(address)), state: "backup", starts: now };
+      subnet.backup.release(address);
+      out.push({ kind: "persist", lease });
+    }
+    return out;
   }
 
   #subnetOf(address: number): SubnetRuntime | undefined {
@@ -248,11 +361,16 @@ export class DhcpCore {
     };
     const subnet = this.#selectSubnet(msg, arrival);
     if (!subnet) return this.#drop("no-subnet", msg);
+    const service = this.#failover?.service(now) ?? null;
+    if (service !== null) {
+      const refused = this.#refuse(type, msg, arrival, service);
+      if (refused !== null) return this.#drop(refused, msg, service.cite.answer);
+    }
     switch (type) {
       case DhcpType.DHCPDISCOVER:
-        return this.#discover(msg, arrival, client, subnet, now);
+        return this.#discover(msg, arrival, client, subnet, now, service);
       case DhcpType.DHCPREQUEST:
-        return this.#request(msg, arrival, client, subnet, now);
+        return this.#request(msg, arrival, client, subnet, now, service);
       case DhcpType.DHCPDECLINE:
         return this.#decline(msg, arrival, client, subnet, now);
       case DhcpType.DHCPRELEASE:
@@ -262,6 +380,30 @@ export class DhcpCore {
       default:
         return this.#drop("unknown-message-type", msg);
     }
+  }
+
+  /**
+   * Whether the failover state lets this server take a request (draft-12 §9, state.ts
+   * service()), and in NORMAL whether load balancing gives it this client (§5.5, §9.8.2):
+   * every RENEWING/REBINDING REQUEST is answered; DISCOVER, INIT-REBOOT REQUEST and INFORM go
+   * by the client's hash bucket; a SELECTING REQUEST, DECLINE or RELEASE by its server
+   * identifier. Returns the drop reason, or null to go on.
+   */
+  #refuse(type: number, msg: DhcpMessage, arrival: Arrival, service: Service): DropReason | null {
+    if (service.answer === "none") return "failover-state";
+    const serverId = getServerId(msg);
+    const renewal = type === DhcpType.DHCPREQUEST && serverId === undefined &&
+      getRequestedIp(msg) === undefined && msg.ciaddr !== 0;
+    if (service.answer === "renewals") return renewal ? null : "failover-state";
+    if (type === DhcpType.DHCPDISCOVER && !service.allocate) return "failover-state";
+    if (service.answer !== "balanced" || renewal) return null;
+    if (type !== DhcpType.DHCPDISCOVER && type !== DhcpType.DHCPINFORM && serverId !== undefined) {
+      // The client names the server it talks to; #request drops a SELECTING for the partner.
+      return type === DhcpType.DHCPREQUEST || serverId === this.#serverId(arrival)
+        ? null
+        : "other-server";
+    }
+    return (this.#failover as FailoverView).isMine(msg) ? null : "load-balanced";
   }
 
   #reservationFor(subnet: SubnetRuntime, c: Client): ReservationConfig | undefined {
@@ -302,6 +444,7 @@ export class DhcpCore {
     address: number,
     c: Client,
     now: number,
+    service: Service | null,
     lease: Lease | undefined = this.#view.get(address),
   ): boolean {
     const reserved = subnet.reserved.get(address);
@@ -312,9 +455,15 @@ export class DhcpCore {
       // An expired binding stays its client's until tick() turns it EXPIRED.
       return lease.state === "active" && leaseIsClients(lease, c);
     }
-    if (!subnet.allocator.contains(address)) return false;
-    return subnet.allocator.isFree(address) || (offer !== undefined && offer.key === c.key) ||
-      (lease !== undefined && leaseIsClients(lease, c));
+    if (!subnet.free.contains(address)) return false;
+    if (this.#mayAllocate(subnet, address, service)) return true;
+    if (offer !== undefined && offer.key === c.key) return true;
+    if (lease === undefined || !leaseIsClients(lease, c)) return false;
+    if (this.#failover === null) return true;
+    // draft-12 §5.11: EXPIRED or RELEASED may go back to the same client until the partner
+    // has been told; a FREE or BACKUP row is only the owner's to give (§5.4).
+    return (lease.state === "expired" || lease.state === "released") &&
+      this.#failover.unsent(address);
   }
 
   /** Allocation order of the issue: reservation, current binding, requested, previous, any free. */
@@ -323,33 +472,40 @@ export class DhcpCore {
     c: Client,
     subnet: SubnetRuntime,
     now: number,
+    service: Service | null,
   ): number | undefined {
     const reservation = this.#reservationFor(subnet, c);
     if (reservation) return reservation.address;
     const held = this.#offerByKey.get(c.key);
-    if (held !== undefined && this.#availableFor(subnet, held, c, now)) return held;
+    if (held !== undefined && this.#availableFor(subnet, held, c, now, service)) return held;
     const leases = this.#clientLeases(subnet, c);
     const current = leases.find((l) => l.state === "active" && l.ends > now);
     if (current) return current.address;
     const requested = getRequestedIp(msg);
     if (
-      requested !== undefined && subnet.allocator.contains(requested) &&
-      this.#availableFor(subnet, requested, c, now)
+      requested !== undefined && subnet.free.contains(requested) &&
+      this.#availableFor(subnet, requested, c, now, service)
     ) {
       return requested;
     }
     for (const l of leases) {
-      if (this.#availableFor(subnet, l.address, c, now) && subnet.allocator.contains(l.address)) {
+      if (
+        subnet.free.contains(l.address) && this.#availableFor(subnet, l.address, c, now, service)
+      ) {
         return l.address;
       }
     }
-    return subnet.allocator.take();
+    for (const pool of this.#pools(subnet, service)) {
+      const address = pool.take();
+      if (address !== undefined) return address;
+    }
+    return undefined;
   }
 
   #holdOffer(subnet: SubnetRuntime, address: number, c: Client, now: number): void {
     const previous = this.#offerByKey.get(c.key);
     if (previous !== undefined && previous !== address) this.#dropOffer(previous, true);
-    subnet.allocator.takeAddress(address);
+    this.#claim(subnet, address);
     const offer = { address, key: c.key, until: now + this.config.offerHold, subnet };
     this.#offers.set(address, offer);
     this.#offerByKey.set(c.key, address);
@@ -362,17 +518,38 @@ export class DhcpCore {
     this.#offers.delete(address);
     if (this.#offerByKey.get(offer.key) === address) this.#offerByKey.delete(offer.key);
     if (!free) return;
-    const lease = this.#view.get(address);
-    if (!lease || (lease.state !== "active" && lease.state !== "abandoned")) {
-      offer.subnet.allocator.release(address);
-    }
+    this.#place(offer.subnet, address, this.#view.get(address));
   }
 
-  #leaseTime(msg: DhcpMessage, subnet: SubnetRuntime): number {
+  /** The lease time the configuration and the client's request (option 51) give. */
+  #desiredLeaseTime(msg: DhcpMessage, subnet: SubnetRuntime): number {
     const t = subnet.config.leaseTime;
     const asked = getLeaseTime(msg);
     if (asked === undefined) return t.default;
     return Math.min(t.max, Math.max(t.min, asked));
+  }
+
+  /**
+   * The lease time to give and, with failover, the potential-expiration-time to tell the
+   * partner (draft-12 §5.2.1, §7.1.5): never more than the MCLT beyond what the partner has
+   * acknowledged for this client's binding, so a new client first gets at most the MCLT.
+   * PARTNER-DOWN keeps the rule (§9.4.2's first option: protection if storage is lost).
+   */
+  #leaseTimes(
+    msg: DhcpMessage,
+    subnet: SubnetRuntime,
+    c: Client,
+    old: Lease | undefined,
+    now: number,
+  ): { leaseTime: number; potential: number } {
+    const desired = this.#desiredLeaseTime(msg, subnet);
+    const fo = this.#failover;
+    if (fo === null) return { leaseTime: desired, potential: 0 };
+    const own = old !== undefined && old.state === "active" && leaseIsClients(old, c)
+      ? old
+      : undefined;
+    const t = maxLeaseTime({ now, mclt: fo.mclt(), desired, ...(own ? { lease: own } : {}) });
+    return { leaseTime: t.leaseTime, potential: t.potentialExpiration };
   }
 
   /** Builds a reply with the options of RFC 2131 Table 3 and the configured ones. */
@@ -484,8 +661,9 @@ export class DhcpCore {
     c: Client,
     subnet: SubnetRuntime,
     now: number,
+    service: Service | null,
   ): DhcpOutcome {
-    const address = this.#chooseAddress(msg, c, subnet, now);
+    const address = this.#chooseAddress(msg, c, subnet, now, service);
     if (address === undefined) {
       this.#log.warn("No free address to offer", {
         subnet: `${formatIpv4(subnet.config.subnet.network)}/${subnet.config.subnet.prefix}`,
@@ -499,7 +677,7 @@ export class DhcpCore {
       arrival,
       subnet,
       address,
-      this.#leaseTime(msg, subnet),
+      this.#leaseTimes(msg, subnet, c, this.#view.get(address), now).leaseTime,
       this.#reservationFor(subnet, c),
     );
     this.#count(this.counters.sent, "DHCPOFFER");
@@ -520,6 +698,7 @@ export class DhcpCore {
     c: Client,
     subnet: SubnetRuntime,
     now: number,
+    service: Service | null,
   ): DhcpOutcome {
     const serverId = getServerId(msg);
     const requested = getRequestedIp(msg);
@@ -549,7 +728,12 @@ export class DhcpCore {
       return this.#drop("not-ours", msg, formatIpv4(address));
     }
     const existing = this.#view.get(address);
-    if (!this.#availableFor(subnet, address, c, now, existing)) {
+    if (!this.#availableFor(subnet, address, c, now, service, existing)) {
+      if (this.#failover !== null && this.#partnerMayHold(subnet, address, existing)) {
+        // The partner may have granted it without our knowing yet (a lazy update in flight,
+        // or the link down): a NAK could take a valid lease away (draft-12 §9.9.2). Silence.
+        return this.#drop("partner-address", msg, formatIpv4(address));
+      }
       const known = authoritative || this.#offerByKey.has(c.key) ||
         this.#reservationFor(subnet, c) !== undefined ||
         this.#clientLeases(subnet, c).length > 0;
@@ -560,7 +744,7 @@ export class DhcpCore {
     if (reservation && reservation.address !== address) {
       return this.#nak(msg, arrival, "Address is reserved for another client");
     }
-    if (!reservation && !subnet.allocator.contains(address)) {
+    if (!reservation && !subnet.free.contains(address)) {
       // In the subnet but outside every pool and not reserved: not ours to give.
       if (authoritative) return this.#nak(msg, arrival, "Address is not in a pool");
       return this.#drop("not-ours", msg, formatIpv4(address));
@@ -578,8 +762,10 @@ export class DhcpCore {
     reservation: ReservationConfig | undefined,
     old: Lease | undefined,
   ): DhcpOutcome {
-    const leaseTime = this.#leaseTime(msg, subnet);
+    const { leaseTime, potential } = this.#leaseTimes(msg, subnet, c, old, now);
     const renewing = old !== undefined && old.state === "active" && leaseIsClients(old, c);
+    // The partner's acknowledgements belong to the client's binding: a new client starts at 0.
+    const same = old !== undefined && leaseIsClients(old, c);
     const lease: Lease = {
       ...emptyLease(address, "active"),
       htype: c.htype,
@@ -589,15 +775,16 @@ export class DhcpCore {
       starts: renewing ? old.starts : now,
       ends: now + leaseTime,
       cltt: now,
-      tstp: old?.tstp ?? 0,
-      tsfp: old?.tsfp ?? 0,
-      atsfp: old?.atsfp ?? 0,
+      // §7.1.1: the potential-expiration-time to send is stored with the lease.
+      tstp: this.#failover === null ? old?.tstp ?? 0 : Math.max(potential, same ? old.tstp : 0),
+      tsfp: same ? old.tsfp : 0,
+      atsfp: same ? old.atsfp : 0,
       relayInfo: msg.giaddr !== 0 ? getRelayAgentInfo(msg) ?? null : null,
     };
     this.#dropOffer(address, false);
     const held = this.#offerByKey.get(c.key);
     if (held !== undefined) this.#dropOffer(held, true);
-    subnet.allocator.markUsed(address);
+    this.#claim(subnet, address);
     this.#expiry.push(lease.ends, address);
     this.#remember(lease);
     const reply = this.#reply(
@@ -635,11 +822,11 @@ export class DhcpCore {
     const offered = this.#offers.get(address);
     const mine = (lease && lease.state === "active" && leaseIsClients(lease, c)) ||
       (offered !== undefined && offered.key === c.key);
-    if (!mine || !subnet.allocator.contains(address)) {
+    if (!mine || !subnet.free.contains(address)) {
       return this.#drop("not-ours", msg, formatIpv4(address));
     }
     this.#dropOffer(address, false);
-    subnet.allocator.markUsed(address);
+    this.#claim(subnet, address);
     // draft §5.11: an ABANDONED address carries no client identification.
     const abandoned: Lease = {
       ...emptyLease(address, "abandoned"),
@@ -670,7 +857,8 @@ export class DhcpCore {
       return this.#drop("not-ours", msg, formatIpv4(address));
     }
     const released: Lease = { ...lease, state: "released", ends: now, cltt: now };
-    subnet.allocator.release(address);
+    // Standalone: reusable at once. Failover: after the partner's ack (draft-12 §5.11).
+    this.#place(subnet, address, released);
     this.#log.info("Released lease", { address: formatIpv4(address), chaddr: formatMac(c.hw) });
     return { effects: [{ kind: "persist", lease: released }] };
   }
@@ -683,46 +871,90 @@ export class DhcpCore {
   }
 
   /**
-   * Time passes: offers past their hold return to the pool, ACTIVE leases past their end
-   * become EXPIRED and ABANDONED ones past their hold become FREE (returned as effects).
+   * Time passes (returned as effects): offers past their hold return to the pool, ACTIVE
+   * leases past their end become EXPIRED, ABANDONED ones past their hold become FREE (RESET
+   * with failover, which the partner's ack frees: draft-12 §5.11 note 3), and in PARTNER-DOWN
+   * EXPIRED, RELEASED and RESET addresses become FREE once the MCLT rules allow (§9.4.2).
    */
   tick(now: number): DhcpEffect[] {
     for (const offer of [...this.#offers.values()]) {
       if (offer.until <= now) this.#dropOffer(offer.address, true);
     }
+    const fo = this.#failover;
     const effects: DhcpEffect[] = [];
+    const change = (lease: Lease, state: LeaseState, message: string): void => {
+      // start-time-of-state (draft-12 §7.1.1): when the binding took on its new status.
+      const next: Lease = { ...lease, state, starts: now };
+      effects.push({ kind: "persist", lease: next });
+      const subnet = this.#subnetOf(lease.address);
+      if (subnet) this.#place(subnet, lease.address, next);
+      this.#log.info(message, { address: formatIpv4(lease.address) });
+    };
     // A lease is over once now is later than its end (draft §7.1.3 time(2) uses "later than",
     // so the partner accepts the EXPIRED update).
     while (this.#expiry.size > 0 && (this.#expiry.peekKey() as number) < now) {
       const address = this.#expiry.pop() as number;
       const lease = this.#view.get(address);
       if (!lease || lease.ends >= now) continue;
-      let next: LeaseState;
-      if (lease.state === "active") next = "expired";
-      else if (lease.state === "abandoned") next = "free";
-      else continue;
-      effects.push({ kind: "persist", lease: { ...lease, state: next } });
-      if (!this.#offers.has(address)) this.#subnetOf(address)?.allocator.release(address);
-      this.#log.info(next === "expired" ? "Lease expired" : "Abandoned address returned to pool", {
-        address: formatIpv4(address),
-      });
+      if (lease.state === "active") change(lease, "expired", "Lease expired");
+      else if (lease.state === "abandoned") {
+        change(lease, fo ? "reset" : "free", "Abandoned address returned to pool");
+      }
+    }
+    const since = fo?.partnerDownSince() ?? null;
+    if (fo !== null && since !== null && now >= since + fo.mclt()) {
+      // Fig. 5.11-1 note (1), §9.4.2: in PARTNER-DOWN, reusable once the MCLT has passed
+      // beyond both the entry into PARTNER-DOWN and every time the partner may have known.
+      while (this.#reclaim.size > 0 && (this.#reclaim.peekKey() as number) <= now) {
+        const address = this.#reclaim.pop() as number;
+        const lease = this.#view.get(address);
+        if (!lease || !RECLAIMABLE.has(lease.state)) continue;
+        const at = reclaimAt(lease, fo.mclt());
+        if (at > now) this.#reclaim.push(at, address);
+        else change(lease, "free", "Address reclaimed in PARTNER-DOWN");
+      }
     }
     return effects;
   }
 
-  /** Re-reads addresses from the store after a failed commit rolled their writes back. */
+  /**
+   * Re-reads addresses from the store: after a failed commit rolled their writes back, and
+   * after the failover partner changed them (its BNDUPDs, or the BNDACKs of ours).
+   */
   resync(addresses: Iterable<number>): void {
     for (const address of addresses) {
       const subnet = this.#subnetOf(address);
       if (!subnet) continue;
       const lease = this.#view.get(address);
-      if (lease && (lease.state === "active" || lease.state === "abandoned")) {
-        subnet.allocator.markUsed(address);
-      } else if (!this.#offers.has(address)) {
-        subnet.allocator.release(address);
-      }
+      if (lease) this.#remember(lease);
+      this.#place(subnet, address, lease);
     }
   }
+
+  /**
+   * Whether the partner may hold a binding on `address` this server has not heard of: the
+   * address is available to the partner by this server's records (draft-12 §5.4).
+   */
+  #partnerMayHold(subnet: SubnetRuntime, address: number, lease: Lease | undefined): boolean {
+    const fo = this.#failover;
+    if (
+      fo === null || (lease !== undefined && lease.state !== "free" && lease.state !== "backup")
+    ) {
+      return false;
+    }
+    return fo.role === "primary" ? subnet.backup.isFree(address) : subnet.free.isFree(address);
+  }
+}
+
+/** Binding-statuses that PARTNER-DOWN frees after the MCLT (draft-12 Fig. 5.11-1 note 1). */
+const RECLAIMABLE = new Set<LeaseState>(["expired", "released", "reset"]);
+
+/**
+ * draft-12 §9.4.2: the MCLT beyond the latest of the client's expiration, the potential
+ * expiration times sent, acked and received, and the start of the binding's status.
+ */
+function reclaimAt(lease: Lease, mclt: number): number {
+  return Math.max(lease.ends, lease.tstp, lease.tsfp, lease.atsfp, lease.starts) + mclt;
 }
 
 function buildSubnet(config: SubnetConfig, global: OptionMap): SubnetRuntime {
@@ -732,18 +964,23 @@ function buildSubnet(config: SubnetConfig, global: OptionMap): SubnetRuntime {
   if (!options.has(Opt.BROADCAST_ADDRESS)) {
     options.set(Opt.BROADCAST_ADDRESS, encodeIp(cidrBroadcast(config.subnet)));
   }
-  const allocator = new Allocator(config.pools.map((p) => ({ start: p.start, end: p.end })));
+  const ranges = config.pools.map((p) => ({ start: p.start, end: p.end }));
+  const free = new Allocator(ranges);
+  const backup = new Allocator(ranges, { empty: true });
   const byHw = new Map<string, ReservationConfig>();
   const byClientId = new Map<string, ReservationConfig>();
   const reserved = new Map<number, ReservationConfig>();
+  // Reserved addresses, and the network and broadcast addresses, are never handed out.
+  const excluded = [config.subnet.network, cidrBroadcast(config.subnet)];
   for (const r of config.reservations) {
     if (r.hwAddress) byHw.set(toHex(r.hwAddress), r);
     if (r.clientId) byClientId.set(toHex(r.clientId), r);
     reserved.set(r.address, r);
-    allocator.exclude(r.address);
+    excluded.push(r.address);
   }
-  // The network and broadcast addresses are never handed out.
-  allocator.exclude(config.subnet.network);
-  allocator.exclude(cidrBroadcast(config.subnet));
-  return { config, options, allocator, byHw, byClientId, reserved };
+  for (const address of excluded) {
+    free.exclude(address);
+    backup.exclude(address);
+  }
+  return { config, options, free, backup, byHw, byClientId, reserved };
 }

@@ -279,6 +279,16 @@ export class DhcpShell {
     }
   }
 
+  /**
+   * Runs effects the core produced outside a request (pool balancing) and commits them; the
+   * committed addresses reach onCommitted like any other lease change.
+   */
+  apply(effects: DhcpEffect[]): void {
+    if (effects.length === 0) return;
+    this.#run(effects, null);
+    this.flush();
+  }
+
   /** Expires offers and leases; runs every tickSeconds. */
   tick(): void {
     const effects = this.#o.core.tick(this.#now());

@@ -47,7 +47,11 @@ Deno.test("parseConfig() reads every failover key into the right value", () => {
   relationship: lab-pair
   mclt: 1800
   hba: "${HBA_HEX}"
+  hba-polarity: draft
   load-balance-max-seconds: 5
+  max-lease-misbalance: 25
+  min-balance: 30
+  max-balance: 600
   max-unacked-bndupd: 20
   max-response-delay: 60
   shared-secret-file: /etc/duet/pair.secret
@@ -64,11 +68,15 @@ Deno.test("parseConfig() reads every failover key into the right value", () => {
     mclt: 1800,
     split: null,
     hba: new Uint8Array([...new Array(16).fill(0xff), ...new Array(16).fill(0)]),
+    hbaPolarity: "draft",
     loadBalanceMaxSeconds: 5,
+    maxLeaseMisbalance: 25,
+    minBalance: 30,
+    maxBalance: 600,
     maxUnackedBndupd: 20,
     maxResponseDelay: 60,
     sharedSecretFile: "/etc/duet/pair.secret",
-    sharedSecretFilePos: { line: 18, col: 23 },
+    sharedSecretFilePos: { line: 22, col: 23 },
     autoPartnerDown: 3600,
     maxClockSkew: 10,
   });
@@ -84,6 +92,10 @@ Deno.test("parseConfig() fills in documented failover defaults", async (t) => {
     assert.equal(f.split, 128);
     assert.equal(f.hba, null);
     assert.equal(f.loadBalanceMaxSeconds, 3);
+    assert.equal(f.hbaPolarity, "isc");
+    assert.equal(f.maxLeaseMisbalance, 15);
+    assert.equal(f.minBalance, 60);
+    assert.equal(f.maxBalance, 3600);
     assert.equal(f.maxUnackedBndupd, 10);
     assert.equal(f.maxResponseDelay, 30);
     assert.equal(f.sharedSecretFile, null);
@@ -374,6 +386,22 @@ const BROKEN: [string, string, Expect][] = [
       'Expected an integer from 0 to 65535 for "load-balance-max-seconds", got 65536',
     ]],
   ],
+  // Pool balancing (draft-12 §5.4) and the hash-bucket-assignment polarity (§12.11).
+  ["hba-polarity unknown", withFailover(PRIMARY + "  hba-polarity: lsb\n"), [[
+    11,
+    17,
+    'Expected "isc" or "draft" for "hba-polarity", got "lsb"',
+  ]]],
+  ["max-lease-misbalance above 100", withFailover(PRIMARY + "  max-lease-misbalance: 101\n"), [[
+    11,
+    25,
+    'Expected an integer from 0 to 100 for "max-lease-misbalance", got 101',
+  ]]],
+  [
+    "max-balance below min-balance",
+    withFailover(PRIMARY + "  min-balance: 120\n  max-balance: 60\n"),
+    [[12, 16, '"max-balance" (60) is below "min-balance" (120)']],
+  ],
   ["max-clock-skew negative", withFailover(PRIMARY + "  max-clock-skew: -1\n"), [[
     11,
     19,
@@ -646,7 +674,11 @@ Deno.test("applyPeerFlags() makes a standalone server a primary with defaults", 
     mclt: 3600,
     split: 128,
     hba: null,
+    hbaPolarity: "isc",
     loadBalanceMaxSeconds: 3,
+    maxLeaseMisbalance: 15,
+    minBalance: 60,
+    maxBalance: 3600,
     maxUnackedBndupd: 10,
     maxResponseDelay: 30,
     sharedSecretFile: null,

@@ -1,7 +1,8 @@
 /**
  * Two real `duet serve` processes as a failover pair on loopback (draft-12 §8; no root needed):
- * communications up, down when the secondary stops, up again after a restart, and rejected
- * CONNECTs for a mismatched relationship name and a mismatched shared secret.
+ * communications up, down when the secondary dies, up again after a restart; a SIGTERM that
+ * tells the partner SHUTDOWN (§9.14) and the recovery after it; and rejected CONNECTs for a
+ * mismatched relationship name and a mismatched shared secret.
  */
 import assert from "node:assert/strict";
 import { DuetProcess, freeUdpPort } from "./process.ts";
@@ -57,6 +58,7 @@ async function makePair(
     secondaryRelationship?: string;
     primarySecret?: string;
     secondarySecret?: string;
+    mclt?: number;
   } = {},
 ): Promise<Pair> {
   const dir = await Deno.makeTempDir({ prefix: "duet-fo-pair-" });
@@ -80,7 +82,7 @@ async function makePair(
       "peer: 127.0.0.1",
       "peer-port: 1 # overridden by --peer",
       `relationship: ${options.primaryRelationship ?? "pair"}`,
-      "mclt: 300",
+      `mclt: ${options.mclt ?? 300}`,
       ...common,
       ...await secretLine("primary", options.primarySecret),
     ],
@@ -149,7 +151,7 @@ async function waitCount(
 const UP = "Failover communications up";
 const DOWN = "Failover communications down";
 
-Deno.test("duet serve pair on loopback: up, down when the secondary stops, up again after its restart", async () => {
+Deno.test("duet serve pair on loopback: up, down when the secondary dies, up again after its restart", async () => {
   const pair = await makePair();
   const procs: Record<string, DuetProcess | undefined> = {};
   try {
@@ -175,8 +177,8 @@ Deno.test("duet serve pair on loopback: up, down when the secondary stops, up ag
     assert.ok(!procs.primary.stderr.includes(DOWN), logs(procs));
     assert.ok(!procs.secondary.stderr.includes(DOWN), logs(procs));
 
-    const code = await procs.secondary.stop("SIGTERM");
-    assert.equal(code, 0, logs(procs));
+    // A crash (no STATE SHUTDOWN): the primary cannot tell a dead partner from a cut link.
+    await procs.secondary.stop("SIGKILL");
     await waitCount(procs.primary, DOWN, 1, 10_000, procs);
     // §9.9.1: the primary serves alone until the partner returns.
     await waitCount(
@@ -207,6 +209,35 @@ Deno.test("duet serve pair on loopback: up, down when the secondary stops, up ag
       procs,
     );
     assert.match(procs.secondary2.stderr, /Failover STARTUP, previous state COMMUNICATIONS-INTER/);
+  } finally {
+    for (const p of Object.values(procs)) await p?.stop("SIGTERM");
+    await Deno.remove(pair.dir, { recursive: true });
+  }
+});
+
+Deno.test("duet serve pair on loopback: SIGTERM tells the partner SHUTDOWN, which takes over and later recovers the pair", async () => {
+  // A short MCLT: the returning server waits it out in RECOVER-WAIT (draft-12 §9.6).
+  const pair = await makePair({ mclt: 4 });
+  const procs: Record<string, DuetProcess | undefined> = {};
+  try {
+    procs.secondary = pair.startSecondary();
+    procs.primary = pair.startPrimary();
+    await waitCount(procs.primary, "Failover state RECOVER-DONE -> NORMAL", 1, 15_000, procs);
+    await waitCount(procs.secondary, "Failover state RECOVER-DONE -> NORMAL", 1, 15_000, procs);
+
+    const code = await procs.secondary.stop("SIGTERM");
+    assert.equal(code, 0, logs(procs));
+    assert.match(procs.secondary.stderr, /Failover state NORMAL -> SHUTDOWN/, logs(procs));
+    // §9.8.4: a partner that moved to SHUTDOWN is down: PARTNER-DOWN at once.
+    await waitCount(procs.primary, "Failover state NORMAL -> PARTNER-DOWN", 1, 10_000, procs);
+
+    // §9.14.1: the restart resumes from the state before SHUTDOWN; the partner is in
+    // PARTNER-DOWN since after our last operation, so RECOVER (§9.3.2 step 5), then back.
+    procs.secondary2 = pair.startSecondary();
+    await waitCount(procs.secondary2, "Failover state STARTUP -> RECOVER", 1, 20_000, procs);
+    await waitCount(procs.secondary2, "-> RECOVER-DONE", 1, 20_000, procs);
+    await waitCount(procs.primary, "Failover state PARTNER-DOWN -> NORMAL", 1, 20_000, procs);
+    await waitCount(procs.secondary2, "Failover state RECOVER-DONE -> NORMAL", 1, 20_000, procs);
   } finally {
     for (const p of Object.values(procs)) await p?.stop("SIGTERM");
     await Deno.remove(pair.dir, { recursive: true });
