@@ -138,9 +138,60 @@ export function potentialExpirationOf(lease: Lease): number {
   return Math.max(lease.tstp, lease.ends);
 }
 
+/** The magic number of DHCPv4 options embedded in client-request/reply-options (§12.7, §12.8). */
+const DHCP_OPTIONS_MAGIC = 0x63825363;
+/** DHCP option codes carried in BNDUPDs (Tables 7.1.1-2 and 7.1.1-3). */
+const HOST_NAME = 12;
+const RELAY_AGENT_INFORMATION = 82;
+const RENEWAL_TIME = 58;
+const REBINDING_TIME = 59;
+
+/** DHCPv4 options as code, length, value (RFC 2132 §2); values over 255 octets are left out. */
+function packOptions(options: readonly [number, Uint8Array][]): Uint8Array {
+  const fit = options.filter(([, v]) => v.length <= 255);
+  const out = new Uint8Array(fit.reduce((n, [, v]) => n + 2 + v.length, 0));
+  let i = 0;
+  for (const [code, v] of fit) {
+    out[i++] = code;
+    out[i++] = v.length;
+    out.set(v, i);
+    i += v.length;
+  }
+  return out;
+}
+
+/**
+ * The options of an embedded block (§12.7, §12.8), first instance of each; reading stops at
+ * END or at an option that runs past the block (the partner's bytes are not trusted).
+ */
+export function unpackOptions(bytes: Uint8Array): Map<number, Uint8Array> {
+  const out = new Map<number, Uint8Array>();
+  let i = 0;
+  while (i < bytes.length) {
+    const code = bytes[i] as number;
+    if (code === 255) break;
+    if (code === 0) {
+      i++;
+      continue;
+    }
+    const len = bytes[i + 1];
+    if (len === undefined || i + 2 + len > bytes.length) break;
+    if (!out.has(code)) out.set(code, bytes.slice(i + 2, i + 2 + len));
+    i += 2 + len;
+  }
+  return out;
+}
+
+function u32Bytes(v: number): Uint8Array {
+  return new Uint8Array([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff]);
+}
+
 /**
  * A lease as one binding update transaction (§7.1.1, Table 7.1.1-1): client information for
- * every status except ABANDONED, potential-expiration-time = tstp (at least `ends`).
+ * every status except ABANDONED, potential-expiration-time = tstp (at least `ends`), and the
+ * "interesting" options of Tables 7.1.1-2 and 7.1.1-3 that the lease remembers: the client's
+ * host-name and relay-agent-information, and for an ACTIVE lease the T1/T2 it was given, so
+ * the partner can answer the client the same way and knows its name.
  */
 export function leaseToBindingUpdate(lease: Lease): WireBindingUpdate {
   const b: WireBindingUpdate = {
@@ -158,6 +209,27 @@ export function leaseToBindingUpdate(lease: Lease): WireBindingUpdate {
   b.potentialExpirationTime = potentialExpirationOf(lease);
   b.startTimeOfState = lease.starts;
   if (lease.cltt > 0) b.clientLastTransactionTime = lease.cltt;
+  if (lease.state !== "abandoned") {
+    const request: [number, Uint8Array][] = [];
+    if (lease.hostname !== null) {
+      request.push([HOST_NAME, new TextEncoder().encode(lease.hostname)]);
+    }
+    if (lease.relayInfo !== null) request.push([RELAY_AGENT_INFORMATION, lease.relayInfo]);
+    if (request.length > 0) {
+      b.clientRequestOptions = { magic: DHCP_OPTIONS_MAGIC, options: packOptions(request) };
+    }
+  }
+  if (lease.state === "active" && lease.cltt > 0 && lease.ends > lease.cltt) {
+    // The renewal and rebinding times of the DHCPACK (50 % and 87.5 %, lib/server/dhcp.ts).
+    const interval = lease.ends - lease.cltt;
+    b.clientReplyOptions = {
+      magic: DHCP_OPTIONS_MAGIC,
+      options: packOptions([
+        [RENEWAL_TIME, u32Bytes(Math.floor(interval * 0.5))],
+        [REBINDING_TIME, u32Bytes(Math.floor(interval * 0.875))],
+      ]),
+    };
+  }
   return b;
 }
 
@@ -179,6 +251,16 @@ export function bindingUpdateFromWire(w: WireBindingUpdate): BindingUpdate | und
   if (w.leaseExpirationTime !== undefined) b.ends = w.leaseExpirationTime;
   if (w.potentialExpirationTime !== undefined) b.potentialExpiration = w.potentialExpirationTime;
   if (w.ipFlags !== undefined) b.reserved = (w.ipFlags & IpFlags.RESERVED) !== 0;
+  // §7.1.4: keep what the partner told of the client's request (host-name, option 82).
+  if (w.clientRequestOptions?.magic === DHCP_OPTIONS_MAGIC) {
+    const o = unpackOptions(w.clientRequestOptions.options);
+    const name = o.get(HOST_NAME);
+    if (name !== undefined && name.length > 0) {
+      b.hostname = new TextDecoder("utf-8", { fatal: false }).decode(name);
+    }
+    const relay = o.get(RELAY_AGENT_INFORMATION);
+    if (relay !== undefined) b.relayInfo = relay;
+  }
   return b;
 }
 

@@ -3,7 +3,14 @@
  * encode/decode, each over its own MemoryLeaseStore. Pure: no sockets, no clock.
  */
 import assert from "node:assert/strict";
-import { BindingSync, type SyncEffect, type SyncInput } from "../../lib/failover/sync.ts";
+import {
+  BindingSync,
+  bindingUpdateFromWire,
+  leaseToBindingUpdate,
+  type SyncEffect,
+  type SyncInput,
+  unpackOptions,
+} from "../../lib/failover/sync.ts";
 import type { FailoverRole } from "../../lib/failover/state.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import { emptyLease, type Lease } from "../../lib/store/store.ts";
@@ -478,4 +485,41 @@ Deno.test("BindingSync emits upddone when the partner's UPDDONE arrives (§7.5.2
     },
   });
   assert.deepEqual(effects, [{ kind: "event", event: "upddone" }]);
+});
+
+Deno.test("leaseToBindingUpdate() carries host-name, option 82 and T1/T2; the receiver stores the name (§7.1.1, §7.1.4)", () => {
+  const relay = new Uint8Array([1, 3, 0x65, 0x74, 0x68]);
+  const lease = activeLease(NET_A + 7, { hostname: "printer", relayInfo: relay });
+  const wire = leaseToBindingUpdate(lease);
+  // Table 7.1.1-2: host-name (12) and relay-agent-information (82), as DHCP options.
+  assert.deepEqual(wire.clientRequestOptions, {
+    magic: 0x63825363,
+    options: new Uint8Array([12, 7, ...new TextEncoder().encode("printer"), 82, 5, ...relay]),
+  });
+  // Table 7.1.1-3: renewal (58) and rebinding (59) times of the 300 s lease.
+  assert.deepEqual(wire.clientReplyOptions, {
+    magic: 0x63825363,
+    options: new Uint8Array([58, 4, 0, 0, 0, 150, 59, 4, 0, 0, 1, 6]),
+  });
+  const message = decodeFailover(
+    encodeFailover(buildBndupd({ time: T0, xid: 1 }, [wire])),
+  );
+  const back = bindingUpdateFromWire(getBindingUpdates(message)[0]!)!;
+  assert.equal(back.hostname, "printer");
+  assert.deepEqual(back.relayInfo, relay);
+  // A BNDUPD from ISC (no such options) leaves both unset; ABANDONED carries none (§5.11).
+  assert.equal(leaseToBindingUpdate(activeLease(NET_A + 8)).clientRequestOptions, undefined);
+  assert.equal(
+    leaseToBindingUpdate({ ...lease, state: "abandoned" }).clientRequestOptions,
+    undefined,
+  );
+});
+
+Deno.test("unpackOptions() stops at END and at an option running past the block", () => {
+  assert.deepEqual(
+    [...unpackOptions(new Uint8Array([0, 12, 1, 0x61, 255, 82, 1, 9]))],
+    [[12, new Uint8Array([0x61])]],
+  );
+  assert.deepEqual([...unpackOptions(new Uint8Array([12, 9, 0x61]))], []);
+  assert.deepEqual([...unpackOptions(new Uint8Array([12]))], []);
 });
