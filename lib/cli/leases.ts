@@ -80,13 +80,18 @@ const COLUMNS = [
   { key: "state", width: 9 },
   { key: "starts", width: 20 },
   { key: "ends", width: 20 },
+  { key: "acked", width: 5 },
   { key: "cltt", width: 20 },
+  { key: "tstp", width: 20 },
+  { key: "tsfp", width: 20 },
+  { key: "atsfp", width: 20 },
 ] as const;
 
-/** The table leaves out cltt to stay readable; --json and --csv carry it. */
-const TABLE_COLUMNS = COLUMNS.slice(0, 7);
+/** The table leaves out the times after `acked` to stay readable; --json and --csv carry them. */
+const TABLE_COLUMNS = COLUMNS.slice(0, 8);
 
-type Record8 = Record<(typeof COLUMNS)[number]["key"], string | null>;
+type Key = (typeof COLUMNS)[number]["key"];
+type Record8 = Record<Exclude<Key, "acked">, string | null> & { acked: boolean | null };
 
 /** Epoch seconds as ISO 8601 UTC without milliseconds, or null for 0 (unset). */
 function formatTime(t: number): string | null {
@@ -104,8 +109,28 @@ export function toRecord(l: Lease): Record8 {
     "state": l.state,
     "starts": formatTime(l.starts),
     "ends": formatTime(l.ends),
+    "acked": ackedOf(l),
     "cltt": formatTime(l.cltt),
+    "tstp": formatTime(l.tstp),
+    "tsfp": formatTime(l.tsfp),
+    "atsfp": formatTime(l.atsfp),
   };
+}
+
+/**
+ * Whether the failover partner has acknowledged this server's latest update of the binding
+ * (draft-12 §7.2.2: tsfp reached the potential-expiration-time sent, which is at least the
+ * lease's end); null when this server never sent one (standalone, or the partner's binding).
+ */
+function ackedOf(l: Lease): boolean | null {
+  if (l.tstp === 0 && l.tsfp === 0) return null;
+  return l.tsfp >= Math.max(l.tstp, l.ends);
+}
+
+/** A cell's text: booleans as yes/no in the table and true/false in CSV, null as absent. */
+function cellOf(v: string | boolean | null, format: "table" | "csv"): string | null {
+  if (typeof v !== "boolean") return v;
+  return format === "table" ? (v ? "yes" : "no") : String(v);
 }
 
 /** C0/C1 controls and bidirectional overrides: unsafe to print raw on a terminal. */
@@ -218,9 +243,11 @@ class RecordWriter {
   }
 
   row(r: Record8): void {
-    if (this.#format === "table") this.#chunk += tableLine(TABLE_COLUMNS.map((c) => r[c.key]));
-    else if (this.#format === "csv") this.#chunk += csvLine(COLUMNS.map((c) => r[c.key]));
-    else this.#chunk += (this.#rows === 0 ? "\n" : ",\n") + JSON.stringify(r);
+    if (this.#format === "table") {
+      this.#chunk += tableLine(TABLE_COLUMNS.map((c) => cellOf(r[c.key], "table")));
+    } else if (this.#format === "csv") {
+      this.#chunk += csvLine(COLUMNS.map((c) => cellOf(r[c.key], "csv")));
+    } else this.#chunk += (this.#rows === 0 ? "\n" : ",\n") + JSON.stringify(r);
     if (++this.#rows % FLUSH_ROWS === 0) this.#flush();
   }
 
@@ -264,8 +291,9 @@ function matches(r: Record8, filter: LeaseFilter): boolean {
 function isRecord(v: unknown): v is Record8 {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
   const o = v as Record<string, unknown>;
-  return COLUMNS.every((c) => o[c.key] === null || typeof o[c.key] === "string") &&
-    typeof o.address === "string" && typeof o.state === "string";
+  return COLUMNS.every((c) =>
+    o[c.key] === null || typeof o[c.key] === (c.key === "acked" ? "boolean" : "string")
+  ) && typeof o.address === "string" && typeof o.state === "string";
 }
 
 /**

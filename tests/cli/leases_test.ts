@@ -21,6 +21,9 @@ const LEASES: Lease[] = [
     starts: T0,
     ends: T0 + 3600,
     cltt: T0,
+    // Told to the failover partner, who acked it (draft-12 §7.2.2).
+    tstp: T0 + 5400,
+    tsfp: T0 + 5400,
   },
   { ...emptyLease(ip("192.0.2.11"), "free") },
   {
@@ -38,6 +41,10 @@ const LEASES: Lease[] = [
     starts: T0,
     ends: T0 + 7200,
     cltt: T0 + 5,
+    // Renewed since the partner's last ack, and received from the partner before.
+    tstp: T0 + 10800,
+    tsfp: T0 + 5400,
+    atsfp: T0 + 3600,
   },
 ];
 
@@ -51,7 +58,11 @@ const EXPECTED_JSON = [
     "state": "active",
     "starts": "2026-11-29T05:00:00Z",
     "ends": "2026-11-29T06:00:00Z",
+    "acked": true,
     "cltt": "2026-11-29T05:00:00Z",
+    "tstp": "2026-11-29T06:30:00Z",
+    "tsfp": "2026-11-29T06:30:00Z",
+    "atsfp": null,
   },
   {
     "address": "192.0.2.11",
@@ -61,7 +72,11 @@ const EXPECTED_JSON = [
     "state": "free",
     "starts": null,
     "ends": null,
+    "acked": null,
     "cltt": null,
+    "tstp": null,
+    "tsfp": null,
+    "atsfp": null,
   },
   {
     "address": "198.51.100.5",
@@ -71,7 +86,11 @@ const EXPECTED_JSON = [
     "state": "released",
     "starts": "2026-11-29T04:59:00Z",
     "ends": "2026-11-29T05:00:01Z",
+    "acked": null,
     "cltt": "2026-11-29T05:00:01Z",
+    "tstp": null,
+    "tsfp": null,
+    "atsfp": null,
   },
   {
     "address": "203.0.113.7",
@@ -81,7 +100,11 @@ const EXPECTED_JSON = [
     "state": "active",
     "starts": "2026-11-29T05:00:00Z",
     "ends": "2026-11-29T07:00:00Z",
+    "acked": false,
     "cltt": "2026-11-29T05:00:05Z",
+    "tstp": "2026-11-29T08:00:00Z",
+    "tsfp": "2026-11-29T06:30:00Z",
+    "atsfp": "2026-11-29T06:00:00Z",
   },
 ];
 
@@ -173,7 +196,11 @@ const CSV_HEADER = [
   "state",
   "starts",
   "ends",
+  "acked",
   "cltt",
+  "tstp",
+  "tsfp",
+  "atsfp",
 ];
 
 Deno.test("leasesCommand() --json prints one array with every lease in address order", async () => {
@@ -193,7 +220,10 @@ Deno.test("leasesCommand() --csv prints a header row and RFC 4180 records", asyn
     const records = parseCsv(r.out);
     assert.deepEqual(records[0], CSV_HEADER);
     const expected = EXPECTED_JSON.map((o) =>
-      CSV_HEADER.map((k) => (o as Record<string, string | null>)[k] ?? "")
+      CSV_HEADER.map((k) => {
+        const v = (o as Record<string, string | boolean | null>)[k] ?? "";
+        return typeof v === "boolean" ? String(v) : v;
+      })
     );
     assert.deepEqual(records.slice(1), expected);
     assert.ok(r.out.includes('"with,comma ""quoted""\r\nline"'), "quotes doubled, field quoted");
@@ -208,10 +238,19 @@ Deno.test("leasesCommand() prints an aligned table by default", async () => {
     assert.equal(lines.pop(), "", "ends with a newline");
     assert.equal(lines.length, 1 + LEASES.length);
     const header = lines[0] as string;
-    const columns = ["address", "hw-address", "client-id", "hostname", "state", "starts", "ends"];
+    const columns = [
+      "address",
+      "hw-address",
+      "client-id",
+      "hostname",
+      "state",
+      "starts",
+      "ends",
+      "acked",
+    ];
     const starts = columns.map((c) => header.indexOf(c));
-    assert.deepEqual(starts, [0, 17, 36, 58, 80, 91, 113]);
-    assert.ok(!header.includes("cltt"));
+    assert.deepEqual(starts, [0, 17, 36, 58, 80, 91, 113, 135]);
+    assert.ok(!header.includes("cltt") && !header.includes("tstp"));
     const row = (i: number) => lines[i] as string;
     // Each cell starts at its header's column (rows whose cells fit their widths).
     const cells = (line: string) => starts.map((s, i) => line.slice(s, starts[i + 1]).trim());
@@ -223,8 +262,9 @@ Deno.test("leasesCommand() prints an aligned table by default", async () => {
       "active",
       "2026-11-29T05:00:00Z",
       "2026-11-29T06:00:00Z",
+      "yes",
     ]);
-    assert.deepEqual(cells(row(2)), ["192.0.2.11", "-", "-", "-", "free", "-", "-"]);
+    assert.deepEqual(cells(row(2)), ["192.0.2.11", "-", "-", "-", "free", "-", "-", "-"]);
     // Control and bidi characters from the client never reach the terminal raw.
     assert.ok(row(4).includes("evil\\u{1b}[31mred\\u{202e}"), row(4));
     // deno-lint-ignore no-control-regex
@@ -274,7 +314,7 @@ Deno.test("leasesCommand() prints an empty array, a lone header or table header 
     assert.deepEqual(parseCsv(csv.out), [CSV_HEADER]);
     const table = await run(["--db", path]);
     assert.equal(table.code, 0);
-    assert.match(table.out, /^address +hw-address .* ends\n$/);
+    assert.match(table.out, /^address +hw-address .* ends +acked\n$/);
   }, []);
 });
 
