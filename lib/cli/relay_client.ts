@@ -128,3 +128,75 @@ export function describeReply(msg: DhcpMessage | undefined): string {
     : `type ${t}`;
   return msg.yiaddr ? `${name} ${formatIpv4(msg.yiaddr)}` : name;
 }
+
+/** One reply of RelayToAll.ask(): which server sent it, and what. */
+export interface ServerReply {
+  server: string;
+  message: DhcpMessage;
+}
+
+/**
+ * A relay agent that forwards each request to several servers, as a relay configured with
+ * both servers of a failover pair does (RFC 3046 deployments, draft-12 §3.2), and collects
+ * every server's reply. Loopback only: the servers reply to the port it sends from.
+ */
+export class RelayToAll {
+  #conn: Deno.DatagramConn;
+  #servers: { name: string; addr: Deno.NetAddr }[];
+  #replies: { from: string; message: DhcpMessage }[] = [];
+  #loop: Promise<void>;
+  readonly giaddr: number;
+
+  constructor(servers: { name: string; hostname: string; port: number }[], local = "127.0.0.1") {
+    this.#conn = Deno.listenDatagram({ transport: "udp", hostname: local, port: 0 });
+    this.#servers = servers.map((s) => ({
+      name: s.name,
+      addr: { transport: "udp", hostname: s.hostname, port: s.port },
+    }));
+    this.giaddr = parseIpv4(local) ?? 0;
+    this.#loop = this.#receive();
+  }
+
+  async #receive(): Promise<void> {
+    for (;;) {
+      let got: [Uint8Array, Deno.Addr];
+      try {
+        got = await this.#conn.receive();
+      } catch {
+        return; // closed
+      }
+      const from = got[1] as Deno.NetAddr;
+      const server = this.#servers.find((s) =>
+        s.addr.hostname === from.hostname && s.addr.port === from.port
+      );
+      try {
+        const message = decodeDhcp(got[0]);
+        if (message.op === 2) this.#replies.push({ from: server?.name ?? "?", message });
+      } catch {
+        // Not a DHCP reply.
+      }
+    }
+  }
+
+  /**
+   * Sends `request` to every server (or those named in `to`: a RENEWING client unicasts to
+   * its server) and returns the replies with its xid that arrive within `waitMs`, waiting the
+   * whole time to see whether more than one server answers.
+   */
+  async ask(request: DhcpMessage, waitMs = 300, to?: readonly string[]): Promise<ServerReply[]> {
+    const bytes = encodeDhcp(request);
+    for (const s of this.#servers) {
+      if (to === undefined || to.includes(s.name)) await this.#conn.send(bytes, s.addr);
+    }
+    await new Promise((r) => setTimeout(r, waitMs));
+    const mine = this.#replies.filter((r) => r.message.xid === request.xid);
+    this.#replies = this.#replies.filter((r) => r.message.xid !== request.xid);
+    return mine.map((r) => ({ server: r.from, message: r.message }));
+  }
+
+  /** Closes the socket and waits for the receive loop to end. */
+  async close(): Promise<void> {
+    this.#conn.close();
+    await this.#loop;
+  }
+}

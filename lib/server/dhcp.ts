@@ -771,7 +771,8 @@ export class DhcpCore {
       htype: c.htype,
       hwAddress: c.hw,
       clientId: c.clientId ?? null,
-      hostname: getHostname(msg) ?? reservation?.hostname ?? null,
+      // A renewal without option 12 keeps the name the client gave before.
+      hostname: getHostname(msg) ?? reservation?.hostname ?? (same ? old.hostname : null),
       starts: renewing ? old.starts : now,
       ends: now + leaseTime,
       cltt: now,

@@ -291,6 +291,37 @@ Deno.test("DhcpCore RENEWING: unicast ACK to ciaddr extends the lease", () => {
   assert.equal(ctx.store.get(ack.yiaddr)?.ends, NOW + 300 + 600);
 });
 
+Deno.test("DhcpCore keeps the client's host name across a renewal without option 12", () => {
+  const ctx = setup();
+  const offer = replyOf(
+    run(ctx, buildRequest(DhcpType.DHCPDISCOVER, mac(3), { xid: 3, hostname: "laptop" }), DIRECT),
+  );
+  run(
+    ctx,
+    buildRequest(DhcpType.DHCPREQUEST, mac(3), {
+      xid: 4,
+      hostname: "laptop",
+      requested: offer.yiaddr,
+      serverId: SERVER,
+    }),
+    DIRECT,
+  );
+  assert.equal(ctx.store.get(offer.yiaddr)?.hostname, "laptop");
+  const renew = buildRequest(DhcpType.DHCPREQUEST, mac(3), { xid: 5, ciaddr: offer.yiaddr });
+  replyOf(run(ctx, renew, { ...DIRECT, srcAddress: offer.yiaddr, dstAddress: SERVER }, NOW + 300));
+  assert.equal(ctx.store.get(offer.yiaddr)?.hostname, "laptop");
+  // Another client on the address later does not inherit the name.
+  run(
+    ctx,
+    buildRequest(DhcpType.DHCPRELEASE, mac(3), { xid: 6, ciaddr: offer.yiaddr, serverId: SERVER }),
+    DIRECT,
+    NOW + 301,
+  );
+  const other = buildRequest(DhcpType.DHCPREQUEST, mac(4), { xid: 7, requested: offer.yiaddr });
+  replyOf(run(ctx, other, DIRECT, NOW + 302));
+  assert.equal(ctx.store.get(offer.yiaddr)?.hostname, null);
+});
+
 Deno.test("DhcpCore RELEASE frees the address; a returning client gets it back", () => {
   const ctx = setup();
   const ack = lease(ctx, 1);
