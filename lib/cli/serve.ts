@@ -85,7 +85,8 @@ export function linkSettings(config: Config, secret: Uint8Array | null): LinkSet
     role: f.role,
     relationship: f.relationship,
     mclt: f.mclt,
-    hba: f.role === "primary"
+    // A secondary's, if set, is the assignment it expects from the primary (§7.8.2 step 8).
+    hba: f.role === "primary" || f.hba !== null || f.split !== null
       ? wireHba(f.hba ?? hbaFromSplit(f.split ?? 128), f.hbaPolarity)
       : null,
     maxUnackedBndupd: f.maxUnackedBndupd,

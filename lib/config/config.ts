@@ -1058,18 +1058,9 @@ function readFailover(ctx: Ctx, e: Entry, listen: readonly ListenSpec[]): Failov
   const hb = at("hba");
   let split: number | null = null;
   let hba: Uint8Array | null = null;
-  if (roleKnown && role === "secondary") {
-    for (const x of [sp, hb]) {
-      if (!x) continue;
-      report(
-        ctx,
-        x.key,
-        x.path,
-        `A secondary may not set ${JSON.stringify(x.name)}: it learns the ` +
-          `hash-bucket-assignment from the primary`,
-      );
-    }
-  } else {
+  // A secondary learns the assignment from CONNECT; if it sets one, a different one from the
+  // primary is refused (§7.8.2 step 8).
+  {
     if (sp && hb) {
       report(ctx, hb.key, hb.path, `Failover has both "split" and "hba": use one`);
     }
@@ -1090,7 +1081,7 @@ function readFailover(ctx: Ctx, e: Entry, listen: readonly ListenSpec[]): Failov
         );
       } else hba = bytes;
     }
-    if (!sp && !hb && roleKnown) {
+    if (!sp && !hb && roleKnown && role === "primary") {
       report(
         ctx,
         e.value,

@@ -47,7 +47,10 @@ export interface LinkSettings {
   relationship: string;
   /** The primary sends it; a secondary with a value rejects a different one (§7.8.2 step 7). */
   mclt: number | null;
-  /** The primary sends it in CONNECT (32 octets, draft §12.11 / RFC 3074). */
+  /**
+   * The primary sends it in CONNECT (32 octets, draft §12.11 / RFC 3074). On a secondary, the
+   * assignment it expects, if configured: a CONNECT with another one is rejected (§7.8.2 step 8).
+   */
   hba: Uint8Array | null;
   maxUnackedBndupd: number;
   /** tReceive in seconds: no message for this long and the link is dropped (§8.3). */
@@ -550,7 +553,22 @@ export class FailoverLink {
       );
       return;
     }
-    this.#connectInfo = connectInfo(msg, name, mclt, getHashBucketAssignment(msg) ?? null);
+    const hba = getHashBucketAssignment(msg) ?? null;
+    if (s.hba !== null && (hba === null || !sameBytes(hba, s.hba))) {
+      // §7.8.2 step 8 names reason 19, but §12.21 gives 19 to "IP not reserved" and 18 to
+      // "Hash bucket assignment conflict", which is what ISC dhcpd 4.4 sends: 18.
+      this.#rejectConnect(
+        now,
+        msg,
+        RejectReason.HASH_BUCKET_CONFLICT,
+        hba === null
+          ? "No hash-bucket-assignment in CONNECT, and one is configured"
+          : "The hash-bucket-assignment is not the configured one",
+        out,
+      );
+      return;
+    }
+    this.#connectInfo = connectInfo(msg, name, mclt, hba);
     this.#send(
       now,
       buildConnectAck(
@@ -651,4 +669,8 @@ function connectInfo(
     mclt,
     hba,
   };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
 }

@@ -109,6 +109,10 @@ Deno.test("parseConfig() fills in documented failover defaults", async (t) => {
     assert.equal(f.mclt, null);
     assert.equal(f.split, null);
   });
+  await t.step("secondary may set split, the assignment it expects (§7.8.2 step 8)", () => {
+    const f = failoverOf(withFailover("  role: secondary\n  peer: 192.0.2.2\n  split: 64\n"));
+    assert.equal(f.split, 64);
+  });
   await t.step("secondary may set mclt (it must match the primary's)", () => {
     const f = failoverOf(withFailover("  role: secondary\n  peer: 192.0.2.2\n  mclt: 300\n"));
     assert.equal(f.mclt, 300);
@@ -301,15 +305,10 @@ const BROKEN: [string, string, Expect][] = [
     ]],
   ],
   // ISC: a secondary may not define load balance settings; it gets them in CONNECT.
-  ["split on a secondary", withFailover("  role: secondary\n  peer: 192.0.2.2\n  split: 128\n"), [[
-    9,
-    3,
-    'A secondary may not set "split": it learns the hash-bucket-assignment from the primary',
-  ]]],
   [
-    "hba on a secondary",
-    withFailover(`  role: secondary\n  peer: 192.0.2.2\n  hba: "${HBA_HEX}"\n`),
-    [[9, 3, 'A secondary may not set "hba"']],
+    "split and hba on a secondary",
+    withFailover(`  role: secondary\n  peer: 192.0.2.2\n  split: 128\n  hba: "${HBA_HEX}"\n`),
+    [[10, 3, 'Failover has both "split" and "hba": use one']],
   ],
   // mclt: draft-12 §5.2.1, §7.8.1; required on the primary.
   [

@@ -229,6 +229,21 @@ Deno.test("FailoverLink secondary rejects a bad CONNECT with the §7.8.2 reason"
     assert.equal(getRejectReason(writes(effects)[0]!), undefined);
     assert.equal(s.phase, "await-state");
   });
+  await t.step("another hash-bucket-assignment than configured -> 18 (step 8, §12.21)", () => {
+    assertRejected(
+      secondaryGets(connect({ hashBucketAssignment: hbaFromSplit(128) }), {
+        hba: hbaFromSplit(64),
+      }).effects,
+      18,
+    );
+  });
+  await t.step("the configured hash-bucket-assignment is accepted and kept (step 8)", () => {
+    const { effects } = secondaryGets(connect({ hashBucketAssignment: hbaFromSplit(64) }), {
+      hba: hbaFromSplit(64),
+    });
+    assert.deepEqual(kinds(effects), ["write:CONNECTACK", "write:STATE"]);
+    assert.equal(getRejectReason(writes(effects)[0]!), undefined);
+  });
   await t.step("clock 100 s ahead with max-clock-skew 10 -> 4 time mismatch (step 6)", () => {
     assertRejected(secondaryGets(connect({}, T0 + 100), { maxClockSkew: 10 }).effects, 4);
   });
