@@ -13,7 +13,7 @@ import { parseConfig } from "../../lib/config/config.ts";
 import type { Config } from "../../lib/config/types.ts";
 import { type ControlServer, startControl } from "../../lib/control/http.ts";
 import { requestControl } from "../../lib/cli/status.ts";
-import { STATE_META_KEY } from "../../lib/failover/endpoint.ts";
+import { balanceShare, STATE_META_KEY } from "../../lib/failover/endpoint.ts";
 import { createLogger, type Logger } from "../../lib/log.ts";
 import { SqliteLeaseStore } from "../../lib/store/sqlite.ts";
 import { DhcpType, getMessageType, getServerId } from "../../lib/wire/dhcp.ts";
@@ -134,6 +134,21 @@ Deno.test("a fresh duet pair reaches NORMAL, shares a lease by BNDUPD and resume
       ServerState.NORMAL,
     );
 
+    // §5.4, §7.6, §7.7: the primary gave half of its 50 FREE addresses to the secondary as
+    // BACKUP, and answered the secondary's POOLREQ.
+    await waitFor(
+      "25 BACKUP addresses on both sides",
+      () => primary.store.countByState().backup === 25 && s1.store.countByState().backup === 25,
+      5_000,
+    );
+    assert.deepEqual(primary.core.utilisation(), [
+      { subnet: "198.18.30.0/24", size: 50, free: 50, backup: 25 },
+    ]);
+    assert.deepEqual(s1.core.utilisation(), primary.core.utilisation());
+    assert.match(sLog.join("\n"), /Sent POOLREQ/);
+    assert.match(pLog.join("\n"), /Sent POOLRESP/);
+    assert.match(sLog.join("\n"), /Received POOLRESP/);
+
     // A client leased through the primary.
     const mac = new Uint8Array([2, 0, 0, 0, 0x30, 1]);
     const offer = await client.exchange(
@@ -150,6 +165,8 @@ Deno.test("a fresh duet pair reaches NORMAL, shares a lease by BNDUPD and resume
     );
     assert.equal(getMessageType(ack!), DhcpType.DHCPACK);
     const address = ack!.yiaddr;
+    // §9.8.3 / §5.4: from the primary's own (FREE) pool, not the secondary's BACKUP.
+    assert.notEqual(s1.store.get(address)?.state, "backup");
 
     // §7.1: the secondary's database gets the same binding.
     await waitFor(
@@ -238,5 +255,22 @@ Deno.test("a fresh duet pair reaches NORMAL, shares a lease by BNDUPD and resume
     await secondary?.stop();
     await primary.stop();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("balanceShare() gives half the FREE surplus once past max-lease-misbalance (§5.4)", async (t) => {
+  const cases: [string, number, number, number, number][] = [
+    // [name, free, backup, misbalance %, expected]
+    ["a fresh pool: half of it", 200, 0, 15, 100],
+    ["balanced: nothing", 100, 100, 15, 0],
+    ["within the threshold (10 of 200 = 5 %): nothing", 105, 95, 15, 0],
+    ["just past it (32 of 200 = 16 %): half the difference", 116, 84, 15, 16],
+    ["the secondary has more: nothing (addresses move only to it)", 50, 150, 15, 0],
+    ["threshold 0: any surplus above one address", 101, 99, 0, 1],
+    ["an odd surplus rounds down", 3, 0, 15, 1],
+    ["empty: nothing", 0, 0, 15, 0],
+  ];
+  for (const [name, free, backup, misbalance, expected] of cases) {
+    await t.step(name, () => assert.equal(balanceShare(free, backup, misbalance), expected));
   }
 });

@@ -15,7 +15,7 @@ import {
   type StateInput,
   transition,
 } from "../../lib/failover/state.ts";
-import { ServerState as S } from "../../lib/wire/failover.ts";
+import { ServerState as S, serverStateName } from "../../lib/wire/failover.ts";
 
 const T0 = 1_800_000_000;
 const MCLT = 300;
@@ -118,6 +118,16 @@ Deno.test("transition() takes each arrow of Figure 9.2-1", async (t) => {
         "send-state:6/0",
         "send-updreq",
       ]);
+    },
+  );
+  await t.step(
+    "STARTUP, partner PARTNER-DOWN since the second of our last operation -> RECOVER",
+    () => {
+      // §9.3.2 step 5 in whole seconds: our STATE SHUTDOWN made the partner enter
+      // PARTNER-DOWN in the second we stopped, so its entry counts as later.
+      const m = machineIn(S.STARTUP, { previousState: S.NORMAL, lastOperational: T0 - 300 });
+      const r = transition(m, up(S.PARTNER_DOWN, 0, T0 - 300));
+      assert.equal(r.machine.state, S.RECOVER);
     },
   );
   await t.step(
@@ -757,4 +767,24 @@ Deno.test("service() says what each state may do for clients", async (t) => {
     const after = service(S.PARTNER_DOWN, "primary", { ...o, now: T0 + 200 });
     assert.equal(after.partnerPool, true);
   });
+});
+
+Deno.test("transition() 'operational' records the time of operation while serving, and only then (§9.3.2 step 5)", async (t) => {
+  await t.step("NORMAL: lastOperational moves to now and is persisted", () => {
+    const r = transition(machineIn(S.NORMAL, { communicating: true, partner: S.NORMAL }), {
+      kind: "operational",
+      now: T0 + 5,
+    });
+    assert.equal(r.machine.state, S.NORMAL);
+    assert.equal(r.machine.lastOperational, T0 + 5);
+    assert.deepEqual(acts(r.actions), ["persist:2"]);
+  });
+  for (const state of [S.RECOVER, S.STARTUP, S.POTENTIAL_CONFLICT, S.SHUTDOWN] as const) {
+    await t.step(`${serverStateName(state)}: serves nobody, so nothing changes`, () => {
+      const m = machineIn(state, { previousState: S.NORMAL });
+      const r = transition(m, { kind: "operational", now: T0 + 5 });
+      assert.equal(r.machine.lastOperational, m.lastOperational);
+      assert.deepEqual(acts(r.actions), []);
+    });
+  }
 });
