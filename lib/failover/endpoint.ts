@@ -139,6 +139,12 @@ export class FailoverEndpoint implements FailoverView {
   #balancedAt = -Infinity;
   #balanceTimer: unknown = undefined;
   #operationalTimer: unknown = undefined;
+  #service: {
+    machine: FailoverMachine | null;
+    second: number;
+    timed: boolean;
+    value: Service;
+  } | null = null;
 
   constructor(options: FailoverEndpointOptions) {
     const f = options.config.failover;
@@ -186,14 +192,22 @@ export class FailoverEndpoint implements FailoverView {
     return this.#machine?.mclt ?? this.#o.config.failover?.mclt ?? DEFAULT_MCLT;
   }
 
-  /** What the current state allows for DHCP clients (§5.5-§5.9, §9). */
+  /**
+   * What the current state allows for DHCP clients (§5.5-§5.9, §9). Asked for every request:
+   * the answer is kept until the machine changes or, in PARTNER-DOWN, the second does.
+   */
   service(now: number): Service {
     const m = this.#machine;
-    return service(m?.state ?? ServerState.STARTUP, this.role, {
+    const second = Math.floor(now);
+    const c = this.#service;
+    if (c !== null && c.machine === m && (c.second === second || !c.timed)) return c.value;
+    const value = service(m?.state ?? ServerState.STARTUP, this.role, {
       now,
       startTimeOfState: m?.startTimeOfState ?? 0,
       mclt: this.mclt(),
     });
+    this.#service = { machine: m, second, timed: value.partnerPoolAt !== null, value };
+    return value;
   }
 
   /** When this server entered PARTNER-DOWN, or null (§9.4.2). */
