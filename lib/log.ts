@@ -18,6 +18,12 @@ export interface Logger {
   readonly debugEnabled: boolean;
 }
 
+/** A logger whose level can change while it runs (`duet reload` applies `log-level`). */
+export interface LevelLogger extends Logger {
+  readonly level: LogLevel;
+  setLevel(level: LogLevel): void;
+}
+
 /** Options for createLogger. */
 export interface LoggerOptions {
   level?: LogLevel;
@@ -35,8 +41,9 @@ function writeStderr(line: string): void {
 }
 
 /** A logger that suppresses more than 20 identical messages per 10 s, then says how many it dropped. */
-export function createLogger(options: LoggerOptions = {}): Logger {
-  const min = RANK[options.level ?? "info"];
+export function createLogger(options: LoggerOptions = {}): LevelLogger {
+  let level: LogLevel = options.level ?? "info";
+  let min = RANK[level];
   const format = options.format ?? "text";
   const write = options.write ?? writeStderr;
   const now = options.now ?? (() => Date.now());
@@ -85,7 +92,16 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     info: (m, f) => emit("info", m, f),
     warn: (m, f) => emit("warn", m, f),
     error: (m, f) => emit("error", m, f),
-    debugEnabled: min <= RANK.debug,
+    get debugEnabled() {
+      return min <= RANK.debug;
+    },
+    get level() {
+      return level;
+    },
+    setLevel(next: LogLevel) {
+      level = next;
+      min = RANK[next];
+    },
   };
 }
 

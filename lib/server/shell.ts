@@ -4,7 +4,7 @@
  * lease durable (DESIGN.md, "One DHCPREQUEST, end to end").
  */
 import type { Logger } from "../log.ts";
-import type { LeaseStore } from "../store/store.ts";
+import type { Lease, LeaseStore } from "../store/store.ts";
 import { StoreError, WireError } from "../errors.ts";
 import { decodeDhcp, dhcpTypeName, encodeDhcp, getMessageType } from "../wire/dhcp.ts";
 import { formatIpv4 } from "../wire/ip.ts";
@@ -30,6 +30,17 @@ export interface ShellOptions {
    * failover endpoint sends them to the partner, draft-12 §7.1.1).
    */
   onCommitted?: (addresses: number[]) => void;
+  /**
+   * Called after each successful COMMIT with every lease the DHCP core wrote in it, in order;
+   * each carries the row it replaced when `trackPrevious` is set (lease-event hooks).
+   */
+  onLeasesCommitted?: (changes: LeaseChange[]) => void;
+}
+
+/** One lease the core wrote, and the row it replaced (read only while trackPrevious is set). */
+export interface LeaseChange {
+  before: Lease | undefined;
+  after: Lease;
 }
 
 /** Shell-level counters (the core counts per message type). */
@@ -64,6 +75,7 @@ export class DhcpShell {
     commitLatencySumMs: 0,
   };
   #o: ShellOptions;
+  #core: DhcpCore;
   #now: () => number;
   /** ACKs whose leases are not committed yet. */
   #waiting: Pending[] = [];
@@ -71,6 +83,7 @@ export class DhcpShell {
   #unsynced: Pending[] = [];
   #syncing: Promise<void> | null = null;
   #dirty: number[] = [];
+  #changes: LeaseChange[] = [];
   /** One encode buffer for every reply: transports copy what they send. */
   #scratch = new Uint8Array(1500);
   #commitTimer: ReturnType<typeof setTimeout> | undefined;
@@ -79,10 +92,35 @@ export class DhcpShell {
   #stopped = false;
   /** Set while the database refuses writes; ACKs are withheld until a commit succeeds. */
   storeFailing = false;
+  /**
+   * Read each lease's previous row before writing it, for onLeasesCommitted (one extra read
+   * per write, so only while a lease-event hook is configured).
+   */
+  trackPrevious = false;
 
   constructor(options: ShellOptions) {
-    this.#o = options;
+    this.#o = { ...options };
+    this.#core = options.core;
     this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
+  }
+
+  /** The DHCP core packets go to. */
+  get core(): DhcpCore {
+    return this.#core;
+  }
+
+  /**
+   * Swaps the DHCP core between two packets (`duet reload`): the next packet and tick go to
+   * `core`. Writes and replies the old core already produced are committed and sent as usual.
+   */
+  set core(core: DhcpCore) {
+    this.#core = core;
+  }
+
+  /** Changes the group-commit settings (`commit:`); the next batch uses them. */
+  setCommit(commitDelayMs: number, commitBatch: number): void {
+    this.#o.commitDelayMs = commitDelayMs;
+    this.#o.commitBatch = commitBatch;
   }
 
   /** Starts every transport's receive loop and the expiry timer. */
@@ -125,7 +163,7 @@ export class DhcpShell {
       });
       return;
     }
-    const outcome = this.#o.core.handle(msg, p, this.#now());
+    const outcome = this.#core.handle(msg, p, this.#now());
     this.#run(outcome.effects, transport);
     if (this.#o.logger.debugEnabled) {
       this.#o.logger.debug("Handled DHCP request", {
@@ -142,14 +180,16 @@ export class DhcpShell {
     for (const e of effects) {
       if (e.kind === "persist") {
         try {
+          const before = this.trackPrevious ? this.#o.store.get(e.lease.address) : undefined;
           this.#o.store.put(e.lease);
           this.#dirty.push(e.lease.address);
+          if (this.#o.onLeasesCommitted) this.#changes.push({ before, after: e.lease });
         } catch (err) {
           if (!(err instanceof StoreError)) throw err;
           // A full or broken database: the core's view of this address is re-read from the
           // store, and no ACK for it goes out (nothing unrecorded is acknowledged).
           this.#storeFailed("Cannot write a lease; withholding its acknowledgement", err);
-          this.#o.core.resync([e.lease.address]);
+          this.#core.resync([e.lease.address]);
           writeFailed = true;
         }
       } else if (!transport || (writeFailed && e.afterCommit)) {
@@ -216,17 +256,21 @@ export class DhcpShell {
           // The rollback of a failed commit may itself fail; the batch is gone either way.
         }
         this.#storeFailed("Cannot commit leases; withholding their acknowledgements", e);
-        this.#o.core.resync(this.#dirty);
+        this.#core.resync(this.#dirty);
         this.#dirty = [];
+        this.#changes = [];
         // Nothing acknowledged may be lost: the replies that needed this commit are dropped.
         return false;
       }
     }
     const committed = this.#dirty;
     this.#dirty = [];
+    const changes = this.#changes;
+    this.#changes = [];
     for (const w of waiting) this.#unsynced.push(w);
     this.#startSync();
     if (committed.length > 0) this.#o.onCommitted?.(committed);
+    if (changes.length > 0) this.#o.onLeasesCommitted?.(changes);
     return true;
   }
 
@@ -291,7 +335,7 @@ export class DhcpShell {
 
   /** Expires offers and leases; runs every tickSeconds. */
   tick(): void {
-    const effects = this.#o.core.tick(this.#now());
+    const effects = this.#core.tick(this.#now());
     if (effects.length > 0) {
       this.#run(effects, null);
       this.flush();

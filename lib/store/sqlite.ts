@@ -70,6 +70,8 @@ const SQL = {
              ORDER BY ends DESC, address`,
   findByClientId: `SELECT ${COLUMNS} FROM leases WHERE client_id = ? ORDER BY ends DESC, address`,
   countByState: "SELECT state, count(*) AS n FROM leases GROUP BY state",
+  countInRange: `SELECT state, count(*) AS n FROM leases WHERE address BETWEEN ? AND ?
+                 GROUP BY state`,
   upsert: `INSERT INTO leases (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (address) DO UPDATE SET
              state = excluded.state, htype = excluded.htype, hw_address = excluded.hw_address,
@@ -274,6 +276,20 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   countByState(): Record<LeaseState, number> {
     const counts = zeroCounts();
     const rows = this.#read(() => this.#s.countByState.all() as Row[]);
+    for (const r of rows) {
+      const state = leaseStateOf(r.state as number);
+      if (state !== undefined) counts[state] = r.n as number;
+    }
+    return counts;
+  }
+
+  /**
+   * Number of leases per state on the addresses first..last (inclusive): a range scan of the
+   * primary key, for per-pool utilisation and for `duet reload`'s check of a shrunk pool.
+   */
+  countInRange(first: number, last: number): Record<LeaseState, number> {
+    const counts = zeroCounts();
+    const rows = this.#read(() => this.#s.countInRange.all(first, last) as Row[]);
     for (const r of rows) {
       const state = leaseStateOf(r.state as number);
       if (state !== undefined) counts[state] = r.n as number;

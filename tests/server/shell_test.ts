@@ -9,7 +9,7 @@ import { buildRequest } from "../../lib/cli/relay_client.ts";
 import { StoreError } from "../../lib/errors.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { DhcpCore } from "../../lib/server/dhcp.ts";
-import { DhcpShell } from "../../lib/server/shell.ts";
+import { DhcpShell, type LeaseChange } from "../../lib/server/shell.ts";
 import type { Received, SendTarget, Transport } from "../../lib/server/transport.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import type { Lease } from "../../lib/store/store.ts";
@@ -87,7 +87,7 @@ class FakeTransport implements Transport {
   }
 }
 
-function setup() {
+function setup(onLeasesCommitted?: (changes: LeaseChange[]) => void) {
   const store = new ControlledStore();
   const core = new DhcpCore(CONFIG, store, { logger: silentLogger() });
   const transport = new FakeTransport();
@@ -100,6 +100,7 @@ function setup() {
     commitBatch: 100,
     now: () => 1_800_000_000,
     tickSeconds: 3600,
+    ...(onLeasesCommitted ? { onLeasesCommitted } : {}),
   });
   shell.start();
   return { store, transport, shell };
@@ -176,6 +177,87 @@ Deno.test("DhcpShell drops the ACKs of a failed commit and of a failed sync", as
     await settle();
     assert.equal(transport.types().includes(DhcpType.DHCPACK), false);
     assert.equal(shell.storeFailing, true);
+  } finally {
+    const stopping = shell.stop();
+    for (const s of store.syncs) s.resolve();
+    await stopping;
+  }
+});
+
+/** Lets every sync started so far finish, and the replies waiting on them go out. */
+async function syncAll(store: ControlledStore): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    for (const s of store.syncs.splice(0)) s.resolve();
+    await settle();
+  }
+}
+
+Deno.test("DhcpShell reports each committed lease with the row it replaced, not a rolled-back one", async () => {
+  const seen: LeaseChange[][] = [];
+  const { store, transport, shell } = setup((changes) => seen.push(changes));
+  try {
+    shell.trackPrevious = true;
+    discoverThenRequest(transport);
+    await syncAll(store);
+    assert.equal(seen.length, 1, "one COMMIT, one call");
+    const [first] = seen[0] as [LeaseChange];
+    assert.equal(first.before, undefined, "the address had no row");
+    assert.equal(first.after.state, "active");
+    // A renewal: the row before is the lease just committed.
+    discoverThenRequest(transport);
+    await syncAll(store);
+    assert.equal(seen.length, 2);
+    const [second] = seen[1] as [LeaseChange];
+    assert.equal(second.before?.state, "active");
+    assert.equal(second.before?.address, first.after.address);
+    // A failed commit reports nothing.
+    store.failCommit = true;
+    const hw = new Uint8Array([2, 0, 0, 0, 0, 9]);
+    transport.deliver(encodeDhcp(buildRequest(DhcpType.DHCPDISCOVER, hw, { xid: 9 })));
+    const offer = decodeDhcp(transport.sent.at(-1)?.data as Uint8Array);
+    transport.deliver(encodeDhcp(buildRequest(DhcpType.DHCPREQUEST, hw, {
+      xid: 9,
+      requested: offer.yiaddr,
+      serverId: getServerId(offer) as number,
+    })));
+    await syncAll(store);
+    assert.equal(seen.length, 2);
+    // Without trackPrevious the row before is not read.
+    store.failCommit = false;
+    shell.trackPrevious = false;
+    discoverThenRequest(transport);
+    await syncAll(store);
+    assert.equal(seen.length, 3);
+    assert.equal((seen[2] as LeaseChange[])[0]?.before, undefined);
+  } finally {
+    const stopping = shell.stop();
+    await syncAll(store);
+    await stopping;
+  }
+});
+
+Deno.test("DhcpShell sends packets to the core it was last given", async () => {
+  const { store, transport, shell } = setup();
+  try {
+    const other = new DhcpCore(
+      parseConfig(
+        `database: ":memory:"
+listen: [{interface: lan0}]
+subnets:
+  - subnet: 192.0.2.0/24
+    pools: [{range: 192.0.2.200 - 192.0.2.210}]
+`,
+        "other.yaml",
+      ),
+      store,
+      { logger: silentLogger() },
+    );
+    shell.core = other;
+    assert.equal(shell.core, other);
+    transport.deliver(encodeDhcp(buildRequest(DhcpType.DHCPDISCOVER, MAC, { xid: 5 })));
+    const offer = decodeDhcp(transport.sent.at(-1)?.data as Uint8Array);
+    assert.equal(offer.yiaddr, 0xc00002c8, "offered from the new core's pool (192.0.2.200)");
+    assert.equal(other.counters.received.DHCPDISCOVER, 1);
   } finally {
     const stopping = shell.stop();
     for (const s of store.syncs) s.resolve();

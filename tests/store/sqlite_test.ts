@@ -501,3 +501,32 @@ Deno.test("SqliteLeaseStore.sync() resolves at once in FULL mode and in :memory:
   await mem.sync();
   mem.close();
 });
+
+Deno.test("SqliteLeaseStore.countInRange() counts states on an inclusive address range", () => {
+  const s = SqliteLeaseStore.open(":memory:");
+  try {
+    s.put(lease("192.0.2.9"));
+    s.put(lease("192.0.2.10"));
+    s.put(lease("192.0.2.15", { state: "released" }));
+    s.put(lease("192.0.2.20", { state: "abandoned" }));
+    s.put(lease("192.0.2.21"));
+    s.commit();
+    const c = s.countInRange(ip("192.0.2.10"), ip("192.0.2.20"));
+    assert.deepEqual(c, {
+      free: 0,
+      active: 1,
+      expired: 0,
+      released: 1,
+      abandoned: 1,
+      reset: 0,
+      backup: 0,
+    });
+    assert.equal(s.countInRange(ip("192.0.2.9"), ip("192.0.2.9")).active, 1);
+    assert.equal(s.countInRange(ip("192.0.2.22"), ip("192.0.2.255")).active, 0);
+    // Uncommitted puts are visible to the store's own reads, as get() sees them.
+    s.put(lease("192.0.2.11"));
+    assert.equal(s.countInRange(ip("192.0.2.10"), ip("192.0.2.20")).active, 2);
+  } finally {
+    s.close();
+  }
+});
