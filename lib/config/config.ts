@@ -27,6 +27,7 @@ import type {
   ControlConfig,
   FailoverConfig,
   FailoverRole,
+  HooksConfig,
   LeaseTimes,
   ListenSpec,
   OptionMap,
@@ -35,6 +36,8 @@ import type {
   SubnetConfig,
 } from "./types.ts";
 
+/** `hooks:` defaults: a run's time limit, the events that may wait, and runs at once. */
+export const HOOKS_DEFAULTS = { timeoutMs: 10_000, queue: 1000, concurrency: 1 } as const;
 /** Lease times used when the file does not set them, in seconds. */
 export const DEFAULT_LEASE_TIME: Readonly<LeaseTimes> = { default: 3600, max: 86400, min: 60 };
 /** Seconds an offered address stays held for the client it was offered to. */
@@ -88,8 +91,10 @@ const TOP_KEYS = [
   "log-level",
   "failover",
   "control",
+  "hooks",
 ] as const;
 const CONTROL_KEYS = ["socket", "metrics"] as const;
+const HOOKS_KEYS = ["command", "timeout-ms", "queue", "concurrency"] as const;
 const FAILOVER_KEYS = [
   "role",
   "address",
@@ -1212,6 +1217,67 @@ function readControl(ctx: Ctx, e: Entry): ControlConfig {
   return out;
 }
 
+/**
+ * Reads the `hooks:` section: `command` is a list (program, then its arguments) or one string
+ * (a program without arguments); the program must be an absolute path, since a hook run from
+ * a service has no useful PATH.
+ */
+function readHooks(ctx: Ctx, e: Entry): HooksConfig | undefined {
+  const m = readMap(ctx, e.value, e.path, `"hooks"`, HOOKS_KEYS);
+  if (!m) return undefined;
+  const out: HooksConfig = {
+    command: [],
+    commandPos: { line: 0, col: 0 },
+    timeoutMs: HOOKS_DEFAULTS.timeoutMs,
+    queue: HOOKS_DEFAULTS.queue,
+    concurrency: HOOKS_DEFAULTS.concurrency,
+  };
+  const c = m.get("command");
+  if (!c) {
+    missing(ctx, e.value, e.path, "command", `"hooks"`);
+    return undefined;
+  }
+  out.commandPos = posOf(ctx, valueSite(c));
+  let ok = true;
+  if (isSeq(c.value)) {
+    for (const item of readSeq(ctx, c) ?? []) {
+      const v = isScalar(item.node) ? item.node.value : undefined;
+      if (typeof v === "string" && v !== "" && !v.includes("\0")) out.command.push(v);
+      else if (typeof v === "number" || typeof v === "boolean") out.command.push(String(v));
+      else {
+        report(ctx, item.node, item.path, `Expected a string, got ${describe(item.node)}`);
+        ok = false;
+      }
+    }
+    if (ok && out.command.length === 0) {
+      report(ctx, valueSite(c), c.path, `Expected at least the program in "command"`);
+      ok = false;
+    }
+  } else {
+    const v = readString(ctx, c);
+    if (v === undefined) ok = false;
+    else out.command.push(v);
+  }
+  const program = out.command[0];
+  if (ok && program !== undefined && !program.startsWith("/")) {
+    report(
+      ctx,
+      valueSite(c),
+      c.path,
+      `Hook program ${JSON.stringify(program)} must be an absolute path, such as ` +
+        `"/usr/local/bin/lease-hook"`,
+    );
+    ok = false;
+  }
+  const t = m.get("timeout-ms");
+  if (t) out.timeoutMs = readInt(ctx, t, 1, 3_600_000) ?? out.timeoutMs;
+  const q = m.get("queue");
+  if (q) out.queue = readInt(ctx, q, 1, 100_000) ?? out.queue;
+  const n = m.get("concurrency");
+  if (n) out.concurrency = readInt(ctx, n, 1, 16) ?? out.concurrency;
+  return ok ? out : undefined;
+}
+
 function readConfig(ctx: Ctx, file: string): Config {
   const root = deref(ctx, ctx.doc.contents);
   if (isNull(root)) {
@@ -1321,6 +1387,8 @@ function readConfig(ctx: Ctx, file: string): Config {
   const failover = fo && !isNull(fo.value) ? readFailover(ctx, fo, listen) : null;
   const co = get("control");
   const control = co && !isNull(co.value) ? readControl(ctx, co) : undefined;
+  const ho = get("hooks");
+  const hooks = ho && !isNull(ho.value) ? readHooks(ctx, ho) : undefined;
 
   return {
     file,
@@ -1337,6 +1405,7 @@ function readConfig(ctx: Ctx, file: string): Config {
     logLevel,
     failover,
     ...(control ? { control } : {}),
+    ...(hooks ? { hooks } : {}),
   };
 }
 
@@ -1394,6 +1463,14 @@ export function parseConfig(text: string, file: string): Config {
  * an unreadable configuration file is a ConfigError at line 0.
  */
 export async function loadConfig(path: string): Promise<Config> {
+  return (await loadConfigText(path)).config;
+}
+
+/**
+ * loadConfig(), also returning the text that was parsed (`duet reload` points at keys in it
+ * with keyPosition()).
+ */
+export async function loadConfigText(path: string): Promise<{ config: Config; text: string }> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -1406,11 +1483,46 @@ export async function loadConfig(path: string): Promise<Config> {
     }], { cause: err });
   }
   const { config, problems } = parseCollecting(text, path);
-  if (config !== null) problems.push(...await checkFailoverFiles(config));
+  if (config !== null) {
+    problems.push(...await checkFailoverFiles(config), ...await checkHookFiles(config));
+  }
   if (config === null || problems.length > 0) {
     throw new ConfigError(path, sortProblems(problems));
   }
-  return config;
+  return { config, text };
+}
+
+/**
+ * Where a dotted key path (`failover.role`, `subnets.1.pools.0`) is in a configuration's text:
+ * the line and column of the deepest part of the path that exists (1:1 for an empty path or
+ * text that does not parse). For a key, its name; for a list item, the item.
+ */
+export function keyPosition(text: string, path: string): { line: number; col: number } {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, keepSourceTokens: true });
+  const ctx: Ctx = { lc, doc, problems: [] };
+  let node: YamlNode = deref(ctx, doc.contents);
+  let at: { line: number; col: number } = { line: 1, col: 1 };
+  if (path === "" || doc.errors.length > 0) return at;
+  for (const part of path.split(".")) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => {
+        const k = deref(ctx, p.key);
+        return isScalar(k) && String(k.value) === part;
+      });
+      if (!pair) break;
+      const pos = posOf(ctx, deref(ctx, pair.key));
+      if (pos.line > 0) at = pos;
+      node = deref(ctx, pair.value);
+    } else if (isSeq(node) && /^\d+$/.test(part) && Number(part) < node.items.length) {
+      node = deref(ctx, node.items[Number(part)]);
+      const pos = posOf(ctx, node);
+      if (pos.line > 0) at = pos;
+    } else {
+      break;
+    }
+  }
+  return at;
 }
 
 function whyUnreadable(err: unknown): string {
@@ -1481,6 +1593,34 @@ export async function checkFailoverFiles(config: Config): Promise<ConfigProblem[
   if (f === null || f.sharedSecretFile === null) return [];
   const r = await readSecretFile(f);
   return "problem" in r ? [r.problem] : [];
+}
+
+/**
+ * Checks the hook program (`hooks.command`'s first word): it must exist, be a regular file and
+ * be executable by someone. Problems point at `hooks.command`.
+ */
+export async function checkHookFiles(config: Config): Promise<ConfigProblem[]> {
+  const h = config.hooks;
+  const program = h?.command[0];
+  if (h === undefined || program === undefined) return [];
+  const problem = (message: string): ConfigProblem[] => [{
+    path: "hooks.command",
+    line: h.commandPos.line,
+    col: h.commandPos.col,
+    message,
+  }];
+  const name = JSON.stringify(program);
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(program);
+  } catch (err: unknown) {
+    return problem(`Cannot use hook program ${name}: ${whyUnreadable(err)}`);
+  }
+  if (!info.isFile) return problem(`Hook program ${name} is not a regular file`);
+  if (info.mode !== null && (info.mode & 0o111) === 0) {
+    return problem(`Hook program ${name} is not executable (chmod +x)`);
+  }
+  return [];
 }
 
 /**

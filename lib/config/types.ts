@@ -72,6 +72,22 @@ export interface Config {
   failover: FailoverConfig | null;
   /** The `control:` section; absent means the defaults (socket `<database>.sock`, no metrics). */
   control?: ControlConfig;
+  /** The `hooks:` section (lease-event command); absent when no hook is configured. */
+  hooks?: HooksConfig;
+}
+
+/** The `hooks:` section: a command run for lease events (lib/hooks/runner.ts). */
+export interface HooksConfig {
+  /** Program (an absolute path) and its arguments; run directly, without a shell. */
+  command: string[];
+  /** Where `command` is in the configuration file (0:0 when unknown). */
+  commandPos: { line: number; col: number };
+  /** A run still going after this many milliseconds is killed (SIGKILL). */
+  timeoutMs: number;
+  /** Most events waiting for a run; an event beyond this is dropped and counted. */
+  queue: number;
+  /** Most runs at the same time. */
+  concurrency: number;
 }
 
 /** The `control:` section: the local control endpoint of `duet serve` (lib/control/http.ts). */

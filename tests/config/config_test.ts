@@ -781,3 +781,71 @@ Deno.test("checkCommand() --json prints one JSON document for a valid file", asy
     problems: [],
   });
 });
+
+const SUBNET = "subnets:\n  - subnet: 192.0.2.0/24\n";
+
+Deno.test("parseConfig() reads the hooks section, with its defaults", () => {
+  const c = parseConfig(
+    HEAD + SUBNET + "hooks:\n  command: [/usr/local/bin/lease-hook, --tag, 7]\n",
+    "test.yaml",
+  );
+  assert.deepEqual(c.hooks, {
+    command: ["/usr/local/bin/lease-hook", "--tag", "7"],
+    commandPos: { line: 7, col: 12 },
+    timeoutMs: 10_000,
+    queue: 1000,
+    concurrency: 1,
+  });
+  const one = parseConfig(
+    HEAD + SUBNET +
+      "hooks:\n  command: /usr/local/bin/lease-hook\n  timeout-ms: 500\n  queue: 5\n  concurrency: 2\n",
+    "test.yaml",
+  );
+  assert.deepEqual(one.hooks?.command, ["/usr/local/bin/lease-hook"]);
+  assert.deepEqual([one.hooks?.timeoutMs, one.hooks?.queue, one.hooks?.concurrency], [500, 5, 2]);
+  assert.equal(parseConfig(HEAD + SUBNET, "test.yaml").hooks, undefined);
+});
+
+Deno.test("parseConfig() reports every problem in the hooks section", async (t) => {
+  const cases: [string, string, string][] = [
+    ["a relative program", "  command: [lease-hook]\n", "must be an absolute path, such as"],
+    ["an empty command", "  command: []\n", 'Expected at least the program in "command"'],
+    ["a map in the command", "  command: [/bin/x, {a: 1}]\n", "Expected a string, got a map"],
+    ["no command", "  queue: 3\n", 'Missing required key "command" in "hooks"'],
+    ["a timeout of 0", "  command: /bin/true\n  timeout-ms: 0\n", "from 1 to 3600000"],
+    ["a queue too long", "  command: /bin/true\n  queue: 100001\n", "from 1 to 100000"],
+    ["too many at once", "  command: /bin/true\n  concurrency: 17\n", "from 1 to 16"],
+    ["an unknown key", "  command: /bin/true\n  timout-ms: 5\n", 'did you mean "timeout-ms"?'],
+  ];
+  for (const [name, body, message] of cases) {
+    await t.step(name, () => {
+      const problems = problemsOf(HEAD + SUBNET + "hooks:\n" + body);
+      assert.equal(problems.length, 1, JSON.stringify(problems));
+      assert.ok(problems[0]!.message.includes(message), problems[0]!.message);
+      assert.ok(problems[0]!.path.startsWith("hooks"), problems[0]!.path);
+      assert.ok(problems[0]!.line >= 6);
+    });
+  }
+});
+
+Deno.test("loadConfig() checks that the hook program exists and is executable", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const program = `${dir}/hook.sh`;
+    const path = `${dir}/duet.yaml`;
+    await Deno.writeTextFile(path, HEAD + SUBNET + `hooks:\n  command: [${program}]\n`);
+    await assert.rejects(
+      loadConfig(path),
+      /duet\.yaml:7:12: Cannot use hook program .*: no such file/,
+    );
+    await Deno.writeTextFile(program, "#!/bin/sh\n");
+    await Deno.chmod(program, 0o644);
+    await assert.rejects(loadConfig(path), /is not executable \(chmod \+x\)/);
+    await Deno.chmod(program, 0o755);
+    assert.deepEqual((await loadConfig(path)).hooks?.command, [program]);
+    await Deno.writeTextFile(path, HEAD + SUBNET + `hooks:\n  command: [${dir}]\n`);
+    await assert.rejects(loadConfig(path), /is not a regular file/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
