@@ -16,6 +16,7 @@ const SHELLS = new Set([
   "lib/store/sqlite.ts",
   "lib/peer/tcp.ts",
   "lib/control/http.ts",
+  "lib/hooks/runner.ts", // spawns the lease-event hook; lib/hooks/event.ts is pure
 ]);
 
 const FORBIDDEN =

@@ -138,7 +138,7 @@ function cellOf(v: string | boolean | null, format: "table" | "csv"): string | n
 const UNPRINTABLE = /[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 /** Makes client-supplied text (option 12 hostnames) safe for a terminal, as \u{NN} escapes. */
-function printable(s: string): string {
+export function printable(s: string): string {
   return s.replace(UNPRINTABLE, (c) => `\\u{${(c.codePointAt(0) as number).toString(16)}}`);
 }
 
