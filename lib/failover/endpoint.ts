@@ -488,11 +488,21 @@ export class FailoverEndpoint implements FailoverView {
         this.#machine = machine;
         this.#runActions(actions);
         if (machine.state !== m.state) this.#entered(machine.state);
+        for (const a of actions) {
+          const f = a.kind === "log" ? a.fields : undefined;
+          if (f?.from === undefined || f.to === undefined) continue;
+          const t = { from: String(f.from), to: String(f.to), reason: String(f.reason ?? "") };
+          this.transitions.push({ time: input.now, ...t });
+          if (this.transitions.length > 10) this.transitions.shift();
+        }
       }
     } finally {
       this.#feeding = false;
     }
   }
+
+  /** The last 10 state transitions (§9), oldest first, with the reason each was logged with. */
+  readonly transitions: { time: number; from: string; to: string; reason: string }[] = [];
 
   #runActions(actions: readonly StateAction[]): void {
     const now = () => this.#now();
