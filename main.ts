@@ -6,6 +6,7 @@ import { helpCommand, USAGE } from "./lib/cli/help.ts";
 import type { CliIo } from "./lib/cli/io.ts";
 import { leasesCommand } from "./lib/cli/leases.ts";
 import { partnerDownCommand } from "./lib/cli/partner_down.ts";
+import { reloadCommand } from "./lib/cli/reload.ts";
 import { serveCommand } from "./lib/cli/serve.ts";
 import { statusCommand } from "./lib/cli/status.ts";
 import { versionCommand } from "./lib/cli/version.ts";
@@ -18,6 +19,7 @@ const COMMANDS: Record<string, Command> = {
   leases: (args, io) => leasesCommand(args, { ...io, loadConfig }),
   status: (args, io) => statusCommand(args, { ...io, loadConfig }),
   "partner-down": (args, io) => partnerDownCommand(args, { ...io, loadConfig }),
+  reload: (args, io) => reloadCommand(args, { ...io, loadConfig }),
   check: checkCommand,
   decode: decodeCommand,
   demo: demoCommand,

@@ -9,13 +9,16 @@ Usage: duet <command> [flags]
 Commands:
   serve     --config FILE [--db FILE] [--log-level L] [--log-format text|json]
             [--transport auto|ffi|deno]
-            Run the DHCP server until SIGTERM or SIGINT.
+            Run the DHCP server until SIGTERM or SIGINT; SIGHUP re-reads the configuration.
   leases    [--config FILE | --db FILE] [--json | --csv] [--state S] [--mac M] [--ip A]
             Print the lease database (works while the server runs).
   status    [--config FILE | --socket PATH] [--json]
             Ask the running server for its status over its control socket.
   partner-down  [--config FILE | --socket PATH]
             Tell the running server its failover partner is down (PARTNER-DOWN).
+  reload    [--config FILE | --socket PATH]
+            Make the running server re-read its configuration (as SIGHUP does); unsafe
+            changes are refused and the configuration in force stays.
   check     --config FILE
             Validate a configuration; every problem is printed as file:line:col: message.
   decode    FILE.pcap | --hex  [--json]

@@ -1,11 +1,28 @@
 /** `duet serve`: run the DHCP server until SIGTERM or SIGINT. */
 import { parseArgs } from "node:util";
-import { applyPeerFlags, loadConfig, readSharedSecret } from "../config/config.ts";
+import {
+  applyPeerFlags,
+  keyPosition,
+  loadConfig,
+  loadConfigText,
+  type PeerFlags,
+  readSharedSecret,
+} from "../config/config.ts";
+import {
+  planReload,
+  RELOAD_OUTCOMES,
+  type ReloadOutcome,
+  type ReloadResult,
+} from "../config/reload.ts";
 import type { Config } from "../config/types.ts";
-import { ConfigError, StoreError } from "../errors.ts";
-import { createLogger, type Logger, type LogLevel } from "../log.ts";
-import { DhcpCore } from "../server/dhcp.ts";
-import { DhcpShell } from "../server/shell.ts";
+import { ConfigError, type ConfigProblem, StoreError } from "../errors.ts";
+import { classifyChange } from "../hooks/event.ts";
+import { hookPermissionProblem, HookRunner } from "../hooks/runner.ts";
+import { createLogger, type LevelLogger, type Logger, type LogLevel } from "../log.ts";
+import { DhcpCore, type DhcpCounters, type FailoverView } from "../server/dhcp.ts";
+import { DhcpShell, type LeaseChange } from "../server/shell.ts";
+import type { LeaseView } from "../store/store.ts";
+import { type PoolStatus, poolUsage } from "../control/pools.ts";
 import type { Transport } from "../server/transport.ts";
 import { openDenoTransport } from "../server/udp_deno.ts";
 import { openFfiTransport } from "../server/udp_ffi.ts";
@@ -15,7 +32,7 @@ import type { LinkSettings } from "../peer/link.ts";
 import type { PeerService } from "../peer/tcp.ts";
 import { type EndpointClock, FailoverEndpoint } from "../failover/endpoint.ts";
 import type { MachineOptions } from "../failover/state.ts";
-import { formatIpv4 } from "../wire/ip.ts";
+import { cidrContains, formatIpv4 } from "../wire/ip.ts";
 import {
   type ControlServer,
   controlSocketPath,
@@ -26,6 +43,8 @@ import { type CliIo, ExitCode } from "./io.ts";
 import { VERSION } from "./version.ts";
 
 const LEVELS: readonly string[] = ["debug", "info", "warn", "error"];
+/** How long a stopping server lets queued lease hooks run before killing them. */
+const HOOK_STOP_GRACE_MS = 2000;
 
 /** Which socket implementation to use for `listen` entries. */
 export type TransportChoice = "auto" | "ffi" | "deno";
@@ -60,16 +79,51 @@ export function openTransports(config: Config, choice: TransportChoice): Transpo
   return out;
 }
 
+/**
+ * Builds the DHCP core of a configuration over the lease database. The one place a DhcpCore
+ * is constructed: at start, and again by every reload that applies (the core derives all its
+ * state from the configuration and the leases).
+ */
+export function createCore(
+  config: Config,
+  view: LeaseView,
+  logger: Logger,
+  failover: FailoverView | null = null,
+): DhcpCore {
+  return new DhcpCore(config, view, { logger, failover });
+}
+
+/** Reloads so far by outcome, and the last one. */
+export interface ReloadHistory {
+  count: Record<ReloadOutcome, number>;
+  last: ReloadResult | null;
+}
+
 /** A running server, for serve and the demo. */
 export interface RunningServer {
   shell: DhcpShell;
-  core: DhcpCore;
+  /** The DHCP core in force (a reload replaces it). */
+  readonly core: DhcpCore;
+  /** The configuration in force (a reload replaces it). */
+  readonly config: Config;
   store: SqliteLeaseStore;
   transports: Transport[];
   /** The failover partner link, when the configuration has a failover section. */
   peer: PeerService | null;
   /** The failover endpoint (state machine and binding sync) that owns `peer`. */
   failover: FailoverEndpoint | null;
+  /** The lease-event hook runner (idle when no `hooks:` section is configured). */
+  hooks: HookRunner;
+  /** Utilisation of every pool of the configuration in force. */
+  pools(): PoolStatus[];
+  /**
+   * Re-reads the configuration file and applies what is safe to apply live (SIGHUP,
+   * POST /reload); the configuration in force stays when the file is invalid or a change is
+   * refused. Never rejects.
+   */
+  reload(): Promise<ReloadResult>;
+  /** Reloads so far. */
+  reloads(): ReloadHistory;
   /**
    * Stops serving, commits what is pending and closes the database. With `shutdown`, the
    * failover endpoint first enters SHUTDOWN and tells the partner (draft-12 §9.14).
@@ -114,6 +168,40 @@ export interface StartOptions {
   machine?: Partial<MachineOptions>;
   /** Seconds between dials of an unreachable partner (default 5). */
   peerRetrySeconds?: number;
+  /**
+   * How reload() reads the configuration again: the file (default `config.file`) and the
+   * flags of `duet serve` that changed what was read, applied again.
+   */
+  reload?: ReloadOptions;
+}
+
+/** serve's flags that reload() applies again to the file it re-reads. */
+export interface ReloadOptions {
+  file?: string;
+  peerFlags?: PeerFlags;
+  /** `--db`: replaces the file's `database`. */
+  db?: string | undefined;
+  /** `--log-level` was given: the file's `log-level` is not applied. */
+  logLevelFixed?: boolean;
+}
+
+/** Adds one core's counters to another's, so that a reload does not reset them. */
+function carryCounters(from: DhcpCounters, to: DhcpCounters): void {
+  for (const key of Object.keys(from) as (keyof DhcpCounters)[]) {
+    const dst = to[key];
+    for (const [name, n] of Object.entries(from[key])) dst[name] = (dst[name] ?? 0) + n;
+  }
+}
+
+/** The CIDR of the subnet an address is in, or null. */
+function subnetOf(config: Config, address: number): string | null {
+  const s = config.subnets.find((x) => cidrContains(x.subnet, address));
+  return s ? `${formatIpv4(s.subnet.network)}/${s.subnet.prefix}` : null;
+}
+
+/** Formats problems as `file:line:col: message`. */
+export function problemLines(file: string, problems: readonly ConfigProblem[]): string[] {
+  return problems.map((p) => `${file}:${p.line}:${p.col}: ${p.message}`);
 }
 
 /** Opens the database and sockets of a configuration and starts serving. */
@@ -127,11 +215,14 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     store.close();
     throw e;
   }
+  const logger = options.logger;
+  let current = config;
   let failover: FailoverEndpoint | null = null;
   const settings = linkSettings(config, options.secret ?? null);
   if (settings && config.failover) {
     // draft-12 §7-§9: the state machine and binding sync behind the partner link. The core and
-    // the shell it calls into are made below; it uses them only once started.
+    // the shell it calls into are made below; it uses them only once started. It reaches the
+    // core through `core`, which a reload replaces.
     failover = new FailoverEndpoint({
       config,
       settings,
@@ -146,22 +237,49 @@ export function startServer(config: Config, options: StartOptions): RunningServe
         commitNow: () => shell.commitNow(),
         apply: (e) => shell.apply(e),
       },
-      logger: options.logger,
+      logger,
       clock: SYSTEM_CLOCK,
       ...(options.machine ? { machine: options.machine } : {}),
       ...(options.peerRetrySeconds !== undefined ? { retrySeconds: options.peerRetrySeconds } : {}),
     });
   }
-  const core: DhcpCore = new DhcpCore(config, store, { logger: options.logger, failover });
+  let core: DhcpCore;
+  try {
+    core = createCore(config, store, logger, failover);
+  } catch (e) {
+    for (const t of transports) t.close();
+    store.close();
+    throw e;
+  }
+  const hooks = new HookRunner({ settings: config.hooks ?? null, logger });
   const shell = new DhcpShell({
     core,
     store,
     transports,
-    logger: options.logger,
+    logger,
     commitDelayMs: config.commitDelayMs,
     commitBatch: config.commitBatch,
     onCommitted: (addresses) => failover?.leasesCommitted(addresses),
+    onLeasesCommitted: (changes) => leaseEvents(changes),
   });
+  shell.trackPrevious = hooks.enabled;
+
+  /** After a COMMIT: one hook event per client-visible change (lib/hooks/event.ts). */
+  function leaseEvents(changes: LeaseChange[]): void {
+    if (!hooks.enabled) return;
+    const time = Math.floor(Date.now() / 1000);
+    for (const c of changes) {
+      const event = classifyChange(c.before, c.after);
+      if (event === null) continue;
+      hooks.enqueue({
+        event,
+        time,
+        lease: c.after,
+        previous: c.before?.state ?? null,
+        subnet: subnetOf(current, c.after.address),
+      });
+    }
+  }
   let peer: PeerService | null = null;
   if (failover) {
     peer = failover.peer;
@@ -176,18 +294,145 @@ export function startServer(config: Config, options: StartOptions): RunningServe
   }
   shell.start();
   let stopping: Promise<void> | undefined;
+  const history: ReloadHistory = {
+    count: Object.fromEntries(RELOAD_OUTCOMES.map((o) => [o, 0])) as Record<ReloadOutcome, number>,
+    last: null,
+  };
+  let secret = options.secret ?? null;
+  let reloading: Promise<unknown> = Promise.resolve();
+
+  /** Puts a validated, allowed configuration in force between two packets. */
+  function apply(next: Config, nextSecret: Uint8Array | null): void {
+    const fresh = createCore(next, store, logger, failover);
+    carryCounters(core.counters, fresh.counters);
+    core = fresh;
+    shell.core = fresh;
+    shell.setCommit(next.commitDelayMs, next.commitBatch);
+    hooks.configure(next.hooks ?? null);
+    shell.trackPrevious = hooks.enabled;
+    const level = options.reload?.logLevelFixed ? undefined : next.logLevel;
+    if (level !== undefined && "setLevel" in logger) (logger as LevelLogger).setLevel(level);
+    current = next;
+    secret = nextSecret;
+  }
+
+  async function reloadOnce(): Promise<ReloadResult> {
+    const r = options.reload ?? {};
+    const file = r.file ?? config.file;
+    const time = Math.floor(Date.now() / 1000);
+    const result = (outcome: ReloadOutcome, changes: string[], problems: ConfigProblem[]) => ({
+      outcome,
+      file,
+      time,
+      changes,
+      problems,
+    });
+    let next: Config;
+    let text: string;
+    let nextSecret: Uint8Array | null;
+    try {
+      const loaded = await loadConfigText(file);
+      text = loaded.text;
+      next = applyPeerFlags(loaded.config, r.peerFlags ?? {});
+      if (r.db !== undefined) next = { ...next, database: r.db };
+      nextSecret = await readSharedSecret(next);
+    } catch (e) {
+      if (e instanceof ConfigError) return result("invalid", [], e.problems);
+      const message = `Cannot read the configuration: ${e instanceof Error ? e.message : e}`;
+      return result("invalid", [], [{ path: "", line: 0, col: 0, message }]);
+    }
+    if (stopping) {
+      return result("refused", [], [{
+        path: "",
+        line: 0,
+        col: 0,
+        message: "Cannot reload: duet is stopping",
+      }]);
+    }
+    const locate = (path: string) => keyPosition(text, path);
+    const plan = planReload(current, next, {
+      locate,
+      countActive: (first, last) => store.countInRange(first, last).active,
+      secrets: { old: secret, next: nextSecret },
+    });
+    const program = next.hooks?.command[0];
+    const denied = program === undefined ? null : hookPermissionProblem(program);
+    if (denied !== null) {
+      plan.refused.push({ path: "hooks.command", ...locate("hooks.command"), message: denied });
+    }
+    if (plan.refused.length > 0) return result("refused", [], plan.refused);
+    if (plan.changes.length === 0) return result("unchanged", [], []);
+    try {
+      apply(next, nextSecret);
+    } catch (e) {
+      const message = `Cannot apply the configuration: ${e instanceof Error ? e.message : e}`;
+      return result("refused", [], [{ path: "", line: 0, col: 0, message }]);
+    }
+    return result("applied", plan.changes, []);
+  }
+
+  function record(r: ReloadResult): ReloadResult {
+    history.count[r.outcome]++;
+    history.last = r;
+    if (r.outcome === "applied") {
+      logger.info("Configuration reloaded", { file: r.file, changes: r.changes.join(", ") });
+    } else if (r.outcome === "unchanged") {
+      logger.info("Configuration reloaded: nothing changed", { file: r.file });
+    } else {
+      logger.error(
+        r.outcome === "invalid"
+          ? "Configuration reload failed: the file is invalid; keeping the configuration in force"
+          : "Configuration reload refused; keeping the configuration in force",
+        { file: r.file, problems: r.problems.length },
+      );
+      for (const line of problemLines(r.file, r.problems)) {
+        logger.error("Reload problem", { problem: line });
+      }
+    }
+    return r;
+  }
+
   return {
     shell,
-    core,
+    get core() {
+      return core;
+    },
+    get config() {
+      return current;
+    },
     store,
     transports,
     peer,
     failover,
-    stop(options = {}) {
+    hooks,
+    pools: () => poolUsage(current.subnets, store),
+    reload() {
+      // One reload at a time, in the order asked.
+      const run = reloading.then(() =>
+        reloadOnce().catch((e: unknown): ReloadResult => ({
+          outcome: "refused",
+          file: options.reload?.file ?? config.file,
+          time: Math.floor(Date.now() / 1000),
+          changes: [],
+          problems: [{
+            path: "",
+            line: 0,
+            col: 0,
+            message: `Cannot reload: ${e instanceof Error ? e.message : String(e)}`,
+          }],
+        }))
+      ).then(record);
+      reloading = run.catch(() => {});
+      return run;
+    },
+    reloads: () => ({ count: { ...history.count }, last: history.last }),
+    stop(stopOptions = {}) {
       stopping ??= (async () => {
-        if (options.shutdown === true) await failover?.shutdown();
+        await reloading;
+        if (stopOptions.shutdown === true) await failover?.shutdown();
         else await failover?.stop();
         await shell.stop();
+        await hooks.stop(HOOK_STOP_GRACE_MS);
         store.close();
       })();
       return stopping;
@@ -268,10 +513,26 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   if (values.db) config = { ...config, database: values.db };
   const level = (values["log-level"] ?? config.logLevel) as LogLevel;
   const logger = createLogger({ level, format });
+  const program = config.hooks?.command[0];
+  const denied = program === undefined ? null : hookPermissionProblem(program);
+  if (denied !== null) {
+    logger.error("Cannot start", { error: denied });
+    return ExitCode.FAILURE;
+  }
 
   let server: RunningServer;
   try {
-    server = startServer(config, { logger, transport, secret });
+    server = startServer(config, {
+      logger,
+      transport,
+      secret,
+      reload: {
+        file: values.config,
+        peerFlags: { peer: values.peer, role: values.role },
+        db: values.db,
+        logLevelFixed: values["log-level"] !== undefined,
+      },
+    });
   } catch (e) {
     if (e instanceof StoreError || e instanceof Error) {
       logger.error("Cannot start", { error: e.message });
@@ -307,16 +568,24 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
         formatIpv4(config.failover.peer)
       }:${config.failover.peerPort}`
       : "off",
+    hooks: config.hooks ? config.hooks.command.join(" ") : undefined,
   });
 
   const { promise: signalled, resolve } = Promise.withResolvers<string>();
   const onTerm = () => resolve("SIGTERM");
   const onInt = () => resolve("SIGINT");
+  // SIGHUP: re-read the configuration (as `duet reload` does through POST /reload).
+  const onHup = () => {
+    logger.info("SIGHUP: reloading the configuration", { file: values.config });
+    void server.reload();
+  };
   Deno.addSignalListener("SIGTERM", onTerm);
   Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGHUP", onHup);
   const why = await Promise.race([signalled, server.shell.done().then(() => "closed")]);
   Deno.removeSignalListener("SIGTERM", onTerm);
   Deno.removeSignalListener("SIGINT", onInt);
+  Deno.removeSignalListener("SIGHUP", onHup);
   logger.info("duet stopping", { reason: why });
   await control.stop();
   // draft-12 §9.14: a partner in NORMAL hears STATE SHUTDOWN and takes over (PARTNER-DOWN).

@@ -10,8 +10,13 @@
  *   POST /partner-down  the operator's PARTNER-DOWN command (draft-12 §9.9.3): 200 with the
  *                       new state; 409 when the state machine refuses it in its state
  *                       or the server has no failover section
+ *   POST /reload        re-reads the configuration file (`duet reload`, like SIGHUP): 200
+ *                       applied or unchanged, 422 invalid, 409 refused (the configuration in
+ *                       force stays), each with the problems and their line:col
  */
 import type { Config } from "../config/types.ts";
+import type { ReloadOutcome, ReloadResult } from "../config/reload.ts";
+import type { HookStatus } from "../hooks/runner.ts";
 import type { Logger } from "../log.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
 import type { DhcpCounters } from "../server/dhcp.ts";
@@ -22,6 +27,7 @@ import { formatIpv4, parseIpv4, parseMac } from "../wire/ip.ts";
 import { toRecord } from "../cli/leases.ts";
 import { VERSION } from "../cli/version.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import type { PoolStatus } from "./pools.ts";
 import { buildStatus, type StatusSnapshot } from "./status.ts";
 
 /** Rows per chunk of the GET /leases body (as `duet leases` flushes). */
@@ -42,8 +48,29 @@ export interface ControlSource {
   /** The failover endpoint (lib/failover/endpoint.ts), when failover is configured. */
   failover?: {
     command(command: "partner-down"): { accepted: boolean; state: string; previous: string };
-    status(): { state: string; stateCode: number; startTimeOfState: number };
+    status(): {
+      state: string;
+      stateCode: number;
+      startTimeOfState: number;
+      sync?: {
+        queued: number;
+        inFlight: number;
+        updatesSent: number;
+        updatesAccepted: number;
+        updatesRejected: number;
+      };
+    };
+    /** The last state transitions, oldest first (epoch seconds). */
+    readonly transitions?: readonly { time: number; from: string; to: string; reason: string }[];
   } | null;
+  /** Per-pool utilisation (lib/control/pools.ts), read when a status is built. */
+  pools?(): PoolStatus[];
+  /** The lease-event hook runner (lib/hooks/runner.ts). */
+  hooks?: { status(): HookStatus } | null;
+  /** Re-reads and applies the configuration file (POST /reload). */
+  reload?(): Promise<ReloadResult>;
+  /** Reloads so far by outcome and the last one. */
+  reloads?(): { count: Record<ReloadOutcome, number>; last: ReloadResult | null };
 }
 
 /** A lease listing that must be closed; GET /leases opens one per request. */
@@ -183,7 +210,28 @@ const ROUTES: Record<string, string> = {
   "/metrics": "GET",
   "/leases": "GET",
   "/partner-down": "POST",
+  "/reload": "POST",
 };
+
+/** HTTP status of a reload's answer. */
+const RELOAD_STATUS: Record<ReloadOutcome, number> = {
+  applied: 200,
+  unchanged: 200,
+  invalid: 422,
+  refused: 409,
+};
+
+/** POST /reload's body: the result with its time in ISO 8601 UTC. */
+export function reloadBody(r: ReloadResult): Record<string, unknown> {
+  return {
+    ok: r.outcome === "applied" || r.outcome === "unchanged",
+    outcome: r.outcome,
+    file: r.file,
+    time: new Date(r.time * 1000).toISOString().replace(/\.\d{3}Z$/, "Z"),
+    changes: r.changes,
+    problems: r.problems,
+  };
+}
 
 /** Starts the control endpoint; throws when the socket is in use or cannot be created. */
 export async function startControl(
@@ -205,6 +253,7 @@ export async function startControl(
       database: config.database,
       listen: source.transports.map((t) => t.name),
       utilisation: source.core.utilisation(),
+      pools: source.pools?.() ?? [],
       leases: source.store.countByState(),
       dhcp: source.core.counters,
       shell: source.shell.counters,
@@ -215,8 +264,12 @@ export async function startControl(
           relationship: f.relationship,
           peer: source.peer?.status() ?? null,
           local: source.failover?.status() ?? null,
+          transitions: source.failover?.transitions ?? [],
         }
         : null,
+      hooks: source.hooks?.status() ?? null,
+      reload: source.reloads?.() ??
+        { count: { applied: 0, unchanged: 0, invalid: 0, refused: 0 }, last: null },
     });
   }
 
@@ -226,7 +279,13 @@ export async function startControl(
     });
   }
 
-  function handle(req: Request): Response {
+  async function reload(): Promise<Response> {
+    if (!source.reload) return problem(409, "Cannot reload: this server does not support it");
+    const r = await source.reload();
+    return json(reloadBody(r), RELOAD_STATUS[r.outcome]);
+  }
+
+  function handle(req: Request): Response | Promise<Response> {
     const url = new URL(req.url);
     const path = url.pathname;
     const method = ROUTES[path];
@@ -243,6 +302,7 @@ export async function startControl(
         headers: { "content-type": "application/json; charset=utf-8" },
       });
     }
+    if (path === "/reload") return reload();
     // POST /partner-down: §9.9.3, the operator says the partner is down.
     const endpoint = source.failover ?? null;
     if (endpoint === null) {

@@ -2,6 +2,8 @@
  * GET /metrics: the status snapshot in the Prometheus text exposition format, version 0.0.4
  * (https://prometheus.io/docs/instrumenting/exposition_formats/). Pure.
  */
+import { RELOAD_OUTCOMES } from "../config/reload.ts";
+import { HOOK_EVENTS } from "../hooks/event.ts";
 import { LEASE_STATES } from "../store/store.ts";
 import { SERVER_STATE_NAMES } from "../wire/failover.ts";
 import type { StatusSnapshot } from "./status.ts";
@@ -136,6 +138,24 @@ export function renderMetrics(s: StatusSnapshot): string {
       samples: s.subnets.map((n) => ({ labels: [["subnet", n.subnet]], value: n.free })),
     },
     {
+      name: "duet_pool_range_addresses",
+      help: "Addresses in one pool range.",
+      type: "gauge",
+      samples: s.pools.map((p) => ({
+        labels: [["subnet", p.subnet], ["pool", p.range]],
+        value: p.size,
+      })),
+    },
+    {
+      name: "duet_pool_range_free_addresses",
+      help: "Addresses of one pool range that are not leased, declined or reserved.",
+      type: "gauge",
+      samples: s.pools.map((p) => ({
+        labels: [["subnet", p.subnet], ["pool", p.range]],
+        value: p.free,
+      })),
+    },
+    {
       name: "duet_db_commits_total",
       help: "Lease database transactions committed.",
       type: "counter",
@@ -159,7 +179,72 @@ export function renderMetrics(s: StatusSnapshot): string {
       type: "histogram",
       samples: histogramSamples(s.db.commitLatencyMs),
     },
+    {
+      name: "duet_reloads_total",
+      help: "Configuration reloads (SIGHUP, duet reload), by outcome.",
+      type: "counter",
+      samples: RELOAD_OUTCOMES.map((o) => ({
+        labels: [["outcome", o]],
+        value: s.reload.count[o] ?? 0,
+      })),
+    },
+    {
+      name: "duet_config_last_reload_successful",
+      help: "0 when the last reload was invalid or refused (the old configuration is in force).",
+      type: "gauge",
+      samples: [{
+        value: s.reload.last === null || s.reload.last.outcome === "applied" ||
+            s.reload.last.outcome === "unchanged"
+          ? 1
+          : 0,
+      }],
+    },
+    {
+      name: "duet_config_last_reload_timestamp_seconds",
+      help: "When the last reload ran, in epoch seconds.",
+      type: "gauge",
+      samples: s.reload.last === null ? [] : [{ value: Date.parse(s.reload.last.time) / 1000 }],
+    },
   ];
+  const h = s.hooks;
+  if (h !== null) {
+    families.push(
+      {
+        name: "duet_hook_events_total",
+        help: "Lease events queued for the hook, by event.",
+        type: "counter",
+        samples: HOOK_EVENTS.map((e) => ({ labels: [["event", e]], value: h.events[e] ?? 0 })),
+      },
+      {
+        name: "duet_hook_dropped_total",
+        help: "Lease events dropped because the hook queue was full.",
+        type: "counter",
+        samples: [{ value: h.dropped }],
+      },
+      {
+        name: "duet_hook_runs_total",
+        help: "Hook runs that ended, by result.",
+        type: "counter",
+        samples: [
+          { labels: [["result", "ok"]], value: h.succeeded },
+          { labels: [["result", "failed"]], value: h.failed },
+          { labels: [["result", "timeout"]], value: h.timedOut },
+        ],
+      },
+      {
+        name: "duet_hook_queue_length",
+        help: "Lease events waiting for the hook.",
+        type: "gauge",
+        samples: [{ value: h.queued }],
+      },
+      {
+        name: "duet_hook_running",
+        help: "Hook runs going now.",
+        type: "gauge",
+        samples: [{ value: h.running }],
+      },
+    );
+  }
   const f = s.failover;
   if (f !== null) {
     families.push(
@@ -187,6 +272,35 @@ export function renderMetrics(s: StatusSnapshot): string {
           value: f.partner?.state === name ? 1 : 0,
         })),
       },
+      ...(f.updates === undefined ? [] : [
+        {
+          name: "duet_failover_updates_queued",
+          help: "Binding updates waiting to be sent to the partner (draft-12 §7.1).",
+          type: "gauge" as const,
+          samples: [{ value: f.updates.queued }],
+        },
+        {
+          name: "duet_failover_bndupd_unacked",
+          help: "Binding updates sent in BNDUPDs and not yet acknowledged (draft-12 §7.1.1).",
+          type: "gauge" as const,
+          samples: [{ value: f.updates.unacked }],
+        },
+        {
+          name: "duet_failover_updates_sent_total",
+          help: "Binding updates sent to the partner.",
+          type: "counter" as const,
+          samples: [{ value: f.updates.sent }],
+        },
+        {
+          name: "duet_failover_updates_acked_total",
+          help: "Binding updates the partner acknowledged, by result (draft-12 §7.2).",
+          type: "counter" as const,
+          samples: [
+            { labels: [["result", "accepted"]] as [string, string][], value: f.updates.accepted },
+            { labels: [["result", "rejected"]] as [string, string][], value: f.updates.rejected },
+          ],
+        },
+      ]),
       {
         name: "duet_failover_clock_skew_seconds",
         help: "Partner clock minus ours in seconds (draft-12 §5.10).",

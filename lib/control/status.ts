@@ -6,6 +6,11 @@
 import type { DhcpCounters } from "../server/dhcp.ts";
 import type { ShellCounters } from "../server/shell.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
+import type { ReloadOutcome, ReloadResult } from "../config/reload.ts";
+import { RELOAD_OUTCOMES } from "../config/reload.ts";
+import type { ConfigProblem } from "../errors.ts";
+import type { HookStatus } from "../hooks/runner.ts";
+import type { PoolStatus } from "./pools.ts";
 import { LEASE_STATES, type LeaseState } from "../store/store.ts";
 import { serverStateName } from "../wire/failover.ts";
 
@@ -67,6 +72,40 @@ export interface FailoverStatus {
   clockSkewSeconds: number | null;
   /** Seconds since the partner last sent anything, or null. */
   sinceContactSeconds: number | null;
+  /** Binding updates (draft-12 §7.1): queued to send, sent and not acknowledged, totals. */
+  updates?: {
+    queued: number;
+    unacked: number;
+    sent: number;
+    accepted: number;
+    rejected: number;
+  };
+  /** The last state transitions (up to 10), oldest first, each with the reason logged. */
+  transitions: TransitionStatus[];
+}
+
+/** One failover state transition (draft-12 §9). */
+export interface TransitionStatus {
+  /** ISO 8601 UTC. */
+  time: string;
+  from: string;
+  to: string;
+  reason: string;
+}
+
+/** The last reload as GET /status shows it (time in ISO 8601 UTC). */
+export interface LastReload {
+  outcome: ReloadOutcome;
+  file: string;
+  time: string;
+  changes: string[];
+  problems: ConfigProblem[];
+}
+
+/** Reloads since start (SIGHUP and POST /reload) by outcome, and the last one. */
+export interface ReloadStatus {
+  count: Record<ReloadOutcome, number>;
+  last: LastReload | null;
 }
 
 /** GET /status: everything an operator or a scraper needs, as plain JSON. */
@@ -87,6 +126,8 @@ export interface StatusSnapshot {
   /** Transport names, e.g. "deno 127.0.0.1:67". */
   listen: string[];
   subnets: SubnetStatus[];
+  /** Every pool's utilisation, in configuration order (lib/control/pools.ts). */
+  pools: PoolStatus[];
   /** Lease count per binding state (draft-12 §5.11), every state present. */
   leases: Record<LeaseState, number>;
   dhcp: {
@@ -109,6 +150,9 @@ export interface StatusSnapshot {
     commitLatencyMs: Histogram;
   };
   failover: FailoverStatus | null;
+  /** The lease-event hook (lib/hooks/runner.ts), or null when none is configured. */
+  hooks: HookStatus | null;
+  reload: ReloadStatus;
 }
 
 /** The inputs of buildStatus(), gathered by the shell. */
@@ -121,6 +165,7 @@ export interface StatusParts {
   database: string;
   listen: readonly string[];
   utilisation: readonly SubnetStatus[];
+  pools?: readonly PoolStatus[];
   leases: Record<LeaseState, number>;
   dhcp: DhcpCounters;
   shell: ShellCounters;
@@ -130,8 +175,45 @@ export interface StatusParts {
     relationship: string;
     peer: PeerStatus | null;
     /** The state machine's state (lib/failover/endpoint.ts), when it runs. */
-    local?: { state: string; stateCode: number; startTimeOfState: number } | null;
+    local?: {
+      state: string;
+      stateCode: number;
+      startTimeOfState: number;
+      sync?: {
+        queued: number;
+        inFlight: number;
+        updatesSent: number;
+        updatesAccepted: number;
+        updatesRejected: number;
+      };
+    } | null;
+    /** FailoverEndpoint.transitions: times in epoch seconds. */
+    transitions?: readonly { time: number; from: string; to: string; reason: string }[];
   } | null;
+  hooks?: HookStatus | null;
+  /** Reload counts and the last reload (lib/cli/serve.ts). */
+  reload?: { count: Record<ReloadOutcome, number>; last: ReloadResult | null };
+}
+
+/** Epoch seconds as ISO 8601 UTC without milliseconds. */
+function iso(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+function reloadOf(r: StatusParts["reload"]): ReloadStatus {
+  const count = {} as Record<ReloadOutcome, number>;
+  for (const o of RELOAD_OUTCOMES) count[o] = r?.count[o] ?? 0;
+  const l = r?.last ?? null;
+  return {
+    count,
+    last: l === null ? null : {
+      outcome: l.outcome,
+      file: l.file,
+      time: iso(l.time),
+      changes: [...l.changes],
+      problems: l.problems.map((p) => ({ ...p })),
+    },
+  };
 }
 
 /** A copy of a counter record with its keys sorted (stable JSON). */
@@ -179,6 +261,21 @@ function failoverOf(f: NonNullable<StatusParts["failover"]>): FailoverStatus {
     },
     clockSkewSeconds: p?.skew ?? null,
     sinceContactSeconds: p?.sinceContact ?? null,
+    ...(local?.sync === undefined ? {} : {
+      updates: {
+        queued: local.sync.queued,
+        unacked: local.sync.inFlight,
+        sent: local.sync.updatesSent,
+        accepted: local.sync.updatesAccepted,
+        rejected: local.sync.updatesRejected,
+      },
+    }),
+    transitions: (f.transitions ?? []).map((t) => ({
+      time: iso(t.time),
+      from: t.from,
+      to: t.to,
+      reason: t.reason,
+    })),
   };
 }
 
@@ -197,6 +294,7 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
     database: parts.database,
     listen: [...parts.listen],
     subnets: parts.utilisation.map((u) => ({ subnet: u.subnet, size: u.size, free: u.free })),
+    pools: (parts.pools ?? []).map((p) => ({ ...p })),
     leases,
     dhcp: {
       received: sorted(parts.dhcp.received),
@@ -213,6 +311,8 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
       commitLatencyMs: histogramOf(parts.shell.commitLatencyMs, parts.shell.commitLatencySumMs),
     },
     failover,
+    hooks: parts.hooks ? { ...parts.hooks, events: { ...parts.hooks.events } } : null,
+    reload: reloadOf(parts.reload),
   };
 }
 
@@ -236,9 +336,10 @@ function counts(r: Record<string, number>): string {
 }
 
 /** Used share of a pool as a percentage with one decimal ("0.0%" for an empty pool). */
-export function utilisationPercent(s: SubnetStatus): string {
+export function utilisationPercent(s: SubnetStatus | PoolStatus): string {
   if (s.size <= 0) return "0.0%";
-  return `${((100 * (s.size - s.free)) / s.size).toFixed(1)}%`;
+  const used = "used" in s ? s.used : s.size - s.free;
+  return `${((100 * used) / s.size).toFixed(1)}%`;
 }
 
 function failoverLine(f: FailoverStatus | null): string {
@@ -263,6 +364,7 @@ export function renderStatus(s: StatusSnapshot): string {
   row("database", s.database);
   row("listen", s.listen.length > 0 ? s.listen.join(", ") : "nothing");
   const width = Math.max(0, ...s.subnets.map((n) => n.subnet.length));
+  const poolWidth = Math.max(0, ...s.pools.map((p) => p.range.length));
   for (const n of s.subnets) {
     row(
       "subnet",
@@ -270,6 +372,14 @@ export function renderStatus(s: StatusSnapshot): string {
         utilisationPercent(n)
       }), ${n.free} free`,
     );
+    for (const p of s.pools.filter((x) => x.subnet === n.subnet)) {
+      row(
+        "pool",
+        `  ${p.range.padEnd(poolWidth)}  ${p.used}/${p.size} used (${
+          utilisationPercent(p)
+        }), ${p.free} free`,
+      );
+    }
   }
   const leaseCounts = LEASE_STATES.filter((st) => (s.leases[st] ?? 0) > 0)
     .map((st) => `${st} ${s.leases[st]}`);
@@ -288,5 +398,38 @@ export function renderStatus(s: StatusSnapshot): string {
       (s.db.storeFailing ? ", DATABASE REFUSING WRITES" : ""),
   );
   row("failover", failoverLine(s.failover));
+  const f = s.failover;
+  if (f?.updates) {
+    const u = f.updates;
+    row(
+      "updates",
+      `${u.queued} queued, ${u.unacked} unacked; ${u.sent} sent, ${u.accepted} accepted, ` +
+        `${u.rejected} rejected`,
+    );
+  }
+  (f?.transitions ?? []).forEach((t, i) => {
+    row(
+      i === 0 ? "states" : "",
+      `${t.time} ${t.from} -> ${t.to}${t.reason ? ` (${t.reason})` : ""}`,
+    );
+  });
+  const hook = s.hooks;
+  if (hook !== null) {
+    const events = Object.values(hook.events).reduce((a, b) => a + b, 0);
+    row(
+      "hooks",
+      `${(hook.command ?? []).join(" ")}: ${events} events, ${hook.succeeded} ok, ` +
+        `${hook.failed} failed, ${hook.timedOut} timed out, ${hook.dropped} dropped, ` +
+        `${hook.queued} queued, ${hook.running} running`,
+    );
+    if (hook.lastError !== null) row("", `last failure: ${hook.lastError}`);
+  }
+  const r = s.reload.last;
+  if (r === null) row("reload", "none since start");
+  else {
+    const what = r.changes.length > 0 ? ` (${r.changes.join(", ")})` : "";
+    row("reload", `${r.time} ${r.outcome}${what}`);
+    for (const p of r.problems) row("", `${r.file}:${p.line}:${p.col}: ${p.message}`);
+  }
   return lines.join("\n") + "\n";
 }

@@ -28,6 +28,9 @@ export function standaloneParts(): StatusParts {
       { subnet: "192.0.2.0/24", size: 200, free: 150 },
       { subnet: "198.51.100.0/25", size: 0, free: 0 },
     ],
+    pools: [
+      { subnet: "192.0.2.0/24", range: "192.0.2.10 - 192.0.2.209", size: 200, used: 50, free: 150 },
+    ],
     leases: {
       free: 0,
       active: 50,
@@ -46,5 +49,20 @@ export function standaloneParts(): StatusParts {
     shell: shellCounters([[0.5, 3], [1, 2], [2, 0], [5, 1], [Infinity, 1]], 1234.5),
     storeFailing: false,
     failover: null,
+    reload: {
+      count: { applied: 2, unchanged: 0, invalid: 0, refused: 1 },
+      last: {
+        outcome: "refused",
+        file: "/etc/duet/duet.yaml",
+        time: 1_700_003_000,
+        changes: [],
+        problems: [{
+          path: "listen",
+          line: 3,
+          col: 1,
+          message: 'Cannot change "listen" on reload (the sockets stay bound): restart duet',
+        }],
+      },
+    },
   };
 }

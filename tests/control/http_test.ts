@@ -14,6 +14,7 @@ import { silentLogger } from "../../lib/log.ts";
 import { DhcpType, getMessageType, getServerId } from "../../lib/wire/dhcp.ts";
 import { formatIpv4 } from "../../lib/wire/ip.ts";
 import { freeUdpPort, runDuet } from "../e2e/process.ts";
+import { parseExposition, sampleValue } from "./prometheus.ts";
 
 const CLIENTS = 3;
 
@@ -327,6 +328,24 @@ ${role === "primary" ? "  mclt: 300\n  split: 128\n" : ""}`,
     // The top-level keys the failover issue names, in the draft's words, lower case.
     assert.equal(s?.state, "normal");
     assert.equal(s?.["partner-state"], "normal");
+
+    // The last transitions (draft-12 §9.7.2: a fresh server recovers first), each with its
+    // reason, as JSON and in the human summary.
+    const transitions = s?.failover?.transitions ?? [];
+    const steps = transitions.map((t) => `${t.from} -> ${t.to}`);
+    assert.ok(steps.includes("RECOVER -> RECOVER-DONE"), steps.join(", "));
+    assert.equal(steps[steps.length - 1], "RECOVER-DONE -> NORMAL", steps.join(", "));
+    assert.ok(transitions.every((t) => t.reason !== "" && /Z$/.test(t.time)));
+    assert.match(human.stdout, /^states {4}\S+Z /m);
+    assert.match(human.stdout, /^ {10}\S+Z RECOVER-DONE -> NORMAL \(.+\)$/m);
+    assert.match(human.stdout, /^updates {3}\d+ queued, \d+ unacked; \d+ sent, /m);
+    // Binding-update gauges, and the whole exposition is valid.
+    const families = parseExposition(m);
+    // Read at another moment than `s`: both are counts, not necessarily the same one.
+    assert.equal(typeof s?.failover?.updates?.unacked, "number");
+    assert.ok(sampleValue(families, "duet_failover_bndupd_unacked") >= 0);
+    assert.ok(sampleValue(families, "duet_failover_updates_queued") >= 0);
+    assert.ok(sampleValue(families, "duet_failover_updates_sent_total") >= 0);
   } finally {
     await control?.stop();
     await secondary?.stop();

@@ -3,113 +3,19 @@ import { escapeLabelValue, formatValue, renderMetrics } from "../../lib/control/
 import { buildStatus } from "../../lib/control/status.ts";
 import { ServerState } from "../../lib/wire/failover.ts";
 import { standaloneParts } from "./fixtures.ts";
+import { type Family, parseExposition, sampleValue } from "./prometheus.ts";
+import { buildRequest, RelayClient } from "../../lib/cli/relay_client.ts";
+import { DhcpType, getMessageType, getServerId } from "../../lib/wire/dhcp.ts";
+import { DuetProcess, freeUdpPort } from "../e2e/process.ts";
 
-interface ParsedSample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
+function freeTcpPort(): number {
+  const l = Deno.listen({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
 }
 
-interface ParsedFamily {
-  help: string;
-  type: string;
-  samples: ParsedSample[];
-}
-
-const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-
-/** Reads a label set `{a="x",b="y"}` from `s` at `i` (just after `{`); format 0.0.4 escapes. */
-function parseLabels(s: string, i: number): { labels: Record<string, string>; end: number } {
-  const labels: Record<string, string> = {};
-  while (s[i] !== "}") {
-    const eq = s.indexOf("=", i);
-    assert.ok(eq > i, `label name expected at ${i} in ${s}`);
-    const name = s.slice(i, eq);
-    assert.match(name, LABEL_NAME);
-    assert.equal(s[eq + 1], '"', `quote expected in ${s}`);
-    let v = "";
-    let j = eq + 2;
-    for (; s[j] !== '"'; j++) {
-      assert.ok(j < s.length, `unterminated label value in ${s}`);
-      if (s[j] === "\\") {
-        const c = s[++j];
-        assert.ok(c === "\\" || c === '"' || c === "n", `bad escape \\${c} in ${s}`);
-        v += c === "n" ? "\n" : c;
-      } else {
-        assert.notEqual(s[j], "\n");
-        v += s[j];
-      }
-    }
-    assert.ok(!(name in labels), `label ${name} repeated in ${s}`);
-    labels[name] = v;
-    i = j + 1;
-    if (s[i] === ",") i++;
-  }
-  return { labels, end: i + 1 };
-}
-
-function parseValue(text: string): number {
-  if (text === "+Inf") return Infinity;
-  if (text === "-Inf") return -Infinity;
-  if (text === "NaN") return NaN;
-  assert.match(text, /^-?\d+(\.\d+)?(e[+-]?\d+)?$/, `bad value ${text}`);
-  return Number(text);
-}
-
-/** Parses the text format strictly: HELP then TYPE before a family's samples, nothing else. */
-function parseExposition(text: string): Map<string, ParsedFamily> {
-  assert.ok(text.endsWith("\n"), "the text ends with a line feed");
-  const families = new Map<string, ParsedFamily>();
-  let current: string | undefined;
-  let pendingHelp: { name: string; help: string } | undefined;
-  const familyOf = (sample: string, type: string | undefined): string | undefined => {
-    if (type === "histogram") {
-      for (const suffix of ["_bucket", "_sum", "_count"]) {
-        if (sample === current + suffix) return current;
-      }
-      return undefined;
-    }
-    return sample === current ? current : undefined;
-  };
-  for (const line of text.slice(0, -1).split("\n")) {
-    const help = /^# HELP (\S+) (.*)$/.exec(line);
-    const type = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line);
-    if (help) {
-      assert.match(help[1] as string, NAME);
-      assert.ok(!families.has(help[1] as string), `family ${help[1]} appears twice`);
-      pendingHelp = { name: help[1] as string, help: help[2] as string };
-      continue;
-    }
-    if (type) {
-      assert.equal(pendingHelp?.name, type[1], `TYPE ${type[1]} right after its HELP`);
-      current = type[1] as string;
-      families.set(current, {
-        help: pendingHelp?.help ?? "",
-        type: type[2] as string,
-        samples: [],
-      });
-      pendingHelp = undefined;
-      continue;
-    }
-    assert.ok(!line.startsWith("#"), `unexpected comment: ${line}`);
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{?)/.exec(line);
-    assert.ok(m, `not a sample line: ${JSON.stringify(line)}`);
-    const name = m[1] as string;
-    let labels: Record<string, string> = {};
-    let rest = line.slice(name.length);
-    if (m[2] === "{") {
-      const parsed = parseLabels(line, name.length + 1);
-      labels = parsed.labels;
-      rest = line.slice(parsed.end);
-    }
-    assert.equal(rest[0], " ", `one space before the value: ${line}`);
-    const family = familyOf(name, current === undefined ? undefined : families.get(current)?.type);
-    assert.ok(family, `sample ${name} outside its family (current ${current})`);
-    families.get(family)?.samples.push({ name, labels, value: parseValue(rest.slice(1)) });
-  }
-  return families;
-}
+type ParsedFamily = Family;
 
 function sample(f: ParsedFamily | undefined, labels: Record<string, string> = {}): number {
   const s = f?.samples.find((x) => JSON.stringify(x.labels) === JSON.stringify(labels));
@@ -129,15 +35,20 @@ Deno.test("renderMetrics() writes HELP and TYPE before every family and parses b
     ["duet_leases", "gauge"],
     ["duet_pool_addresses", "gauge"],
     ["duet_pool_free_addresses", "gauge"],
+    ["duet_pool_range_addresses", "gauge"],
+    ["duet_pool_range_free_addresses", "gauge"],
     ["duet_db_commits_total", "counter"],
     ["duet_db_commit_failures_total", "counter"],
     ["duet_db_leases_committed_total", "counter"],
     ["duet_db_commit_latency_ms", "histogram"],
+    ["duet_reloads_total", "counter"],
+    ["duet_config_last_reload_successful", "gauge"],
+    ["duet_config_last_reload_timestamp_seconds", "gauge"],
   ];
   assert.deepEqual(
     [...families].map(([name, f]) => [name, f.type]),
     expected,
-    "no failover families without failover",
+    "no failover or hook families without them",
   );
   for (const [name, f] of families) assert.ok(f.help.length > 0, `${name} has help text`);
   assert.equal(sample(families.get("duet_uptime_seconds")), 3723);
@@ -155,6 +66,38 @@ Deno.test("renderMetrics() writes HELP and TYPE before every family and parses b
   assert.equal(sample(families.get("duet_pool_free_addresses"), { subnet: "192.0.2.0/24" }), 150);
   assert.equal(sample(families.get("duet_db_commits_total")), 7);
   assert.equal(sample(families.get("duet_db_commit_failures_total")), 1);
+  const pool = { subnet: "192.0.2.0/24", pool: "192.0.2.10 - 192.0.2.209" };
+  assert.equal(sample(families.get("duet_pool_range_addresses"), pool), 200);
+  assert.equal(sample(families.get("duet_pool_range_free_addresses"), pool), 150);
+  assert.equal(sample(families.get("duet_reloads_total"), { outcome: "refused" }), 1);
+  assert.equal(sample(families.get("duet_reloads_total"), { outcome: "applied" }), 2);
+  assert.equal(sample(families.get("duet_config_last_reload_successful")), 0);
+  assert.equal(sample(families.get("duet_config_last_reload_timestamp_seconds")), 1_700_003_000);
+});
+
+Deno.test("renderMetrics() reports the hook's events, drops, runs and queue", () => {
+  const parts = standaloneParts();
+  parts.hooks = {
+    command: ["/usr/local/bin/lease-hook"],
+    capacity: 100,
+    queued: 4,
+    running: 1,
+    events: { new: 10, renew: 5, release: 2, expire: 1, decline: 0 },
+    dropped: 3,
+    started: 14,
+    succeeded: 11,
+    failed: 1,
+    timedOut: 1,
+    lastError: "exit code 2",
+  };
+  const families = parseExposition(renderMetrics(buildStatus(parts)));
+  assert.equal(sample(families.get("duet_hook_events_total"), { event: "renew" }), 5);
+  assert.equal(sample(families.get("duet_hook_events_total"), { event: "decline" }), 0);
+  assert.equal(sample(families.get("duet_hook_dropped_total")), 3);
+  assert.equal(sample(families.get("duet_hook_runs_total"), { result: "ok" }), 11);
+  assert.equal(sample(families.get("duet_hook_runs_total"), { result: "timeout" }), 1);
+  assert.equal(sample(families.get("duet_hook_queue_length")), 4);
+  assert.equal(sample(families.get("duet_hook_running")), 1);
 });
 
 Deno.test("renderMetrics() makes the per-bucket latency counts cumulative", () => {
@@ -228,6 +171,12 @@ Deno.test("renderMetrics() reports the failover link, partner state, skew and co
       sinceContact: 0.5,
       connections: 1,
     },
+    local: {
+      state: "NORMAL",
+      stateCode: 2,
+      startTimeOfState: 1_700_000_100,
+      sync: { queued: 5, inFlight: 3, updatesSent: 40, updatesAccepted: 36, updatesRejected: 1 },
+    },
   };
   const families = parseExposition(renderMetrics(buildStatus(parts)));
   assert.equal(sample(families.get("duet_failover_link_up")), 1);
@@ -238,6 +187,19 @@ Deno.test("renderMetrics() reports the failover link, partner state, skew and co
   assert.ok(states.some((s) => s.labels.state === "NORMAL" && s.value === 0));
   assert.equal(sample(families.get("duet_failover_clock_skew_seconds")), -1.5);
   assert.equal(sample(families.get("duet_failover_seconds_since_contact")), 0.5);
+  const own = families.get("duet_failover_state")?.samples ?? [];
+  assert.deepEqual(own.filter((s) => s.value === 1).map((s) => s.labels.state), ["NORMAL"]);
+  assert.equal(sample(families.get("duet_failover_updates_queued")), 5);
+  assert.equal(sample(families.get("duet_failover_bndupd_unacked")), 3);
+  assert.equal(sample(families.get("duet_failover_updates_sent_total")), 40);
+  assert.equal(
+    sample(families.get("duet_failover_updates_acked_total"), { result: "accepted" }),
+    36,
+  );
+  assert.equal(
+    sample(families.get("duet_failover_updates_acked_total"), { result: "rejected" }),
+    1,
+  );
 });
 
 Deno.test("renderMetrics() with the link down has no skew or contact samples", () => {
@@ -248,4 +210,128 @@ Deno.test("renderMetrics() with the link down has no skew or contact samples", (
   assert.ok(families.get("duet_failover_partner_state")?.samples.every((s) => s.value === 0));
   assert.equal(families.get("duet_failover_clock_skew_seconds")?.samples.length, 0);
   assert.equal(families.get("duet_failover_seconds_since_contact")?.samples.length, 0);
+});
+
+Deno.test("parseExposition() rejects what format 0.0.4 does not allow", async (t) => {
+  const ok = "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n";
+  parseExposition(ok);
+  const hist = (buckets: string) =>
+    `# HELP h H.\n# TYPE h histogram\n${buckets}h_sum 3\nh_count 2\n`;
+  parseExposition(hist('h_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\n'));
+  const cases: [string, string][] = [
+    ["no final line feed", ok.slice(0, -1)],
+    ["a sample before its TYPE", "a_total 1\n" + ok],
+    ["TYPE without HELP", "# TYPE a_total counter\na_total 1\n"],
+    ["HELP without TYPE", "# HELP a_total A.\na_total 1\n"],
+    ["a family announced twice", ok + ok],
+    ["a sample of another family", ok + "b_total 2\n"],
+    ["a bad metric name", "# HELP 1a A.\n# TYPE 1a gauge\n1a 1\n"],
+    ["a bad label name", ok.replace("a_total 1", 'a_total{1x="v"} 1')],
+    ["a repeated label", ok.replace("a_total 1", 'a_total{x="1",x="2"} 1')],
+    ["an unquoted label value", ok.replace("a_total 1", "a_total{x=v} 1")],
+    ["a bad escape", ok.replace("a_total 1", 'a_total{x="a\\tb"} 1')],
+    ["an unterminated label value", ok.replace("a_total 1", 'a_total{x="v} 1')],
+    ["a bad value", ok.replace("a_total 1", "a_total one")],
+    ["two spaces before the value", ok.replace("a_total 1", "a_total  1")],
+    ["a negative counter", ok.replace("a_total 1", "a_total -1")],
+    ["a repeated sample", ok + "a_total 2\n"],
+    ["an empty line", ok + "\n"],
+    ["a stray comment", ok + "# just a comment\n"],
+    ["an unknown type", "# HELP a A.\n# TYPE a thing\na 1\n"],
+    ["buckets not cumulative", hist('h_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\n')],
+    ["no +Inf bucket", hist('h_bucket{le="1"} 1\nh_bucket{le="2"} 2\n')],
+    ["+Inf bucket differs from _count", hist('h_bucket{le="1"} 1\nh_bucket{le="+Inf"} 3\n')],
+    ["le not increasing", hist('h_bucket{le="2"} 1\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\n')],
+    ["no _count", '# HELP h H.\n# TYPE h histogram\nh_bucket{le="+Inf"} 2\nh_sum 3\n'],
+  ];
+  for (const [name, text] of cases) {
+    await t.step(name, () => assert.throws(() => parseExposition(text), assert.AssertionError));
+  }
+});
+
+/** GET /metrics from the TCP metrics address. */
+async function scrape(port: number): Promise<Map<string, Family>> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`, {
+    signal: AbortSignal.timeout(5000),
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  return parseExposition(await res.text());
+}
+
+Deno.test("a running duet serve's /metrics parses strictly and counts leases as they are granted", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "duet-metrics-" });
+  const port = freeUdpPort();
+  const metricsPort = freeTcpPort();
+  const configPath = `${dir}/duet.yaml`;
+  await Deno.writeTextFile(
+    configPath,
+    `database: ${dir}/leases.db
+listen:
+  - address: 127.0.0.1
+    port: ${port}
+subnets:
+  - subnet: 198.18.22.0/24
+    relays: [127.0.0.1]
+    pools:
+      - range: 198.18.22.10 - 198.18.22.19
+      - range: 198.18.22.100 - 198.18.22.199
+control:
+  metrics: 127.0.0.1:${metricsPort}
+`,
+  );
+  const server = new DuetProcess(["--config", configPath]);
+  const client = new RelayClient("127.0.0.1", port);
+  try {
+    await server.waitFor("duet serving");
+    const before = await scrape(metricsPort);
+    const small = { subnet: "198.18.22.0/24", pool: "198.18.22.10 - 198.18.22.19" };
+    assert.equal(sampleValue(before, "duet_pool_range_addresses", small), 10);
+    assert.equal(sampleValue(before, "duet_pool_range_free_addresses", small), 10);
+    assert.equal(sampleValue(before, "duet_leases", { state: "active" }), 0);
+    const commits0 = sampleValue(before, "duet_db_commits_total");
+
+    const GRANTED = 4;
+    for (let i = 1; i <= GRANTED; i++) {
+      const hw = new Uint8Array([2, 0, 0, 0, 0x22, i]);
+      const offer = await client.exchange(
+        buildRequest(DhcpType.DHCPDISCOVER, hw, { xid: 0x2200 + i, giaddr: client.giaddr }),
+      );
+      assert.ok(offer, `client ${i} got an OFFER`);
+      const ack = await client.exchange(buildRequest(DhcpType.DHCPREQUEST, hw, {
+        xid: 0x2300 + i,
+        giaddr: client.giaddr,
+        requested: offer.yiaddr,
+        serverId: getServerId(offer) as number,
+      }));
+      assert.equal(ack && getMessageType(ack), DhcpType.DHCPACK, `client ${i} got an ACK`);
+    }
+
+    const after = await scrape(metricsPort);
+    const received = (type: string) => sampleValue(after, "duet_packets_received_total", { type });
+    assert.equal(received("DHCPDISCOVER"), GRANTED);
+    assert.equal(received("DHCPREQUEST"), GRANTED);
+    assert.equal(sampleValue(after, "duet_packets_sent_total", { type: "DHCPACK" }), GRANTED);
+    assert.equal(sampleValue(after, "duet_leases", { state: "active" }), GRANTED);
+    // The allocator hands out the lowest fresh addresses first: the small pool.
+    assert.equal(sampleValue(after, "duet_pool_range_free_addresses", small), 10 - GRANTED);
+    assert.equal(
+      sampleValue(after, "duet_pool_free_addresses", { subnet: "198.18.22.0/24" }),
+      110 - GRANTED,
+    );
+    assert.ok(sampleValue(after, "duet_db_commits_total") > commits0);
+    assert.equal(sampleValue(after, "duet_db_leases_committed_total"), GRANTED);
+    const count = sampleValue(
+      after,
+      "duet_db_commit_latency_ms",
+      {},
+      "duet_db_commit_latency_ms_count",
+    );
+    assert.equal(count, sampleValue(after, "duet_db_commits_total"));
+    assert.ok(sampleValue(after, "duet_uptime_seconds") >= 0);
+  } finally {
+    await client.close();
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

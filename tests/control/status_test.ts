@@ -90,7 +90,107 @@ Deno.test("buildStatus() reports the failover link and the partner by state name
     },
     clockSkewSeconds: -0.25,
     sinceContactSeconds: 1.5,
+    transitions: [],
   });
+});
+
+Deno.test("buildStatus() reports binding updates and the last transitions with reasons", () => {
+  const parts = standaloneParts();
+  parts.failover = {
+    role: "primary",
+    relationship: "duet",
+    peer: null,
+    local: {
+      state: "NORMAL",
+      stateCode: 2,
+      startTimeOfState: 1_700_000_200,
+      sync: { queued: 2, inFlight: 1, updatesSent: 9, updatesAccepted: 8, updatesRejected: 0 },
+    },
+    transitions: [
+      { time: 1_700_000_100, from: "RECOVER", to: "RECOVER-DONE", reason: "UPDDONE received" },
+      { time: 1_700_000_200, from: "RECOVER-DONE", to: "NORMAL", reason: "partner RECOVER-DONE" },
+    ],
+  };
+  const s = buildStatus(parts);
+  assert.deepEqual(JSON.parse(JSON.stringify(s)), s);
+  assert.deepEqual(s.failover?.updates, {
+    queued: 2,
+    unacked: 1,
+    sent: 9,
+    accepted: 8,
+    rejected: 0,
+  });
+  assert.deepEqual(s.failover?.transitions, [
+    {
+      time: "2023-11-14T22:15:00Z",
+      from: "RECOVER",
+      to: "RECOVER-DONE",
+      reason: "UPDDONE received",
+    },
+    {
+      time: "2023-11-14T22:16:40Z",
+      from: "RECOVER-DONE",
+      to: "NORMAL",
+      reason: "partner RECOVER-DONE",
+    },
+  ]);
+  const lines = renderStatus(s).split("\n");
+  assert.ok(lines.includes("updates   2 queued, 1 unacked; 9 sent, 8 accepted, 0 rejected"));
+  const at = lines.indexOf(
+    "states    2023-11-14T22:15:00Z RECOVER -> RECOVER-DONE (UPDDONE received)",
+  );
+  assert.ok(at > 0, lines.join("\n"));
+  assert.equal(
+    lines[at + 1],
+    "          2023-11-14T22:16:40Z RECOVER-DONE -> NORMAL (partner RECOVER-DONE)",
+  );
+});
+
+Deno.test("buildStatus() and renderStatus() show pools, the hook and the last reload", () => {
+  const parts = standaloneParts();
+  parts.hooks = {
+    command: ["/usr/local/bin/lease-hook", "--quiet"],
+    capacity: 100,
+    queued: 0,
+    running: 1,
+    events: { new: 3, renew: 1, release: 0, expire: 0, decline: 0 },
+    dropped: 2,
+    started: 3,
+    succeeded: 1,
+    failed: 1,
+    timedOut: 1,
+    lastError: "killed after 5000 ms",
+  };
+  const s = buildStatus(parts);
+  assert.deepEqual(s.pools, [
+    { subnet: "192.0.2.0/24", range: "192.0.2.10 - 192.0.2.209", size: 200, used: 50, free: 150 },
+  ]);
+  assert.deepEqual(s.reload.count, { applied: 2, unchanged: 0, invalid: 0, refused: 1 });
+  assert.equal(s.reload.last?.time, "2023-11-14T23:03:20Z");
+  assert.equal(s.reload.last?.outcome, "refused");
+  const lines = renderStatus(s).split("\n");
+  const subnet = lines.indexOf("subnet    192.0.2.0/24     50/200 used (25.0%), 150 free");
+  assert.equal(
+    lines[subnet + 1],
+    "pool        192.0.2.10 - 192.0.2.209  50/200 used (25.0%), 150 free",
+  );
+  assert.ok(
+    lines.includes(
+      "hooks     /usr/local/bin/lease-hook --quiet: 4 events, 1 ok, 1 failed, 1 timed out, " +
+        "2 dropped, 0 queued, 1 running",
+    ),
+    lines.join("\n"),
+  );
+  assert.ok(lines.includes("          last failure: killed after 5000 ms"));
+  const reload = lines.indexOf("reload    2023-11-14T23:03:20Z refused");
+  assert.ok(reload > 0, lines.join("\n"));
+  assert.equal(
+    lines[reload + 1],
+    '          /etc/duet/duet.yaml:3:1: Cannot change "listen" on reload (the sockets stay bound): restart duet',
+  );
+  const none = standaloneParts();
+  delete none.reload;
+  assert.ok(renderStatus(buildStatus(none)).includes("\nreload    none since start\n"));
 });
 
 Deno.test("buildStatus() says the link is down when the peer service is missing", () => {
