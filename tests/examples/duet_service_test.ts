@@ -49,6 +49,8 @@ Deno.test("examples/duet.service has the sections, keys and permissions duet nee
   assert.equal(one("StateDirectory"), "duet");
   assert.equal(one("RuntimeDirectory"), "duet");
   assert.equal(one("Restart"), "on-failure");
+  // systemctl reload: SIGHUP makes duet serve re-read its configuration.
+  assert.equal(one("ExecReload"), "/bin/kill -HUP $MAINPID");
   assert.equal(one("NoNewPrivileges"), "yes");
   assert.equal(one("ProtectSystem"), "strict");
   // Port 67, SIOCSARP and SO_RCVBUFFORCE; nothing more.
