@@ -267,10 +267,16 @@ export async function startControl(
           transitions: source.failover?.transitions ?? [],
         }
         : null,
-      hooks: source.hooks?.status() ?? null,
+      hooks: hookStatus(),
       reload: source.reloads?.() ??
         { count: { applied: 0, unchanged: 0, invalid: 0, refused: 0 }, last: null },
     });
+  }
+
+  /** The hook runner's status, or null when no hook is configured (a runner always exists). */
+  function hookStatus(): HookStatus | null {
+    const h = source.hooks?.status() ?? null;
+    return h !== null && h.command !== null ? h : null;
   }
 
   function metrics(): Response {

@@ -102,6 +102,7 @@ Deno.test("duet serve reloads on SIGHUP and duet reload, keeping the old configu
     assert.equal(s.dhcp.received.DHCPDISCOVER, 4);
     assert.equal(s.dhcp.dropped["pool-exhausted"], 1);
     assert.equal(s.reload.last?.outcome, "applied");
+    assert.equal(s.hooks, null, "no hooks section, no hook status");
 
     // An invalid file: every problem with its line:col, and the server keeps serving.
     await Deno.writeTextFile(
@@ -161,6 +162,7 @@ Deno.test("duet serve reloads on SIGHUP and duet reload, keeping the old configu
     assert.equal(sampleValue(families, "duet_reloads_total", { outcome: "invalid" }), 1);
     assert.equal(sampleValue(families, "duet_reloads_total", { outcome: "refused" }), 1);
     assert.equal(sampleValue(families, "duet_config_last_reload_successful"), 1);
+    assert.equal(families.has("duet_hook_runs_total"), false, "no hook families without hooks");
 
     assert.equal(await server.stop("SIGTERM"), 0, server.stderr);
     const gone = await runDuet(["reload", "-c", configPath]);
