@@ -117,7 +117,11 @@ const FAILOVER_FIELDS: [string, keyof FailoverConfig][] = [
   ["mclt", "mclt"],
   ["split", "split"],
   ["hba", "hba"],
+  ["hba-polarity", "hbaPolarity"],
   ["load-balance-max-seconds", "loadBalanceMaxSeconds"],
+  ["max-lease-misbalance", "maxLeaseMisbalance"],
+  ["min-balance", "minBalance"],
+  ["max-balance", "maxBalance"],
   ["max-unacked-bndupd", "maxUnackedBndupd"],
   ["max-response-delay", "maxResponseDelay"],
   ["shared-secret-file", "sharedSecretFile"],
@@ -197,6 +201,7 @@ export function planReload(old: Config, next: Config, ctx: ReloadContext): Reloa
       `Cannot ${fo === null ? "add" : "remove"} the "failover" section on reload: ${RESTART}`,
     );
   } else if (fo !== null && fn !== null) {
+    const before = refused.length;
     for (const [key, field] of FAILOVER_FIELDS) {
       if (canon(fo[field]) !== canon(fn[field])) {
         refuse(
@@ -205,6 +210,10 @@ export function planReload(old: Config, next: Config, ctx: ReloadContext): Reloa
             `while duet runs): ${RESTART}`,
         );
       }
+    }
+    // Any other difference (a key this list does not name yet) is refused as a whole.
+    if (refused.length === before && canon(fo) !== canon(fn)) {
+      refuse("failover", `Cannot change the "failover" section on reload: ${RESTART}`);
     }
     const s = ctx.secrets;
     if (

@@ -168,6 +168,8 @@ Deno.test("planReload() refuses every change to the failover section, key by key
     ["mclt", old.replace("mclt: 300", "mclt: 600"), ["failover.mclt"]],
     ["split", old.replace("split: 128", "split: 64"), ["failover.split"]],
     ["relationship", old + "  relationship: other\n", ["failover.relationship"]],
+    ["pool balancing", old + "  max-lease-misbalance: 30\n", ["failover.max-lease-misbalance"]],
+    ["hash bucket polarity", old + "  hba-polarity: draft\n", ["failover.hba-polarity"]],
     ["removed", BASE, ["failover"]],
   ];
   for (const [name, next, paths] of cases) {
@@ -176,6 +178,18 @@ Deno.test("planReload() refuses every change to the failover section, key by key
       assert.deepEqual(p.refused.map((r) => r.path).sort(), paths.sort());
     });
   }
+  await t.step("a key the list does not name yet is refused with the section", () => {
+    const before = parse(old);
+    const after = {
+      ...before,
+      failover: { ...before.failover, futureKey: 1 },
+    } as unknown as Config;
+    const p = planReload(before, after, {
+      locate: (path) => keyPosition(old, path),
+      countActive: () => 0,
+    });
+    assert.deepEqual(p.refused.map((r) => r.path), ["failover"]);
+  });
   await t.step("a changed shared secret", () => {
     const text = old + "  shared-secret-file: /etc/duet/pair.secret\n";
     const p = planReload(parse(text), parse(text), {

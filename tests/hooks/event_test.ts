@@ -125,7 +125,11 @@ Deno.test("hookJson() writes one JSON line with the lease as duet leases --json 
       state: "active",
       starts: "2027-01-15T08:00:00Z",
       ends: "2027-01-15T08:10:00Z",
+      acked: null,
       cltt: "2027-01-15T08:00:00Z",
+      tstp: null,
+      tsfp: null,
+      atsfp: null,
     },
   });
 });
