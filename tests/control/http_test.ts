@@ -268,10 +268,10 @@ Deno.test("the control socket reports a real failover link and the partner's sta
   const dir = await Deno.makeTempDir({ prefix: "duet-control-fo-" });
   const ports = [freeTcpPort(), freeTcpPort()];
   if (ports[0] === ports[1]) ports[1] = freeTcpPort();
-  const side = (name: string, role: string, port: number, peerPort: number) =>
-    parseConfig(
-      configText(`${dir}/${name}.db`, freeUdpPort()) +
-        `failover:
+  const texts = new Map<string, string>();
+  const side = (name: string, role: string, port: number, peerPort: number) => {
+    const text = configText(`${dir}/${name}.db`, freeUdpPort()) +
+      `failover:
   role: ${role}
   address: 127.0.0.1
   port: ${port}
@@ -279,9 +279,10 @@ Deno.test("the control socket reports a real failover link and the partner's sta
   peer-port: ${peerPort}
   relationship: ctl-pair
   max-response-delay: 6
-${role === "primary" ? "  mclt: 300\n  split: 128\n" : ""}`,
-      `${dir}/${name}.yaml`,
-    );
+${role === "primary" ? "  mclt: 300\n  split: 128\n" : ""}`;
+    texts.set(name, text);
+    return parseConfig(text, `${dir}/${name}.yaml`);
+  };
   const primaryConfig = side("primary", "primary", ports[0] as number, ports[1] as number);
   const secondaryConfig = side("secondary", "secondary", ports[1] as number, ports[0] as number);
   const logger = silentLogger();
@@ -346,6 +347,23 @@ ${role === "primary" ? "  mclt: 300\n  split: 128\n" : ""}`,
     assert.ok(sampleValue(families, "duet_failover_bndupd_unacked") >= 0);
     assert.ok(sampleValue(families, "duet_failover_updates_queued") >= 0);
     assert.ok(sampleValue(families, "duet_failover_updates_sent_total") >= 0);
+
+    // A reload in NORMAL: lease times apply (a new core, same endpoint), pools are refused.
+    const path = `${dir}/primary.yaml`;
+    const text = texts.get("primary") as string;
+    const core = primary.core;
+    await Deno.writeTextFile(path, text.replace("default: 600", "default: 900"));
+    const applied = await primary.reload();
+    assert.equal(applied.outcome, "applied", JSON.stringify(applied.problems));
+    assert.notEqual(primary.core, core, "the core was replaced");
+    assert.equal(primary.config.leaseTime.default, 900);
+    assert.equal(primary.failover?.status().state, "NORMAL");
+    await Deno.writeTextFile(path, text.replace("198.18.20.59", "198.18.20.99"));
+    const refused = await primary.reload();
+    assert.equal(refused.outcome, "refused");
+    assert.deepEqual(refused.problems.map((p) => p.path), ["subnets.0.pools"]);
+    assert.equal(primary.config.leaseTime.default, 900, "the configuration in force stays");
+    assert.equal(primary.failover?.status().state, "NORMAL");
   } finally {
     await control?.stop();
     await secondary?.stop();
