@@ -35,7 +35,7 @@ listen:
     port: PORT
 lease-time: { default: 600, max: 3600 }
 options:
-  domain-name-servers: [198.51.100.53]
+  domain-name-servers: [198.18.16.53]
   domain-name: demo.example
 subnets:
   - subnet: 198.18.16.0/24
