@@ -187,10 +187,11 @@ export interface ReloadOptions {
 
 /** Adds one core's counters to another's, so that a reload does not reset them. */
 function carryCounters(from: DhcpCounters, to: DhcpCounters): void {
-  for (const key of Object.keys(from) as (keyof DhcpCounters)[]) {
+  for (const key of ["received", "sent", "dropped"] as const) {
     const dst = to[key];
     for (const [name, n] of Object.entries(from[key])) dst[name] = (dst[name] ?? 0) + n;
   }
+  to.offersRecycled += from.offersRecycled;
 }
 
 /** The CIDR of the subnet an address is in, or null. */

@@ -27,11 +27,13 @@ import type {
   ControlConfig,
   FailoverConfig,
   FailoverRole,
+  GuardConfig,
   HooksConfig,
   LeaseTimes,
   ListenSpec,
   OptionMap,
   PoolConfig,
+  RateLimit,
   ReservationConfig,
   SubnetConfig,
 } from "./types.ts";
@@ -47,6 +49,22 @@ export const DEFAULT_COMMIT_DELAY_MS = 2;
 export const DEFAULT_COMMIT_BATCH = 256;
 /** The DHCP server port (RFC 2131 §4.1). */
 export const DHCP_SERVER_PORT = 67;
+/**
+ * Defaults of `rate-limit`, `offer-limit` and `relay-allow` (lib/server/guard.ts); README
+ * "Top-level keys" gives the reasons.
+ */
+export const DEFAULT_GUARD: Readonly<GuardConfig> = {
+  // A real client sends a handful of requests a minute (RFC 2131 §4.1 backs off from 4 s);
+  // 4/s with a burst of 32 never touches one and cuts a looping or flooding MAC to 4/s.
+  perClient: { rate: 4, burst: 32 },
+  // Off: any fixed number either throttles a legitimate mass start (after a power cut, or a
+  // new server with an empty database) on a large network or is too high to matter on a small one.
+  global: null,
+  trackedClients: 4096,
+  offerLimit: 50,
+  // Open, as before the key existed: the allow list needs the relays' addresses.
+  relayAllow: null,
+};
 
 /** The failover TCP port (draft-12 §8.1). */
 export const FAILOVER_PORT = 647;
@@ -92,7 +110,12 @@ const TOP_KEYS = [
   "failover",
   "control",
   "hooks",
+  "rate-limit",
+  "offer-limit",
+  "relay-allow",
 ] as const;
+const RATE_LIMIT_KEYS = ["per-client", "global", "tracked-clients"] as const;
+const BUCKET_KEYS = ["rate", "burst"] as const;
 const CONTROL_KEYS = ["socket", "metrics"] as const;
 const HOOKS_KEYS = ["command", "timeout-ms", "queue", "concurrency"] as const;
 const FAILOVER_KEYS = [
@@ -1278,6 +1301,106 @@ function readHooks(ctx: Ctx, e: Entry): HooksConfig | undefined {
   return ok ? out : undefined;
 }
 
+/** Reads one token bucket of `rate-limit`: `false` turns it off, else `{ rate, burst }`. */
+function readBucket(ctx: Ctx, e: Entry): RateLimit | null | undefined {
+  if (scalarOf(e) === false) return null;
+  const m = readMap(ctx, e.value, e.path, JSON.stringify(e.name), BUCKET_KEYS);
+  if (!m) return undefined;
+  const r = m.get("rate");
+  if (!r) {
+    missing(ctx, e.value, e.path, "rate", JSON.stringify(e.name));
+    return undefined;
+  }
+  const rate = scalarOf(r);
+  if (typeof rate !== "number" || !Number.isFinite(rate) || rate <= 0 || rate > 1_000_000) {
+    report(
+      ctx,
+      valueSite(r),
+      r.path,
+      `Expected a number above 0 and at most 1000000 for "rate", got ${describe(r.value)}`,
+    );
+    return undefined;
+  }
+  const b = m.get("burst");
+  const burst = b ? readInt(ctx, b, 1, 1_000_000) : Math.max(1, Math.ceil(rate * 2));
+  return burst === undefined ? undefined : { rate, burst };
+}
+
+/** Reads `relay-allow`: addresses or CIDRs (host bits zero) of the relays to accept. */
+function readRelayAllow(ctx: Ctx, e: Entry): Cidr[] {
+  const out: Cidr[] = [];
+  for (const item of readSeq(ctx, e) ?? []) {
+    const v = isScalar(item.node) ? item.node.value : undefined;
+    const text = typeof v === "string" ? (v.includes("/") ? v : `${v}/32`) : "";
+    const m = /^\s*([0-9.]+)\/(\d{1,2})\s*$/.exec(text);
+    const addr = m ? parseIpv4(m[1] as string) : undefined;
+    const prefix = m ? Number(m[2]) : NaN;
+    if (addr === undefined || !(prefix >= 0 && prefix <= 32)) {
+      report(
+        ctx,
+        item.node,
+        item.path,
+        `Expected an address or CIDR such as "198.18.0.0/15" in "relay-allow", got ${
+          describe(item.node)
+        }`,
+      );
+      continue;
+    }
+    const mask = prefixMask(prefix);
+    const network = (addr & mask) >>> 0;
+    if (network !== addr) {
+      report(
+        ctx,
+        item.node,
+        item.path,
+        `Relay range ${JSON.stringify(v)} has host bits set: did you mean "${
+          formatIpv4(network)
+        }/${prefix}"?`,
+      );
+      continue;
+    }
+    out.push({ network, prefix, mask });
+  }
+  return out;
+}
+
+/** Reads `rate-limit`, `offer-limit` and `relay-allow` over DEFAULT_GUARD. */
+function readGuard(ctx: Ctx, get: (key: string) => Entry | undefined): GuardConfig {
+  const out: GuardConfig = { ...DEFAULT_GUARD };
+  const rl = get("rate-limit");
+  if (rl && !isNull(rl.value)) {
+    const m = readMap(ctx, rl.value, rl.path, `"rate-limit"`, RATE_LIMIT_KEYS);
+    const per = m?.get("per-client");
+    if (per) {
+      const v = readBucket(ctx, per);
+      if (v !== undefined) out.perClient = v;
+    }
+    const global = m?.get("global");
+    if (global) {
+      const v = readBucket(ctx, global);
+      if (v !== undefined) out.global = v;
+    }
+    const tracked = m?.get("tracked-clients");
+    if (tracked) out.trackedClients = readInt(ctx, tracked, 16, 1_048_576) ?? out.trackedClients;
+  }
+  const ol = get("offer-limit");
+  if (ol) out.offerLimit = readInt(ctx, ol, 1, 100) ?? out.offerLimit;
+  const ra = get("relay-allow");
+  if (ra && !isNull(ra.value)) {
+    const list = readRelayAllow(ctx, ra);
+    if (isSeq(ra.value) && ra.value.items.length === 0) {
+      report(
+        ctx,
+        valueSite(ra),
+        ra.path,
+        `Expected at least one address or CIDR in "relay-allow": leave the key out to accept any relay`,
+      );
+    }
+    out.relayAllow = list;
+  }
+  return out;
+}
+
 function readConfig(ctx: Ctx, file: string): Config {
   const root = deref(ctx, ctx.doc.contents);
   if (isNull(root)) {
@@ -1389,6 +1512,7 @@ function readConfig(ctx: Ctx, file: string): Config {
   const control = co && !isNull(co.value) ? readControl(ctx, co) : undefined;
   const ho = get("hooks");
   const hooks = ho && !isNull(ho.value) ? readHooks(ctx, ho) : undefined;
+  const guard = readGuard(ctx, get);
 
   return {
     file,
@@ -1406,6 +1530,7 @@ function readConfig(ctx: Ctx, file: string): Config {
     failover,
     ...(control ? { control } : {}),
     ...(hooks ? { hooks } : {}),
+    guard,
   };
 }
 

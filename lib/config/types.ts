@@ -72,8 +72,36 @@ export interface Config {
   failover: FailoverConfig | null;
   /** The `control:` section; absent means the defaults (socket `<database>.sock`, no metrics). */
   control?: ControlConfig;
+  /** Defences against DHCP-level abuse (lib/server/guard.ts): `rate-limit`, `offer-limit`, `relay-allow`. */
+  guard: GuardConfig;
   /** The `hooks:` section (lease-event command); absent when no hook is configured. */
   hooks?: HooksConfig;
+}
+
+/** A token bucket: `rate` requests per second on average, at most `burst` at once. */
+export interface RateLimit {
+  rate: number;
+  burst: number;
+}
+
+/** The abuse defences of lib/server/guard.ts, from the top-level keys that set them. */
+export interface GuardConfig {
+  /** `rate-limit.per-client`: one bucket per client (option 61, else chaddr), or null for none. */
+  perClient: RateLimit | null;
+  /**
+   * `rate-limit.global`: one bucket shared by every request from a client that has neither a
+   * lease nor an offer here (what a flood of made-up MACs consists of), or null for none.
+   */
+  global: RateLimit | null;
+  /** `rate-limit.tracked-clients`: per-client buckets kept; the least recently used goes first. */
+  trackedClients: number;
+  /** `offer-limit`: the most offers may hold, in percent of a subnet's unleased dynamic addresses. */
+  offerLimit: number;
+  /**
+   * `relay-allow`: the only relays (source address and giaddr) whose packets may choose a subnet
+   * other than the arrival link, or null to accept any (the default).
+   */
+  relayAllow: Cidr[] | null;
 }
 
 /** The `hooks:` section: a command run for lease events (lib/hooks/runner.ts). */

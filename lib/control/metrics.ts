@@ -120,6 +120,12 @@ export function renderMetrics(s: StatusSnapshot): string {
       samples: [{ value: s.dhcp.sendFailed }],
     },
     {
+      name: "duet_offers_recycled_total",
+      help: "Offers taken back before their hold ended because offer-limit was reached.",
+      type: "counter",
+      samples: [{ value: s.dhcp.offersRecycled }],
+    },
+    {
       name: "duet_leases",
       help: "Leases in the database, by binding state.",
       type: "gauge",

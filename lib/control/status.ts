@@ -140,6 +140,8 @@ export interface StatusSnapshot {
     /** Datagrams that did not decode as DHCP. */
     malformed: number;
     sendFailed: number;
+    /** Offers taken back before their hold ended because `offer-limit` was reached. */
+    offersRecycled: number;
   };
   db: {
     commits: number;
@@ -302,6 +304,7 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
       dropped: sorted(parts.dhcp.dropped),
       malformed: parts.shell.malformed,
       sendFailed: parts.shell.sendFailed,
+      offersRecycled: parts.dhcp.offersRecycled,
     },
     db: {
       commits: parts.shell.commits,
@@ -390,6 +393,9 @@ export function renderStatus(s: StatusSnapshot): string {
   if (s.dhcp.malformed > 0) dropped.malformed = s.dhcp.malformed;
   if (s.dhcp.sendFailed > 0) dropped["send-failed"] = s.dhcp.sendFailed;
   row("dropped", counts(dropped));
+  if (s.dhcp.offersRecycled > 0) {
+    row("offers", `${s.dhcp.offersRecycled} taken back early (offer-limit)`);
+  }
   const h = s.db.commitLatencyMs;
   const mean = h.count > 0 ? `, mean ${(h.sum / h.count).toFixed(2)} ms` : "";
   row(

@@ -21,7 +21,6 @@ import {
   getHostname,
   getLeaseTime,
   getLinkSelection,
-  getMaxMessageSize,
   getMessageType,
   getRelayAgentInfo,
   getRequestedIp,
@@ -36,6 +35,14 @@ import { type Arrival, replyTarget } from "./reply.ts";
 import type { SendTarget } from "./transport.ts";
 import { MinHeap } from "./heap.ts";
 import { CLIENT_ID_TAG, SeenFilter } from "./seen.ts";
+import {
+  offerCap,
+  OfferQueue,
+  RateLimiter,
+  relayInfoFits,
+  relayRefusal,
+  replyMaxSize,
+} from "./guard.ts";
 
 /** Written to the store by the shell, in order. */
 export interface PersistEffect {
@@ -66,7 +73,14 @@ export type DropReason =
   | "other-server"
   | "not-ours"
   | "bad-request"
+  /** A token bucket of `rate-limit` is empty (guard.ts). */
   | "rate-limited"
+  /** `relay-allow` is set and the source or giaddr of a relayed request is not in it. */
+  | "relay-not-allowed"
+  /** giaddr is not a unicast address, or the packet came from 0.0.0.0 (guard.ts). */
+  | "spoofed-giaddr"
+  /** Longer than MAX_REQUEST_SIZE, or option 82 too long to echo in any reply (RFC 3046 §2.2). */
+  | "oversized"
   /** The failover state serves no such request now (draft-12 §9, state.ts service()). */
   | "failover-state"
   /** In NORMAL the partner serves this client's hash bucket (draft-12 §9.8.2, RFC 3074). */
@@ -104,6 +118,8 @@ export interface DhcpCounters {
   received: Record<string, number>;
   sent: Record<string, number>;
   dropped: Record<string, number>;
+  /** Offers taken back before their hold ended because `offer-limit` was reached. */
+  offersRecycled: number;
 }
 
 interface SubnetRuntime {
@@ -120,6 +136,8 @@ interface SubnetRuntime {
   byHw: Map<string, ReservationConfig>;
   byClientId: Map<string, ReservationConfig>;
   reserved: Map<number, ReservationConfig>;
+  /** Offers of dynamic addresses, oldest first, for `offer-limit` (guard.ts offerCap()). */
+  offered: OfferQueue<Offer>;
 }
 
 interface Offer {
@@ -127,14 +145,12 @@ interface Offer {
   key: string;
   until: number;
   subnet: SubnetRuntime;
+  /** In `subnet.offered` (guard.ts OfferQueue). */
+  queued: boolean;
 }
 
 /** How long an address stays ABANDONED after a DHCPDECLINE before it is reused (Kea's default). */
 export const DECLINE_HOLD_SECONDS = 86_400;
-/** The smallest maximum message size a client may announce (RFC 2132 §9.10). */
-const MIN_MAX_MESSAGE = 576;
-/** IPv4 (20) and UDP (8) header bytes inside a maximum message size. */
-const IP_UDP_HEADERS = 28;
 
 /** Client identity for lookups: option 61 when present, else htype + chaddr (RFC 2131 §4.2). */
 function clientKey(clientId: Uint8Array | undefined, htype: number, hw: Uint8Array): string {
@@ -164,7 +180,7 @@ function leaseIsClients(lease: Lease, c: Client): boolean {
 /** The standalone DHCPv4 server core. */
 export class DhcpCore {
   readonly config: Config;
-  readonly counters: DhcpCounters = { received: {}, sent: {}, dropped: {} };
+  readonly counters: DhcpCounters = { received: {}, sent: {}, dropped: {}, offersRecycled: 0 };
   #view: LeaseView;
   #log: Logger;
   #subnets: SubnetRuntime[];
@@ -181,6 +197,8 @@ export class DhcpCore {
   /** Clients that may have a lease row, so that new clients cost no lookup. */
   #seen = new SeenFilter();
   #u32Cache = new Map<number, Uint8Array>();
+  /** `rate-limit`, or null when both its buckets are off. */
+  #limiter: RateLimiter | null;
 
   constructor(
     config: Config,
@@ -191,6 +209,8 @@ export class DhcpCore {
     this.#view = view;
     this.#log = options.logger;
     this.#failover = options.failover ?? null;
+    const g = config.guard;
+    this.#limiter = g.perClient !== null || g.global !== null ? new RateLimiter(g) : null;
     this.#subnets = config.subnets.map((s) => buildSubnet(s, config.options));
     this.#loadLeases();
   }
@@ -331,6 +351,17 @@ export class DhcpCore {
     table[key] = (table[key] ?? 0) + 1;
   }
 
+  /** Counts a request the shell dropped before decoding it (a datagram over MAX_REQUEST_SIZE). */
+  countDropped(reason: DropReason): void {
+    this.#count(this.counters.dropped, reason);
+  }
+
+  /** False only when this client has no lease row here (the Bloom filter has no false negatives). */
+  #mayKnow(c: Client): boolean {
+    return this.#seen.mayHave(c.htype, c.hw) ||
+      (c.clientId !== undefined && this.#seen.mayHave(CLIENT_ID_TAG, c.clientId));
+  }
+
   #drop(reason: DropReason, msg: DhcpMessage, detail?: string): DhcpOutcome {
     this.#count(this.counters.dropped, reason);
     if (this.#log.debugEnabled) {
@@ -359,6 +390,24 @@ export class DhcpCore {
       htype: msg.htype,
       hw,
     };
+    // DHCP-level abuse (guard.ts): who may pick a subnet, what fits in a reply, and how often.
+    const relay = relayRefusal(msg, arrival, this.config.guard.relayAllow);
+    if (relay !== null) return this.#drop(relay, msg, formatIpv4(arrival.srcAddress));
+    if (!relayInfoFits(msg)) return this.#drop("oversized", msg, "option 82 does not fit a reply");
+    if (this.#limiter !== null) {
+      const isNew = this.#limiter.limitsNewClients && !this.#offerByKey.has(client.key) &&
+        !this.#mayKnow(client);
+      const refusal = this.#limiter.admit(client.key, isNew, now);
+      if (refusal !== null) {
+        if (refusal.first) {
+          this.#log.warn("Rate limit reached; dropping requests", {
+            limit: refusal.limit,
+            chaddr: formatMac(hw),
+          });
+        }
+        return this.#drop("rate-limited", msg, refusal.limit);
+      }
+    }
     const subnet = this.#selectSubnet(msg, arrival);
     if (!subnet) return this.#drop("no-subnet", msg);
     const service = this.#failover?.service(now) ?? null;
@@ -506,9 +555,39 @@ export class DhcpCore {
     const previous = this.#offerByKey.get(c.key);
     if (previous !== undefined && previous !== address) this.#dropOffer(previous, true);
     this.#claim(subnet, address);
-    const offer = { address, key: c.key, until: now + this.config.offerHold, subnet };
+    const replaced = this.#offers.get(address);
+    if (replaced !== undefined) subnet.offered.remove(replaced);
+    const offer = {
+      address,
+      key: c.key,
+      until: now + this.config.offerHold,
+      subnet,
+      queued: false,
+    };
     this.#offers.set(address, offer);
     this.#offerByKey.set(c.key, address);
+  }
+
+  /**
+   * `offer-limit` (guard.ts offerCap()): the newest offer of a dynamic address goes to the end
+   * of its subnet's queue, and the oldest offers go back to the pool while the subnet holds
+   * more than its cap. A client whose offer was taken back still gets its REQUEST ACKed if the
+   * address is still free when it comes (#availableFor).
+   */
+  #limitOffers(subnet: SubnetRuntime, address: number, service: Service | null): void {
+    const offer = this.#offers.get(address);
+    if (offer === undefined || subnet.reserved.has(address)) return;
+    const queue = subnet.offered;
+    queue.add(offer);
+    let free = 0;
+    for (const pool of this.#pools(subnet, service)) free += pool.freeCount;
+    const cap = offerCap(free + queue.size, this.config.guard.offerLimit);
+    while (queue.size > cap) {
+      const oldest = queue.oldest();
+      if (oldest === undefined || oldest === offer) break;
+      this.#dropOffer(oldest.address, true);
+      this.counters.offersRecycled++;
+    }
   }
 
   /** Forgets an offer; when `free`, the address goes back to the pool unless leased. */
@@ -516,6 +595,7 @@ export class DhcpCore {
     const offer = this.#offers.get(address);
     if (!offer) return;
     this.#offers.delete(address);
+    offer.subnet.offered.remove(offer);
     if (this.#offerByKey.get(offer.key) === address) this.#offerByKey.delete(offer.key);
     if (!free) return;
     this.#place(offer.subnet, address, this.#view.get(address));
@@ -641,16 +721,11 @@ export class DhcpCore {
   }
 
   #send(msg: DhcpMessage, reply: DhcpMessage, arrival: Arrival, afterCommit: boolean): ReplyEffect {
-    const asked = getMaxMessageSize(msg);
-    // RFC 2132 §9.10 counts the whole IP datagram: take off the IP and UDP headers.
-    const maxSize =
-      (asked !== undefined && asked >= MIN_MAX_MESSAGE ? Math.min(asked, 1500) : MIN_MAX_MESSAGE) -
-      IP_UDP_HEADERS;
     return {
       kind: "reply",
       message: reply,
       to: replyTarget(msg, reply, arrival),
-      maxSize,
+      maxSize: replyMaxSize(msg),
       afterCommit,
     };
   }
@@ -671,6 +746,7 @@ export class DhcpCore {
       return this.#drop("pool-exhausted", msg);
     }
     this.#holdOffer(subnet, address, c, now);
+    this.#limitOffers(subnet, address, service);
     const reply = this.#reply(
       msg,
       DhcpType.DHCPOFFER,
@@ -983,5 +1059,5 @@ function buildSubnet(config: SubnetConfig, global: OptionMap): SubnetRuntime {
     free.exclude(address);
     backup.exclude(address);
   }
-  return { config, options, free, backup, byHw, byClientId, reserved };
+  return { config, options, free, backup, byHw, byClientId, reserved, offered: new OfferQueue() };
 }

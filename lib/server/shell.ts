@@ -9,6 +9,7 @@ import { StoreError, WireError } from "../errors.ts";
 import { decodeDhcp, dhcpTypeName, encodeDhcp, getMessageType } from "../wire/dhcp.ts";
 import { formatIpv4 } from "../wire/ip.ts";
 import type { DhcpCore, DhcpEffect, ReplyEffect } from "./dhcp.ts";
+import { MAX_REQUEST_SIZE } from "./guard.ts";
 import type { Received, Transport } from "./transport.ts";
 
 /** Options for DhcpShell. */
@@ -151,6 +152,15 @@ export class DhcpShell {
   }
 
   #onPacket(p: Received, transport: Transport): void {
+    if (p.data.length > MAX_REQUEST_SIZE) {
+      // Both transports accept the same: the FFI one cannot receive more (guard.ts).
+      this.#o.core.countDropped("oversized");
+      this.#o.logger.debug("Dropped oversized DHCP packet", {
+        from: `${formatIpv4(p.srcAddress)}:${p.srcPort}`,
+        bytes: p.data.length,
+      });
+      return;
+    }
     let msg;
     try {
       msg = decodeDhcp(p.data);

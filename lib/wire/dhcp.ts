@@ -188,11 +188,17 @@ export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
     );
   }
 
-  const state: ParseState = { options: new Map(), overloadAt: -1, overload: undefined, typeAt: -1 };
+  const state: ParseState = {
+    options: new Map(),
+    repeats: new Map(),
+    overloadAt: -1,
+    overload: [],
+    typeAt: -1,
+  };
   // RFC 2131 §4.1: options field first, then file, then sname.
   parseOptionArea(bytes, OPTIONS_OFFSET, bytes.length, "options field", true, state);
-  if (state.overload !== undefined) {
-    const v = state.overload;
+  if (state.overload.length > 0) {
+    const v = joinParts(state.overload);
     if (v.length !== 1 || (v[0] as number) < 1 || (v[0] as number) > 3) {
       throw new WireError(
         "dhcp",
@@ -219,6 +225,9 @@ export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
       );
     }
   }
+  // RFC 3396 §7: instances of one option are concatenated in the order they appear; joined
+  // once here, so that many instances cost linear time.
+  for (const [code, parts] of state.repeats) state.options.set(code, joinParts(parts));
   const type = state.options.get(Opt.MESSAGE_TYPE);
   if (type !== undefined && type.length !== 1) {
     throw new WireError(
@@ -247,9 +256,12 @@ export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
 }
 
 interface ParseState {
+  /** Each option's value; for a repeated option, its first instance until decodeDhcp joins. */
   options: Map<number, Uint8Array>;
-  /** Concatenated option 52 value seen in the options field. */
-  overload: Uint8Array | undefined;
+  /** Every instance of each option that appeared more than once, in order (RFC 3396). */
+  repeats: Map<number, Uint8Array[]>;
+  /** The instances of option 52 seen in the options field. */
+  overload: Uint8Array[];
   overloadAt: number;
   /** Offset of the first option 53 instance. */
   typeAt: number;
@@ -289,23 +301,33 @@ function parseOptionArea(
     if (code === Opt.OVERLOAD) {
       // RFC 2131 §4.1: option 52 is only meaningful in the options field.
       if (isOptionsField) {
-        if (state.overload === undefined) state.overloadAt = at;
-        state.overload = concat(state.overload, value);
+        if (state.overload.length === 0) state.overloadAt = at;
+        state.overload.push(value);
       }
       continue;
     }
     if (code === Opt.MESSAGE_TYPE && state.typeAt < 0) state.typeAt = at;
     const prev = state.options.get(code);
-    // RFC 3396 §7: instances of one option are concatenated in the order they appear.
-    state.options.set(code, prev === undefined ? value : concat(prev, value));
+    if (prev === undefined) {
+      state.options.set(code, value);
+      continue;
+    }
+    const parts = state.repeats.get(code);
+    if (parts === undefined) state.repeats.set(code, [prev, value]);
+    else parts.push(value);
   }
 }
 
-function concat(a: Uint8Array | undefined, b: Uint8Array): Uint8Array {
-  if (a === undefined) return b.slice();
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
+/** One new array holding the parts in order. */
+function joinParts(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }
 

@@ -45,6 +45,7 @@ export function standaloneParts(): StatusParts {
       received: { DHCPREQUEST: 40, DHCPDISCOVER: 45, DHCPRELEASE: 1 },
       sent: { DHCPOFFER: 45, DHCPACK: 39, DHCPNAK: 1 },
       dropped: { "pool-exhausted": 4, "not-ours": 2 },
+      offersRecycled: 0,
     },
     shell: shellCounters([[0.5, 3], [1, 2], [2, 0], [5, 1], [Infinity, 1]], 1234.5),
     storeFailing: false,

@@ -203,7 +203,10 @@ Deno.test("startControl() replaces a stale socket and refuses a live one or a pl
   const dir = await Deno.makeTempDir({ prefix: "duet-control-" });
   const socket = `${dir}/c.sock`;
   const fake = {
-    core: { utilisation: () => [], counters: { received: {}, sent: {}, dropped: {} } },
+    core: {
+      utilisation: () => [],
+      counters: { received: {}, sent: {}, dropped: {}, offersRecycled: 0 },
+    },
     shell: {
       counters: {
         malformed: 0,

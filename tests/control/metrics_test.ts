@@ -32,6 +32,7 @@ Deno.test("renderMetrics() writes HELP and TYPE before every family and parses b
     ["duet_packets_dropped_total", "counter"],
     ["duet_packets_malformed_total", "counter"],
     ["duet_packets_send_failed_total", "counter"],
+    ["duet_offers_recycled_total", "counter"],
     ["duet_leases", "gauge"],
     ["duet_pool_addresses", "gauge"],
     ["duet_pool_free_addresses", "gauge"],

@@ -387,8 +387,9 @@ Deno.test("DhcpCore tick() expires leases at their end and holds offers only off
   assert.equal(e.lease.state, "expired");
   assert.equal(e.lease.address, ack.yiaddr);
 
-  // Offers: two clients take the other two addresses; a third gets nothing until a hold lapses.
-  const ctx2 = setup();
+  // Offers: three clients take the three addresses; a fourth gets nothing until a hold lapses
+  // (offer-limit 100: offers may hold the whole pool; tests/server/dhcp_abuse_test.ts has the cap).
+  const ctx2 = setup("offer-limit: 100\n");
   replyOf(run(ctx2, buildRequest(DhcpType.DHCPDISCOVER, mac(1), { xid: 1 }), DIRECT));
   replyOf(run(ctx2, buildRequest(DhcpType.DHCPDISCOVER, mac(2), { xid: 2 }), DIRECT));
   replyOf(run(ctx2, buildRequest(DhcpType.DHCPDISCOVER, mac(3), { xid: 3 }), DIRECT));
