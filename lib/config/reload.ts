@@ -151,6 +151,8 @@ const LIVE_FIELDS: [string, keyof Config][] = [
   ["commit", "commitBatch"],
   ["log-level", "logLevel"],
   ["hooks", "hooks"],
+  // The abuse defences live in the DHCP core, which a reload builds anew.
+  ["rate-limit/offer-limit/relay-allow", "guard"],
 ];
 
 const RESTART = "restart duet to apply it";

@@ -78,6 +78,11 @@ Deno.test("planReload() applies safe changes live", async (t) => {
     ],
     ["offer-hold", BASE + "offer-hold: 30\n", ["offer-hold"]],
     [
+      "abuse defences",
+      BASE + "offer-limit: 25\n",
+      ["rate-limit/offer-limit/relay-allow"],
+    ],
+    [
       "authoritative",
       BASE + "authoritative: false\n",
       ["authoritative", "subnets.0.authoritative (192.0.2.0/24)"],
