@@ -4,8 +4,9 @@ import { applyPeerFlags, loadConfig, readSharedSecret } from "../config/config.t
 import type { Config } from "../config/types.ts";
 import { ConfigError, StoreError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../log.ts";
+import { type ClockSources, CoreLeaseView, ProtocolClock, startStep } from "../server/clock.ts";
 import { DhcpCore } from "../server/dhcp.ts";
-import { DhcpShell } from "../server/shell.ts";
+import { DhcpShell, SYSTEM_CLOCK_SOURCES } from "../server/shell.ts";
 import type { Transport } from "../server/transport.ts";
 import { openDenoTransport } from "../server/udp_deno.ts";
 import { openFfiTransport } from "../server/udp_ffi.ts";
@@ -91,12 +92,39 @@ export function linkSettings(config: Config, secret: Uint8Array | null): LinkSet
   };
 }
 
-/** The real clock and timers for the failover endpoint. */
-export const SYSTEM_CLOCK: EndpointClock = {
-  now: () => Date.now() / 1000,
-  schedule: (fn, ms) => setTimeout(fn, Math.min(ms, 2 ** 31 - 1)),
-  cancel: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
-};
+/**
+ * The failover endpoint's clock: the DHCP shell's protocol clock on the timeline of the stored
+ * lease times (ProtocolClock.storeNow(): the system clock, with a step taking effect when the
+ * shell moves the stored times by it), and real timers (monotonic, so steps do not move them).
+ */
+export function endpointClock(clock: ProtocolClock): EndpointClock {
+  return {
+    now: () => clock.storeNow(),
+    schedule: (fn, ms) => setTimeout(fn, Math.min(ms, 2 ** 31 - 1)),
+    cancel: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+  };
+}
+
+/**
+ * Test hook of `duet serve --test-clock-offset-file FILE`: the system wall clock plus the
+ * number of seconds written in FILE, read again at every reading (missing or not a number: 0).
+ * Lets a test step the clock one server sees without touching the machine's clock.
+ */
+export function offsetClockSources(file: string): ClockSources {
+  return {
+    wallMs: () => Date.now() + readOffsetSeconds(file) * 1000,
+    monoMs: () => performance.now(),
+  };
+}
+
+function readOffsetSeconds(file: string): number {
+  try {
+    const n = Number(Deno.readTextFileSync(file).trim());
+    return Number.isFinite(n) ? n : 0;
+  } catch {
+    return 0;
+  }
+}
 
 /** Options of startServer(). */
 export interface StartOptions {
@@ -107,6 +135,8 @@ export interface StartOptions {
   machine?: Partial<MachineOptions>;
   /** Seconds between dials of an unreachable partner (default 5). */
   peerRetrySeconds?: number;
+  /** Where the protocol clock reads time (default: the system's; tests step a fake). */
+  clockSources?: ClockSources;
 }
 
 /** Opens the database and sockets of a configuration and starts serving. */
@@ -120,7 +150,10 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     store.close();
     throw e;
   }
-  const core = new DhcpCore(config, store, { logger: options.logger });
+  const clock = new ProtocolClock(options.clockSources ?? SYSTEM_CLOCK_SOURCES);
+  alignStoredTimes(store, clock, options.logger);
+  // The core reads the leases on the protocol clock's timeline (lib/server/clock.ts).
+  const core = new DhcpCore(config, new CoreLeaseView(store, clock), { logger: options.logger });
   let failover: FailoverEndpoint | null = null;
   const shell = new DhcpShell({
     core,
@@ -129,6 +162,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     logger: options.logger,
     commitDelayMs: config.commitDelayMs,
     commitBatch: config.commitBatch,
+    clock,
     onCommitted: (addresses) => failover?.leasesCommitted(addresses),
   });
   let peer: PeerService | null = null;
@@ -142,7 +176,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
       core,
       shell,
       logger: options.logger,
-      clock: SYSTEM_CLOCK,
+      clock: endpointClock(clock),
       ...(options.machine ? { machine: options.machine } : {}),
       ...(options.peerRetrySeconds !== undefined ? { retrySeconds: options.peerRetrySeconds } : {}),
     });
@@ -176,6 +210,33 @@ export function startServer(config: Config, options: StartOptions): RunningServe
   };
 }
 
+/**
+ * Before the core loads the leases: when the database holds lease times later than the system
+ * clock (it went backwards across the restart, e.g. a router without a battery-backed clock
+ * that has not synchronised yet), every stored time moves back by the difference, so that each
+ * lease keeps the time it had left (lib/server/clock.ts startStep()).
+ */
+function alignStoredTimes(store: SqliteLeaseStore, clock: ProtocolClock, logger: Logger): void {
+  const newest = store.newestTime();
+  const step = startStep(newest, clock.wall());
+  if (step === 0) return;
+  logger.warn("System clock is behind the lease database: moving every lease time back", {
+    step: `${step}s`,
+    clock: new Date(clock.wall() * 1000).toISOString(),
+    newest: new Date(newest * 1000).toISOString(),
+  });
+  try {
+    store.shiftTimes(step);
+    store.commit();
+  } catch (e) {
+    if (!(e instanceof StoreError)) throw e;
+    store.rollback();
+    logger.error("Cannot move the lease times back; leases keep their stored times", {
+      error: e.message,
+    });
+  }
+}
+
 /** Stops an endpoint whose start failed, in the background (its timers must not linger). */
 function await0(failover: FailoverEndpoint): void {
   failover.stop().catch(() => {});
@@ -195,6 +256,8 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
         transport: { type: "string" },
         peer: { type: "string" },
         role: { type: "string" },
+        // A test hook, not in --help: README "Testing clock steps".
+        "test-clock-offset-file": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -252,7 +315,13 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
 
   let server: RunningServer;
   try {
-    server = startServer(config, { logger, transport, secret });
+    const offsetFile = values["test-clock-offset-file"];
+    server = startServer(config, {
+      logger,
+      transport,
+      secret,
+      ...(offsetFile !== undefined ? { clockSources: offsetClockSources(offsetFile) } : {}),
+    });
   } catch (e) {
     if (e instanceof StoreError || e instanceof Error) {
       logger.error("Cannot start", { error: e.message });

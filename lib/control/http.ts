@@ -15,7 +15,7 @@ import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
 import type { DhcpCounters } from "../server/dhcp.ts";
-import type { ShellCounters } from "../server/shell.ts";
+import type { ClockHealth, ShellCounters, StoreHealth } from "../server/shell.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
 import { type Lease, LEASE_STATES, type LeaseFilter, type LeaseState } from "../store/store.ts";
 import { formatIpv4, parseIpv4, parseMac } from "../wire/ip.ts";
@@ -35,7 +35,12 @@ export interface ControlSource {
     utilisation(): { subnet: string; size: number; free: number }[];
     readonly counters: DhcpCounters;
   };
-  shell: { readonly counters: ShellCounters; readonly storeFailing: boolean };
+  shell: {
+    readonly counters: ShellCounters;
+    readonly storeFailing: boolean;
+    readonly storeHealth?: StoreHealth;
+    readonly clockHealth?: ClockHealth;
+  };
   store: { countByState(): Record<LeaseState, number> };
   transports: readonly { readonly name: string }[];
   peer: { status(): PeerStatus } | null;
@@ -192,6 +197,8 @@ export async function startControl(
 ): Promise<ControlServer> {
   const { socket, logger, config } = options;
   const startedAt = options.startedAt ?? Date.now() / 1000;
+  // Uptime from the monotonic clock: a step of the system clock does not change it.
+  const startedMono = performance.now();
   const openLeases = options.openLeases ??
     (() => SqliteLeaseStore.open(config.database, { readOnly: true }));
 
@@ -200,7 +207,7 @@ export async function startControl(
     return buildStatus({
       version: VERSION,
       pid: Deno.pid,
-      now: Date.now() / 1000,
+      now: startedAt + (performance.now() - startedMono) / 1000,
       startedAt,
       database: config.database,
       listen: source.transports.map((t) => t.name),
@@ -209,6 +216,8 @@ export async function startControl(
       dhcp: source.core.counters,
       shell: source.shell.counters,
       storeFailing: source.shell.storeFailing,
+      ...(source.shell.storeHealth ? { storeHealth: source.shell.storeHealth } : {}),
+      ...(source.shell.clockHealth ? { clock: source.shell.clockHealth } : {}),
       failover: f
         ? {
           role: f.role,

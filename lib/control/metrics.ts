@@ -106,6 +106,13 @@ export function renderMetrics(s: StatusSnapshot): string {
       samples: labelled("reason", s.dhcp.dropped),
     },
     {
+      name: "duet_packets_withheld_total",
+      help:
+        "Replies not sent because the lease database could not record their lease, by message type.",
+      type: "counter",
+      samples: labelled("type", s.dhcp.withheld),
+    },
+    {
       name: "duet_packets_malformed_total",
       help: "Datagrams that did not decode as DHCP.",
       type: "counter",
@@ -136,6 +143,13 @@ export function renderMetrics(s: StatusSnapshot): string {
       samples: s.subnets.map((n) => ({ labels: [["subnet", n.subnet]], value: n.free })),
     },
     {
+      name: "duet_db_writable",
+      help:
+        "1 while the lease database accepts writes, 0 while it refuses them (no OFFER or ACK is sent).",
+      type: "gauge",
+      samples: [{ value: s.db.writable ? 1 : 0 }],
+    },
+    {
       name: "duet_db_commits_total",
       help: "Lease database transactions committed.",
       type: "counter",
@@ -158,6 +172,12 @@ export function renderMetrics(s: StatusSnapshot): string {
       help: "Time to COMMIT one batch of leases, in milliseconds.",
       type: "histogram",
       samples: histogramSamples(s.db.commitLatencyMs),
+    },
+    {
+      name: "duet_clock_steps_total",
+      help: "Steps of the system clock applied to the stored lease times.",
+      type: "counter",
+      samples: [{ value: s.clock.steps }],
     },
   ];
   const f = s.failover;

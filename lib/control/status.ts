@@ -4,7 +4,7 @@
  * turns them into one plain JSON-able object.
  */
 import type { DhcpCounters } from "../server/dhcp.ts";
-import type { ShellCounters } from "../server/shell.ts";
+import type { ClockHealth, ShellCounters, StoreHealth } from "../server/shell.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
 import { LEASE_STATES, type LeaseState } from "../store/store.ts";
 import { serverStateName } from "../wire/failover.ts";
@@ -96,6 +96,11 @@ export interface StatusSnapshot {
     sent: Record<string, number>;
     /** Requests answered with nothing, per reason. */
     dropped: Record<string, number>;
+    /**
+     * Replies decided on but not sent because the database could not record their lease
+     * (DHCPOFFER, DHCPACK), per message type; not counted in `sent`.
+     */
+    withheld: Record<string, number>;
     /** Datagrams that did not decode as DHCP. */
     malformed: number;
     sendFailed: number;
@@ -106,7 +111,19 @@ export interface StatusSnapshot {
     leasesCommitted: number;
     /** True while the database refuses writes (acknowledgements are withheld). */
     storeFailing: boolean;
+    /** The opposite of storeFailing: writes (and their syncs) succeed. */
+    writable: boolean;
+    /** ISO 8601 UTC start of the current outage, or null while writable. */
+    failingSince: string | null;
+    /** The error of the latest failed write, commit or sync (kept after recovery), or null. */
+    lastError: string | null;
     commitLatencyMs: Histogram;
+  };
+  /** Steps of the system clock that were applied to the stored lease times (README). */
+  clock: {
+    steps: number;
+    /** The last step in seconds (positive: forward), or null. */
+    lastStepSeconds: number | null;
   };
   failover: FailoverStatus | null;
 }
@@ -125,6 +142,10 @@ export interface StatusParts {
   dhcp: DhcpCounters;
   shell: ShellCounters;
   storeFailing: boolean;
+  /** The shell's view of the database (DhcpShell.storeHealth); derived from storeFailing if absent. */
+  storeHealth?: StoreHealth;
+  /** DhcpShell.clockHealth; no steps if absent. */
+  clock?: ClockHealth;
   failover: {
     role: "primary" | "secondary";
     relationship: string;
@@ -139,6 +160,10 @@ function sorted(r: Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const k of Object.keys(r).sort()) out[k] = r[k] as number;
   return out;
+}
+
+function isoSeconds(t: number): string {
+  return new Date(t * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 function histogramOf(map: ReadonlyMap<number, number>, sum: number): Histogram {
@@ -187,6 +212,7 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
   const leases = {} as Record<LeaseState, number>;
   for (const s of LEASE_STATES) leases[s] = parts.leases[s] ?? 0;
   const failover = parts.failover === null ? null : failoverOf(parts.failover);
+  const health = parts.storeHealth;
   return {
     state: failover?.state?.toLowerCase() ?? null,
     "partner-state": failover?.partner?.state.toLowerCase() ?? null,
@@ -202,6 +228,7 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
       received: sorted(parts.dhcp.received),
       sent: sorted(parts.dhcp.sent),
       dropped: sorted(parts.dhcp.dropped),
+      withheld: sorted(parts.shell.withheld),
       malformed: parts.shell.malformed,
       sendFailed: parts.shell.sendFailed,
     },
@@ -210,7 +237,16 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
       commitFailures: parts.shell.commitFailures,
       leasesCommitted: parts.shell.leasesCommitted,
       storeFailing: parts.storeFailing,
+      writable: !parts.storeFailing,
+      failingSince: parts.storeFailing && health?.failingSince != null
+        ? isoSeconds(health.failingSince)
+        : null,
+      lastError: health?.lastError ?? null,
       commitLatencyMs: histogramOf(parts.shell.commitLatencyMs, parts.shell.commitLatencySumMs),
+    },
+    clock: {
+      steps: parts.clock?.steps ?? 0,
+      lastStepSeconds: parts.clock?.lastStepSeconds ?? null,
     },
     failover,
   };
@@ -276,6 +312,8 @@ export function renderStatus(s: StatusSnapshot): string {
   row("leases", leaseCounts.length > 0 ? leaseCounts.join(", ") : "none");
   row("received", counts(s.dhcp.received));
   row("sent", counts(s.dhcp.sent));
+  const withheld = Object.values(s.dhcp.withheld ?? {}).some((n) => n > 0);
+  if (withheld) row("withheld", counts(s.dhcp.withheld));
   const dropped = { ...s.dhcp.dropped };
   if (s.dhcp.malformed > 0) dropped.malformed = s.dhcp.malformed;
   if (s.dhcp.sendFailed > 0) dropped["send-failed"] = s.dhcp.sendFailed;
@@ -287,6 +325,13 @@ export function renderStatus(s: StatusSnapshot): string {
     `${s.db.commits} (${s.db.leasesCommitted} leases${mean}), ${s.db.commitFailures} failed` +
       (s.db.storeFailing ? ", DATABASE REFUSING WRITES" : ""),
   );
+  if (s.db.storeFailing) {
+    row("db error", `${s.db.lastError ?? "unknown"} (since ${s.db.failingSince ?? "?"})`);
+  }
+  if (s.clock && s.clock.steps > 0) {
+    const last = s.clock.lastStepSeconds ?? 0;
+    row("clock", `${s.clock.steps} step(s) applied, last ${last > 0 ? "+" : ""}${last} s`);
+  }
   row("failover", failoverLine(s.failover));
   return lines.join("\n") + "\n";
 }

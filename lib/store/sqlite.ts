@@ -461,6 +461,9 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     } catch (e) {
       const lost = this.#inBatch;
       if (lost) this.#abandonBatch();
+      // The failed write itself is lost even when it would have opened the batch.
+      else this.#discardedBatches++;
+      if (address !== null) this.#discardedAddresses.push(address);
       throw new StoreError(
         `Cannot write lease database "${this.path}": ${messageOf(e)}` +
           (lost ? " (the uncommitted batch was rolled back)" : ""),

@@ -111,8 +111,8 @@ export interface LeaseStore extends LeaseView {
   readonly pending: number;
   /**
    * What was lost since the last call: how many write batches ended without a commit (a
-   * rollback, a failed commit, or a failed write, which discards its whole batch) and the
-   * addresses they wrote. Whoever shares the batch (the DHCP shell, the failover endpoint)
+   * rollback, a failed commit, or a failed write, which discards its whole batch and counts
+   * as one lost batch even when it was the first write of one) and the addresses they wrote. Whoever shares the batch (the DHCP shell, the failover endpoint)
    * MUST NOT acknowledge anything that waited for a lost batch, and MUST re-read those
    * addresses: what it derived from the writes is gone with them.
    */
