@@ -188,6 +188,15 @@ export class DhcpLoad {
     );
   }
 
+  /** A DHCPDISCOVER alone; the reply (an OFFER) or undefined. */
+  async discover(mac: Uint8Array, timeoutMs: number): Promise<DhcpMessage | undefined> {
+    this.#receiver ??= this.#receive();
+    return await this.#exchange(
+      buildRequest(DhcpType.DHCPDISCOVER, mac, { xid: this.#xid(), giaddr: this.#giaddr }),
+      timeoutMs,
+    );
+  }
+
   /** A full DISCOVER/OFFER/REQUEST exchange for one new client; the final reply or undefined. */
   async lease(mac: Uint8Array, timeoutMs: number): Promise<DhcpMessage | undefined> {
     this.#receiver ??= this.#receive();
