@@ -13,6 +13,10 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
+import { type RunningServer, startServer } from "../../lib/cli/serve.ts";
+import { parseConfig } from "../../lib/config/config.ts";
+import type { Config } from "../../lib/config/types.ts";
+import { createLogger } from "../../lib/log.ts";
 import { SqliteLeaseStore } from "../../lib/store/sqlite.ts";
 import { DhcpType, getMessageType } from "../../lib/wire/dhcp.ts";
 import { formatIpv4, formatMac, parseIpv4 } from "../../lib/wire/ip.ts";
@@ -323,3 +327,123 @@ function boundClient(load: DhcpLoad, n: number): { mac: Uint8Array; address: num
   assert.ok(ack, `client ${n} has no lease`);
   return { mac: mac(n), address: parseIpv4(ack.address) as number };
 }
+
+function freeTcpPort(): number {
+  const l = Deno.listen({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+function pairConfig(
+  db: string,
+  role: "primary" | "secondary",
+  udpPort: number,
+  port: number,
+  peerPort: number,
+): Config {
+  return parseConfig(
+    `database: ${db}
+listen:
+  - address: 127.0.0.1
+    port: ${udpPort}
+lease-time: { default: 600, max: 3600 }
+subnets:
+  - subnet: 198.18.0.0/16
+    relays: [127.0.0.1]
+    pools:
+      - range: 198.18.1.0 - 198.18.1.250
+failover:
+  role: ${role}
+  address: 127.0.0.1
+  port: ${port}
+  peer: 127.0.0.1
+  peer-port: ${peerPort}
+  relationship: full-disk
+  max-response-delay: 6
+${role === "primary" ? "  mclt: 60\n  split: 128\n" : ""}`,
+    `${db}.yaml`,
+  );
+}
+
+Deno.test("a failover secondary whose disk is full does not BNDACK an update it could not store", async (t) => {
+  if (!requireOrSkip(t, prerequisites([]))) return;
+  const dir = await Deno.makeTempDir({ prefix: "duet-full-pair-" });
+  const mnt = `${dir}/mnt`;
+  await Deno.mkdir(mnt);
+  let mounted = false;
+  const servers: RunningServer[] = [];
+  const lines = { primary: [] as string[], secondary: [] as string[] };
+  const udpPort = freeUdpPort();
+  const load = new DhcpLoad({ hostname: "127.0.0.1", port: udpPort, clients: 0, seed: 10 });
+  try {
+    await must(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", mnt]);
+    mounted = true;
+    const [pPort, sPort] = [freeTcpPort(), freeTcpPort()];
+    const primaryConfig = pairConfig(`${dir}/primary.db`, "primary", udpPort, pPort, sPort);
+    const secondaryDb = `${mnt}/secondary.db`;
+    const secondaryConfig = pairConfig(secondaryDb, "secondary", freeUdpPort(), sPort, pPort);
+    const logger = (out: string[]) => createLogger({ level: "info", write: (l) => out.push(l) });
+    const primary = startServer(primaryConfig, {
+      logger: logger(lines.primary),
+      transport: "deno",
+      peerRetrySeconds: 1,
+    });
+    servers.push(primary);
+    const secondary = startServer(secondaryConfig, {
+      logger: logger(lines.secondary),
+      transport: "deno",
+      peerRetrySeconds: 1,
+    });
+    servers.push(secondary);
+    const normal = (s: RunningServer) => s.failover?.status().state === "NORMAL";
+    await until(
+      "both servers in NORMAL",
+      () => Promise.resolve(normal(primary) && normal(secondary)),
+      20_000,
+    );
+
+    // With room on the disk, an update is stored and acknowledged (draft-12 §7.2.2: tsfp).
+    const first = await load.lease(mac(1), 2000);
+    assert.equal(first && getMessageType(first), DhcpType.DHCPACK);
+    const a1 = first?.yiaddr as number;
+    await until(
+      "the first BNDACK",
+      () => Promise.resolve((primary.store.get(a1)?.tsfp ?? 0) > 0),
+      5000,
+    );
+    assert.equal(secondary.store.get(a1)?.state, "active");
+
+    await fill(`${mnt}/fill`, 4 * 1024 * 1024);
+    const second = await load.lease(mac(2), 2000);
+    assert.equal(second && getMessageType(second), DhcpType.DHCPACK, "the primary's disk is fine");
+    const a2 = second?.yiaddr as number;
+    // draft-12 §7.2: a BNDACK only after the binding is committed to stable storage.
+    await until(
+      "the secondary to refuse",
+      () =>
+        Promise.resolve(lines.secondary.some((l) => l.includes("its bindings are not durable"))),
+      5000,
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(primary.store.get(a2)?.tsfp, 0, "no BNDACK for the update the secondary lost");
+    assert.equal(secondary.store.get(a2), undefined, "and it is not in the secondary's database");
+    assert.equal(secondary.shell.storeFailing, true);
+    assert.ok(lines.secondary.some((l) => l.includes("Lease database refuses writes")));
+
+    await Deno.remove(`${mnt}/fill`);
+    await until(
+      "the secondary to recover",
+      () => Promise.resolve(!secondary.shell.storeFailing),
+      5000,
+    );
+    for (const s of servers.splice(0)) await s.stop();
+    assert.deepEqual(integrity(secondaryDb), ["ok"]);
+    assert.deepEqual(integrity(primaryConfig.database), ["ok"]);
+  } finally {
+    await load.stop();
+    for (const s of servers) await s.stop();
+    if (mounted) await sh(["umount", mnt]);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
