@@ -112,7 +112,7 @@ export function endpointClock(clock: ProtocolClock): EndpointClock {
  */
 export function offsetClockSources(file: string): ClockSources {
   return {
-    wallMs: () => Date.now() + readOffsetSeconds(file) * 1000,
+    wallMs: () => SYSTEM_CLOCK_SOURCES.wallMs() + readOffsetSeconds(file) * 1000,
     monoMs: () => performance.now(),
   };
 }

@@ -18,9 +18,14 @@ import { type ClockSources, ProtocolClock, shiftLease } from "./clock.ts";
 import type { DhcpCore, DhcpEffect, ReplyEffect } from "./dhcp.ts";
 import type { Received, Transport } from "./transport.ts";
 
-/** The system's clocks: Date.now() may step, performance.now() does not. */
+/**
+ * The system's clocks: Date.now() may step, performance.now() does not. Date.now() drops the
+ * fraction of its millisecond; adding 1 ms keeps the protocol clock, anchored on one reading,
+ * from running up to 1 ms behind the real time, so a request that arrives in the first
+ * millisecond of a second is not dated in the second before (the lease would end 1 s early).
+ */
 export const SYSTEM_CLOCK_SOURCES: ClockSources = {
-  wallMs: () => Date.now(),
+  wallMs: () => Date.now() + 1,
   monoMs: () => performance.now(),
 };
 
