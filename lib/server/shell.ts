@@ -136,7 +136,7 @@ export class DhcpShell {
   #failures = 0;
   #failingSince: number | null = null;
   #lastError: string | null = null;
-  #outage = { failures: 0, withheld: 0, reminderAt: 0 };
+  #outage = { failures: 0, withheld: 0, startedMono: 0, reminderAt: 0 };
   /** The step last logged, so that a step whose move keeps failing is logged once. */
   #stepLogged: number | null = null;
 
@@ -418,7 +418,12 @@ export class DhcpShell {
     if (!this.#failing) {
       this.#failing = true;
       this.#failingSince = Math.floor(this.#clock.storeNow());
-      this.#outage = { failures: 1, withheld: 0, reminderAt: mono + STORE_REMINDER_SECONDS * 1000 };
+      this.#outage = {
+        failures: 1,
+        withheld: 0,
+        startedMono: mono,
+        reminderAt: mono + STORE_REMINDER_SECONDS * 1000,
+      };
       log.error(
         "Lease database refuses writes: withholding DHCPOFFER and DHCPACK until it accepts them again",
         { error: e.message, during: message },
@@ -439,11 +444,11 @@ export class DhcpShell {
   }
 
   #recovered(): void {
-    const since = this.#failingSince ?? Math.floor(this.#clock.storeNow());
     this.#failing = false;
     this.#failingSince = null;
+    const seconds = (this.#clock.monoMs() - this.#outage.startedMono) / 1000;
     this.#o.logger.warn("Lease database writable again", {
-      after: `${Math.max(0, Math.floor(this.#clock.storeNow()) - since)}s`,
+      after: `${Math.max(0, Math.floor(seconds))}s`,
       failures: this.#outage.failures,
       withheld: this.#outage.withheld,
     });
@@ -526,21 +531,25 @@ export class DhcpShell {
   }
 
   /**
-   * Runs every tickSeconds: applies a wall-clock step if there was one, expires offers and
-   * leases, and probes a failing database when nothing else would.
+   * Runs every tickSeconds: applies a wall-clock step if there was one, then expires offers
+   * and leases; while the database is failing it probes it instead.
    */
   tick(): void {
     const step = this.#clock.pendingStep();
     if (step !== 0) this.#applyClockStep(step);
+    if (this.#failing) {
+      // Expiry waits for the database: nothing is granted meanwhile, and expiries whose
+      // commit failed would be gone from the core's expiry queue (DhcpCore.resync() re-reads
+      // an address but does not queue it again).
+      if (this.#syncing === null && this.#o.store.pending === 0 && this.#waiting.length === 0) {
+        this.#probe();
+      }
+      return;
+    }
     const effects = this.#o.core.tick(Math.floor(this.#clock.now()));
     if (effects.length > 0) {
       this.#run(effects, null);
       this.flush();
-    } else if (
-      this.#failing && this.#syncing === null && this.#o.store.pending === 0 &&
-      this.#waiting.length === 0
-    ) {
-      this.#probe();
     }
   }
 }

@@ -293,6 +293,34 @@ Deno.test("DhcpShell withholds OFFERs and ACKs while the database refuses writes
   }
 });
 
+Deno.test("DhcpShell expires no lease while the database refuses writes, and catches up after", async () => {
+  const { store, transport, shell, time } = setup();
+  try {
+    const address = await leaseOne(transport, store, MAC);
+    store.failCommit = true;
+    discover(transport, new Uint8Array([2, 0, 0, 0, 0, 2]));
+    transport.deliver(
+      encodeDhcp(buildRequest(DhcpType.DHCPREQUEST, new Uint8Array([2, 0, 0, 0, 0, 2]), {
+        xid: 8,
+        requested: 0xc0000265,
+        serverId: 0xc0000201,
+      })),
+    );
+    assert.equal(shell.storeFailing, true);
+    time.advance(3700); // past the lease's end
+    shell.tick();
+    assert.equal(store.get(address)?.state, "active", "expiry waits for the database");
+    store.failCommit = false;
+    shell.tick(); // the probe commits; recovery after its sync
+    await drainSyncs(store);
+    assert.equal(shell.storeFailing, false);
+    shell.tick();
+    assert.equal(store.get(address)?.state, "expired", "and happens once it is back");
+  } finally {
+    await stopShell(shell, store);
+  }
+});
+
 Deno.test("DhcpShell sends no ACK that waited for a batch another writer's failed write discarded", async (t) => {
   await t.step("the failed write comes before the end of the burst", async () => {
     const { store, transport, shell } = setup();
