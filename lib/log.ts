@@ -30,8 +30,13 @@ export interface LoggerOptions {
   format?: "text" | "json";
   /** Where lines go; defaults to stderr. */
   write?: (line: string) => void;
-  /** Clock in milliseconds, for rate limiting. */
+  /** Wall clock in epoch milliseconds, for the timestamps (default Date.now). */
   now?: () => number;
+  /**
+   * Monotonic milliseconds, for the rate limit's windows (default performance.now): a step of
+   * the system clock must neither silence a message for as long as the step nor unmute it.
+   */
+  monoNow?: () => number;
 }
 
 const encoder = new TextEncoder();
@@ -47,27 +52,28 @@ export function createLogger(options: LoggerOptions = {}): LevelLogger {
   const format = options.format ?? "text";
   const write = options.write ?? writeStderr;
   const now = options.now ?? (() => Date.now());
+  const monoNow = options.monoNow ?? (() => performance.now());
   const windows = new Map<string, { start: number; count: number; dropped: number }>();
   const WINDOW_MS = 10_000;
   const LIMIT = 20;
 
   function emit(level: LogLevel, msg: string, fields?: LogFields): void {
     if (RANK[level] < min) return;
-    const t = now();
+    const m = monoNow();
     let w = windows.get(msg);
-    if (!w || t - w.start >= WINDOW_MS) {
+    if (!w || m - w.start >= WINDOW_MS) {
       if (w && w.dropped > 0) {
-        line("warn", `Suppressed ${w.dropped} repeats of a log message`, { message: msg }, t);
+        line("warn", `Suppressed ${w.dropped} repeats of a log message`, { message: msg }, now());
       }
       if (windows.size > 1000) windows.clear();
-      w = { start: t, count: 0, dropped: 0 };
+      w = { start: m, count: 0, dropped: 0 };
       windows.set(msg, w);
     }
     if (++w.count > LIMIT) {
       w.dropped++;
       return;
     }
-    line(level, msg, fields, t);
+    line(level, msg, fields, now());
   }
 
   function line(level: LogLevel, msg: string, fields: LogFields | undefined, t: number): void {

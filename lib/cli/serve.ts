@@ -19,8 +19,9 @@ import { ConfigError, type ConfigProblem, StoreError } from "../errors.ts";
 import { classifyChange } from "../hooks/event.ts";
 import { hookPermissionProblem, HookRunner } from "../hooks/runner.ts";
 import { createLogger, type LevelLogger, type Logger, type LogLevel } from "../log.ts";
+import { type ClockSources, CoreLeaseView, ProtocolClock, startStep } from "../server/clock.ts";
 import { DhcpCore, type DhcpCounters, type FailoverView } from "../server/dhcp.ts";
-import { DhcpShell, type LeaseChange } from "../server/shell.ts";
+import { DhcpShell, type LeaseChange, SYSTEM_CLOCK_SOURCES } from "../server/shell.ts";
 import type { LeaseView } from "../store/store.ts";
 import { type PoolStatus, poolUsage } from "../control/pools.ts";
 import type { Transport } from "../server/transport.ts";
@@ -152,12 +153,39 @@ export function linkSettings(config: Config, secret: Uint8Array | null): LinkSet
   };
 }
 
-/** The real clock and timers for the failover endpoint. */
-export const SYSTEM_CLOCK: EndpointClock = {
-  now: () => Date.now() / 1000,
-  schedule: (fn, ms) => setTimeout(fn, Math.min(ms, 2 ** 31 - 1)),
-  cancel: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
-};
+/**
+ * The failover endpoint's clock: the DHCP shell's protocol clock on the timeline of the stored
+ * lease times (ProtocolClock.storeNow(): the system clock, with a step taking effect when the
+ * shell moves the stored times by it), and real timers (monotonic, so steps do not move them).
+ */
+export function endpointClock(clock: ProtocolClock): EndpointClock {
+  return {
+    now: () => clock.storeNow(),
+    schedule: (fn, ms) => setTimeout(fn, Math.min(ms, 2 ** 31 - 1)),
+    cancel: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+  };
+}
+
+/**
+ * Test hook of `duet serve --test-clock-offset-file FILE`: the system wall clock plus the
+ * number of seconds written in FILE, read again at every reading (missing or not a number: 0).
+ * Lets a test step the clock one server sees without touching the machine's clock.
+ */
+export function offsetClockSources(file: string): ClockSources {
+  return {
+    wallMs: () => SYSTEM_CLOCK_SOURCES.wallMs() + readOffsetSeconds(file) * 1000,
+    monoMs: () => performance.now(),
+  };
+}
+
+function readOffsetSeconds(file: string): number {
+  try {
+    const n = Number(Deno.readTextFileSync(file).trim());
+    return Number.isFinite(n) ? n : 0;
+  } catch {
+    return 0;
+  }
+}
 
 /** Options of startServer(). */
 export interface StartOptions {
@@ -168,6 +196,8 @@ export interface StartOptions {
   machine?: Partial<MachineOptions>;
   /** Seconds between dials of an unreachable partner (default 5). */
   peerRetrySeconds?: number;
+  /** Where the protocol clock reads time (default: the system's; tests step a fake). */
+  clockSources?: ClockSources;
   /**
    * How reload() reads the configuration again: the file (default `config.file`) and the
    * flags of `duet serve` that changed what was read, applied again.
@@ -218,6 +248,10 @@ export function startServer(config: Config, options: StartOptions): RunningServe
   }
   const logger = options.logger;
   let current = config;
+  const clock = new ProtocolClock(options.clockSources ?? SYSTEM_CLOCK_SOURCES);
+  alignStoredTimes(store, clock, logger);
+  // The core reads the leases on the protocol clock's timeline (lib/server/clock.ts).
+  const view = new CoreLeaseView(store, clock);
   let failover: FailoverEndpoint | null = null;
   const settings = linkSettings(config, options.secret ?? null);
   if (settings && config.failover) {
@@ -239,14 +273,14 @@ export function startServer(config: Config, options: StartOptions): RunningServe
         apply: (e) => shell.apply(e),
       },
       logger,
-      clock: SYSTEM_CLOCK,
+      clock: endpointClock(clock),
       ...(options.machine ? { machine: options.machine } : {}),
       ...(options.peerRetrySeconds !== undefined ? { retrySeconds: options.peerRetrySeconds } : {}),
     });
   }
   let core: DhcpCore;
   try {
-    core = createCore(config, store, logger, failover);
+    core = createCore(config, view, logger, failover);
   } catch (e) {
     for (const t of transports) t.close();
     store.close();
@@ -260,6 +294,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     logger,
     commitDelayMs: config.commitDelayMs,
     commitBatch: config.commitBatch,
+    clock,
     onCommitted: (addresses) => failover?.leasesCommitted(addresses),
     onLeasesCommitted: (changes) => leaseEvents(changes),
   });
@@ -304,7 +339,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
 
   /** Puts a validated, allowed configuration in force between two packets. */
   function apply(next: Config, nextSecret: Uint8Array | null): void {
-    const fresh = createCore(next, store, logger, failover);
+    const fresh = createCore(next, view, logger, failover);
     carryCounters(core.counters, fresh.counters);
     core = fresh;
     shell.core = fresh;
@@ -441,6 +476,33 @@ export function startServer(config: Config, options: StartOptions): RunningServe
   };
 }
 
+/**
+ * Before the core loads the leases: when the database holds lease times later than the system
+ * clock (it went backwards across the restart, e.g. a router without a battery-backed clock
+ * that has not synchronised yet), every stored time moves back by the difference, so that each
+ * lease keeps the time it had left (lib/server/clock.ts startStep()).
+ */
+function alignStoredTimes(store: SqliteLeaseStore, clock: ProtocolClock, logger: Logger): void {
+  const newest = store.newestTime();
+  const step = startStep(newest, clock.wall());
+  if (step === 0) return;
+  logger.warn("System clock is behind the lease database: moving every lease time back", {
+    step: `${step}s`,
+    clock: new Date(clock.wall() * 1000).toISOString(),
+    newest: new Date(newest * 1000).toISOString(),
+  });
+  try {
+    store.shiftTimes(step);
+    store.commit();
+  } catch (e) {
+    if (!(e instanceof StoreError)) throw e;
+    store.rollback();
+    logger.error("Cannot move the lease times back; leases keep their stored times", {
+      error: e.message,
+    });
+  }
+}
+
 /** Stops an endpoint whose start failed, in the background (its timers must not linger). */
 function await0(failover: FailoverEndpoint): void {
   failover.stop().catch(() => {});
@@ -460,6 +522,8 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
         transport: { type: "string" },
         peer: { type: "string" },
         role: { type: "string" },
+        // A test hook, not in --help: README "Testing clock steps".
+        "test-clock-offset-file": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -523,6 +587,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
 
   let server: RunningServer;
   try {
+    const offsetFile = values["test-clock-offset-file"];
     server = startServer(config, {
       logger,
       transport,
@@ -533,6 +598,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
         db: values.db,
         logLevelFixed: values["log-level"] !== undefined,
       },
+      ...(offsetFile !== undefined ? { clockSources: offsetClockSources(offsetFile) } : {}),
     });
   } catch (e) {
     if (e instanceof StoreError || e instanceof Error) {

@@ -20,7 +20,7 @@ import type { HookStatus } from "../hooks/runner.ts";
 import type { Logger } from "../log.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
 import type { DhcpCounters } from "../server/dhcp.ts";
-import type { ShellCounters } from "../server/shell.ts";
+import type { ClockHealth, ShellCounters, StoreHealth } from "../server/shell.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
 import { type Lease, LEASE_STATES, type LeaseFilter, type LeaseState } from "../store/store.ts";
 import { formatIpv4, parseIpv4, parseMac } from "../wire/ip.ts";
@@ -41,7 +41,12 @@ export interface ControlSource {
     utilisation(): { subnet: string; size: number; free: number }[];
     readonly counters: DhcpCounters;
   };
-  shell: { readonly counters: ShellCounters; readonly storeFailing: boolean };
+  shell: {
+    readonly counters: ShellCounters;
+    readonly storeFailing: boolean;
+    readonly storeHealth?: StoreHealth;
+    readonly clockHealth?: ClockHealth;
+  };
   store: { countByState(): Record<LeaseState, number> };
   transports: readonly { readonly name: string }[];
   peer: { status(): PeerStatus } | null;
@@ -240,6 +245,8 @@ export async function startControl(
 ): Promise<ControlServer> {
   const { socket, logger, config } = options;
   const startedAt = options.startedAt ?? Date.now() / 1000;
+  // Uptime from the monotonic clock: a step of the system clock does not change it.
+  const startedMono = performance.now();
   const openLeases = options.openLeases ??
     (() => SqliteLeaseStore.open(config.database, { readOnly: true }));
 
@@ -248,7 +255,7 @@ export async function startControl(
     return buildStatus({
       version: VERSION,
       pid: Deno.pid,
-      now: Date.now() / 1000,
+      now: startedAt + (performance.now() - startedMono) / 1000,
       startedAt,
       database: config.database,
       listen: source.transports.map((t) => t.name),
@@ -258,6 +265,8 @@ export async function startControl(
       dhcp: source.core.counters,
       shell: source.shell.counters,
       storeFailing: source.shell.storeFailing,
+      ...(source.shell.storeHealth ? { storeHealth: source.shell.storeHealth } : {}),
+      ...(source.shell.clockHealth ? { clock: source.shell.clockHealth } : {}),
       failover: f
         ? {
           role: f.role,

@@ -108,6 +108,13 @@ export function renderMetrics(s: StatusSnapshot): string {
       samples: labelled("reason", s.dhcp.dropped),
     },
     {
+      name: "duet_packets_withheld_total",
+      help:
+        "Replies not sent because the lease database could not record their lease, by message type.",
+      type: "counter",
+      samples: labelled("type", s.dhcp.withheld),
+    },
+    {
       name: "duet_packets_malformed_total",
       help: "Datagrams that did not decode as DHCP.",
       type: "counter",
@@ -162,6 +169,13 @@ export function renderMetrics(s: StatusSnapshot): string {
       })),
     },
     {
+      name: "duet_db_writable",
+      help:
+        "1 while the lease database accepts writes, 0 while it refuses them (no OFFER or ACK is sent).",
+      type: "gauge",
+      samples: [{ value: s.db.writable ? 1 : 0 }],
+    },
+    {
       name: "duet_db_commits_total",
       help: "Lease database transactions committed.",
       type: "counter",
@@ -210,6 +224,12 @@ export function renderMetrics(s: StatusSnapshot): string {
       help: "When the last reload ran, in epoch seconds.",
       type: "gauge",
       samples: s.reload.last === null ? [] : [{ value: Date.parse(s.reload.last.time) / 1000 }],
+    },
+    {
+      name: "duet_clock_steps_total",
+      help: "Steps of the system clock applied to the stored lease times.",
+      type: "counter",
+      samples: [{ value: s.clock.steps }],
     },
   ];
   const h = s.hooks;

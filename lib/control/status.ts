@@ -4,7 +4,7 @@
  * turns them into one plain JSON-able object.
  */
 import type { DhcpCounters } from "../server/dhcp.ts";
-import type { ShellCounters } from "../server/shell.ts";
+import type { ClockHealth, ShellCounters, StoreHealth } from "../server/shell.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
 import type { ReloadOutcome, ReloadResult } from "../config/reload.ts";
 import { RELOAD_OUTCOMES } from "../config/reload.ts";
@@ -137,6 +137,11 @@ export interface StatusSnapshot {
     sent: Record<string, number>;
     /** Requests answered with nothing, per reason. */
     dropped: Record<string, number>;
+    /**
+     * Replies decided on but not sent because the database could not record their lease
+     * (DHCPOFFER, DHCPACK), per message type; not counted in `sent`.
+     */
+    withheld: Record<string, number>;
     /** Datagrams that did not decode as DHCP. */
     malformed: number;
     sendFailed: number;
@@ -149,7 +154,19 @@ export interface StatusSnapshot {
     leasesCommitted: number;
     /** True while the database refuses writes (acknowledgements are withheld). */
     storeFailing: boolean;
+    /** The opposite of storeFailing: writes (and their syncs) succeed. */
+    writable: boolean;
+    /** ISO 8601 UTC start of the current outage, or null while writable. */
+    failingSince: string | null;
+    /** The error of the latest failed write, commit or sync (kept after recovery), or null. */
+    lastError: string | null;
     commitLatencyMs: Histogram;
+  };
+  /** Steps of the system clock that were applied to the stored lease times (README). */
+  clock: {
+    steps: number;
+    /** The last step in seconds (positive: forward), or null. */
+    lastStepSeconds: number | null;
   };
   failover: FailoverStatus | null;
   /** The lease-event hook (lib/hooks/runner.ts), or null when none is configured. */
@@ -172,6 +189,10 @@ export interface StatusParts {
   dhcp: DhcpCounters;
   shell: ShellCounters;
   storeFailing: boolean;
+  /** The shell's view of the database (DhcpShell.storeHealth); derived from storeFailing if absent. */
+  storeHealth?: StoreHealth;
+  /** DhcpShell.clockHealth; no steps if absent. */
+  clock?: ClockHealth;
   failover: {
     role: "primary" | "secondary";
     relationship: string;
@@ -223,6 +244,10 @@ function sorted(r: Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const k of Object.keys(r).sort()) out[k] = r[k] as number;
   return out;
+}
+
+function isoSeconds(t: number): string {
+  return new Date(t * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 function histogramOf(map: ReadonlyMap<number, number>, sum: number): Histogram {
@@ -286,6 +311,7 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
   const leases = {} as Record<LeaseState, number>;
   for (const s of LEASE_STATES) leases[s] = parts.leases[s] ?? 0;
   const failover = parts.failover === null ? null : failoverOf(parts.failover);
+  const health = parts.storeHealth;
   return {
     state: failover?.state?.toLowerCase() ?? null,
     "partner-state": failover?.partner?.state.toLowerCase() ?? null,
@@ -302,6 +328,7 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
       received: sorted(parts.dhcp.received),
       sent: sorted(parts.dhcp.sent),
       dropped: sorted(parts.dhcp.dropped),
+      withheld: sorted(parts.shell.withheld),
       malformed: parts.shell.malformed,
       sendFailed: parts.shell.sendFailed,
       offersRecycled: parts.dhcp.offersRecycled,
@@ -311,7 +338,16 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
       commitFailures: parts.shell.commitFailures,
       leasesCommitted: parts.shell.leasesCommitted,
       storeFailing: parts.storeFailing,
+      writable: !parts.storeFailing,
+      failingSince: parts.storeFailing && health?.failingSince != null
+        ? isoSeconds(health.failingSince)
+        : null,
+      lastError: health?.lastError ?? null,
       commitLatencyMs: histogramOf(parts.shell.commitLatencyMs, parts.shell.commitLatencySumMs),
+    },
+    clock: {
+      steps: parts.clock?.steps ?? 0,
+      lastStepSeconds: parts.clock?.lastStepSeconds ?? null,
     },
     failover,
     hooks: parts.hooks ? { ...parts.hooks, events: { ...parts.hooks.events } } : null,
@@ -389,6 +425,8 @@ export function renderStatus(s: StatusSnapshot): string {
   row("leases", leaseCounts.length > 0 ? leaseCounts.join(", ") : "none");
   row("received", counts(s.dhcp.received));
   row("sent", counts(s.dhcp.sent));
+  const withheld = Object.values(s.dhcp.withheld ?? {}).some((n) => n > 0);
+  if (withheld) row("withheld", counts(s.dhcp.withheld));
   const dropped = { ...s.dhcp.dropped };
   if (s.dhcp.malformed > 0) dropped.malformed = s.dhcp.malformed;
   if (s.dhcp.sendFailed > 0) dropped["send-failed"] = s.dhcp.sendFailed;
@@ -403,6 +441,13 @@ export function renderStatus(s: StatusSnapshot): string {
     `${s.db.commits} (${s.db.leasesCommitted} leases${mean}), ${s.db.commitFailures} failed` +
       (s.db.storeFailing ? ", DATABASE REFUSING WRITES" : ""),
   );
+  if (s.db.storeFailing) {
+    row("db error", `${s.db.lastError ?? "unknown"} (since ${s.db.failingSince ?? "?"})`);
+  }
+  if (s.clock && s.clock.steps > 0) {
+    const last = s.clock.lastStepSeconds ?? 0;
+    row("clock", `${s.clock.steps} step(s) applied, last ${last > 0 ? "+" : ""}${last} s`);
+  }
   row("failover", failoverLine(s.failover));
   const f = s.failover;
   if (f?.updates) {

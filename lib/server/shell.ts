@@ -2,15 +2,36 @@
  * The DHCP I/O shell: reads datagrams from a transport, runs the pure core, writes leases
  * in group-committed batches and sends each DHCPACK only after the COMMIT that made its
  * lease durable (DESIGN.md, "One DHCPREQUEST, end to end").
+ *
+ * While the database refuses writes (disk full, read-only file system, I/O errors) it sends
+ * no DHCPOFFER and no DHCPACK, keeps answering what needs no storage (DHCPINFORM, DHCPNAK),
+ * probes the database once a tick and resumes on its own when a write and its sync succeed.
+ * It keeps the core on the protocol clock of lib/server/clock.ts and applies wall-clock steps
+ * to the stored lease times.
  */
 import type { Logger } from "../log.ts";
 import type { Lease, LeaseStore } from "../store/store.ts";
 import { StoreError, WireError } from "../errors.ts";
-import { decodeDhcp, dhcpTypeName, encodeDhcp, getMessageType } from "../wire/dhcp.ts";
+import { decodeDhcp, DhcpType, dhcpTypeName, encodeDhcp, getMessageType } from "../wire/dhcp.ts";
 import { formatIpv4 } from "../wire/ip.ts";
+import { type ClockSources, ProtocolClock, shiftLease } from "./clock.ts";
 import type { DhcpCore, DhcpEffect, ReplyEffect } from "./dhcp.ts";
 import { MAX_REQUEST_SIZE } from "./guard.ts";
 import type { Received, Transport } from "./transport.ts";
+
+/**
+ * The system's clocks: Date.now() may step, performance.now() does not. Date.now() drops the
+ * fraction of its millisecond; adding 1 ms keeps the protocol clock, anchored on one reading,
+ * from running up to 1 ms behind the real time, so a request that arrives in the first
+ * millisecond of a second is not dated in the second before (the lease would end 1 s early).
+ */
+export const SYSTEM_CLOCK_SOURCES: ClockSources = {
+  wallMs: () => Date.now() + 1,
+  monoMs: () => performance.now(),
+};
+
+/** Seconds between "still refuses writes" reminders while the database keeps failing. */
+const STORE_REMINDER_SECONDS = 60;
 
 /** Options for DhcpShell. */
 export interface ShellOptions {
@@ -22,8 +43,12 @@ export interface ShellOptions {
   commitDelayMs: number;
   /** Most leases in one transaction. */
   commitBatch: number;
-  /** Wall clock in epoch seconds; injectable for tests. */
-  now?: () => number;
+  /**
+   * The protocol clock (lib/server/clock.ts); the system clock by default. When the shell
+   * applies a clock step, the core MUST read the leases through a CoreLeaseView of the same
+   * clock, so that it sees the times it wrote.
+   */
+  clock?: ProtocolClock;
   /** Seconds between expiry ticks. */
   tickSeconds?: number;
   /**
@@ -55,6 +80,30 @@ export interface ShellCounters {
   commitLatencyMs: Map<number, number>;
   /** Sum of every commit latency counted in commitLatencyMs, in ms (the histogram's _sum). */
   commitLatencySumMs: number;
+  /**
+   * Replies the core decided on but the shell did not send because the database could not
+   * record their lease, by message type (DHCPOFFER, DHCPACK). The core's `sent` counters do
+   * not include them.
+   */
+  withheld: Record<string, number>;
+}
+
+/** How the lease database is doing, for status and metrics. */
+export interface StoreHealth {
+  /** False from a failed write, commit or sync until a commit and its sync succeed again. */
+  writable: boolean;
+  /** Epoch seconds (stored timeline) of the first failure of the current outage, or null. */
+  failingSince: number | null;
+  /** The error of the latest failure (kept after recovery), or null. */
+  lastError: string | null;
+}
+
+/** Clock steps seen by the shell, for status and metrics. */
+export interface ClockHealth {
+  /** Steps of the wall clock applied to the stored times since start. */
+  steps: number;
+  /** The last one in seconds (positive: forward), or null. */
+  lastStepSeconds: number | null;
 }
 
 const LATENCY_BOUNDS = [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000, Infinity];
@@ -74,25 +123,36 @@ export class DhcpShell {
     leasesCommitted: 0,
     commitLatencyMs: new Map(LATENCY_BOUNDS.map((b) => [b, 0])),
     commitLatencySumMs: 0,
+    withheld: {},
   };
   #o: ShellOptions;
   #core: DhcpCore;
-  #now: () => number;
+  #clock: ProtocolClock;
   /** ACKs whose leases are not committed yet. */
   #waiting: Pending[] = [];
   /** ACKs whose leases are committed but not yet synced to disk. */
   #unsynced: Pending[] = [];
   #syncing: Promise<void> | null = null;
+  /** Start a sync even with no ACK waiting: a commit made while failing proves recovery. */
+  #syncWanted = false;
   #dirty: number[] = [];
   #changes: LeaseChange[] = [];
+  /** Batches the store discarded (takeDiscarded()) that no flush has answered for yet. */
+  #lost: { batches: number; addresses: number[] } = { batches: 0, addresses: [] };
   /** One encode buffer for every reply: transports copy what they send. */
   #scratch = new Uint8Array(1500);
   #commitTimer: ReturnType<typeof setTimeout> | undefined;
   #tickTimer: ReturnType<typeof setInterval> | undefined;
   #running: Promise<void>[] = [];
   #stopped = false;
-  /** Set while the database refuses writes; ACKs are withheld until a commit succeeds. */
-  storeFailing = false;
+  #failing = false;
+  /** Bumped by every failure: a sync proves recovery only if none happened since it began. */
+  #failures = 0;
+  #failingSince: number | null = null;
+  #lastError: string | null = null;
+  #outage = { failures: 0, withheld: 0, startedMono: 0, reminderAt: 0 };
+  /** The step last logged, so that a step whose move keeps failing is logged once. */
+  #stepLogged: number | null = null;
   /**
    * Read each lease's previous row before writing it, for onLeasesCommitted (one extra read
    * per write, so only while a lease-event hook is configured).
@@ -102,7 +162,7 @@ export class DhcpShell {
   constructor(options: ShellOptions) {
     this.#o = { ...options };
     this.#core = options.core;
-    this.#now = options.now ?? (() => Math.floor(Date.now() / 1000));
+    this.#clock = options.clock ?? new ProtocolClock(SYSTEM_CLOCK_SOURCES);
   }
 
   /** The DHCP core packets go to. */
@@ -122,6 +182,31 @@ export class DhcpShell {
   setCommit(commitDelayMs: number, commitBatch: number): void {
     this.#o.commitDelayMs = commitDelayMs;
     this.#o.commitBatch = commitBatch;
+  }
+
+  /** True while the database refuses writes; OFFERs and ACKs are withheld meanwhile. */
+  get storeFailing(): boolean {
+    return this.#failing;
+  }
+
+  /** The database's health (GET /status, metrics). */
+  get storeHealth(): StoreHealth {
+    return {
+      writable: !this.#failing,
+      failingSince: this.#failingSince,
+      lastError: this.#lastError,
+    };
+  }
+
+  /** Clock steps applied so far (GET /status, metrics). */
+  get clockHealth(): ClockHealth {
+    const { count, last } = this.#clock.steps;
+    return { steps: count, lastStepSeconds: last };
+  }
+
+  /** The protocol clock the shell runs the core on. */
+  get clock(): ProtocolClock {
+    return this.#clock;
   }
 
   /** Starts every transport's receive loop and the expiry timer. */
@@ -154,7 +239,7 @@ export class DhcpShell {
   #onPacket(p: Received, transport: Transport): void {
     if (p.data.length > MAX_REQUEST_SIZE) {
       // Both transports accept the same: the FFI one cannot receive more (guard.ts).
-      this.#o.core.countDropped("oversized");
+      this.#core.countDropped("oversized");
       this.#o.logger.debug("Dropped oversized DHCP packet", {
         from: `${formatIpv4(p.srcAddress)}:${p.srcPort}`,
         bytes: p.data.length,
@@ -173,7 +258,7 @@ export class DhcpShell {
       });
       return;
     }
-    const outcome = this.#core.handle(msg, p, this.#now());
+    const outcome = this.#core.handle(msg, p, Math.floor(this.#clock.now()));
     this.#run(outcome.effects, transport);
     if (this.#o.logger.debugEnabled) {
       this.#o.logger.debug("Handled DHCP request", {
@@ -191,7 +276,7 @@ export class DhcpShell {
       if (e.kind === "persist") {
         try {
           const before = this.trackPrevious ? this.#o.store.get(e.lease.address) : undefined;
-          this.#o.store.put(e.lease);
+          this.#o.store.put(shiftLease(e.lease, this.#clock.offset));
           this.#dirty.push(e.lease.address);
           if (this.#o.onLeasesCommitted) this.#changes.push({ before, after: e.lease });
         } catch (err) {
@@ -202,14 +287,25 @@ export class DhcpShell {
           this.#core.resync([e.lease.address]);
           writeFailed = true;
         }
-      } else if (!transport || (writeFailed && e.afterCommit)) {
+      } else if (!transport) {
         continue;
       } else if (e.afterCommit) {
         // An ACK waits until the lease it grants is durable (draft §3.1.3, RFC 2131 §4.3.1).
-        this.#waiting.push({ effect: e, transport });
+        if (writeFailed) this.#withhold(e);
+        else this.#waiting.push({ effect: e, transport });
+      } else if (this.#failing && getMessageType(e.message) === DhcpType.DHCPOFFER) {
+        // An OFFER that cannot be followed by an ACK only delays the client, which may have
+        // another server to ask (RFC 2131 §3.1: a server MAY offer); it retransmits its
+        // DISCOVER and gets an OFFER once the database accepts writes again.
+        this.#withhold(e);
       } else {
         this.#send(e, transport);
       }
+    }
+    if (writeFailed) {
+      // The store discarded the whole batch: what waited for it is dropped now.
+      this.flush();
+      return;
     }
     if (this.#o.store.pending >= this.#o.commitBatch) this.flush();
     else if (this.#o.store.pending > 0 && this.#commitTimer === undefined) {
@@ -241,7 +337,9 @@ export class DhcpShell {
   /**
    * Commits the pending leases, then has them synced to disk off the event loop; the ACKs
    * that waited for them are sent once the sync that covers them has finished. Returns false
-   * when the commit failed (and was rolled back).
+   * when the commit failed (and was rolled back), or when a batch since the last flush was
+   * discarded by a failed write (the shell's own or the failover endpoint's): then everything
+   * pending goes too, because nobody can tell which waiting reply needed the lost writes.
    */
   flush(): boolean {
     if (this.#commitTimer !== undefined) {
@@ -251,6 +349,12 @@ export class DhcpShell {
     const store = this.#o.store;
     const waiting = this.#waiting;
     this.#waiting = [];
+    this.#collectDiscarded();
+    if (this.#lost.batches > 0) {
+      // The failed write was logged where it happened.
+      this.#discardPending(waiting);
+      return false;
+    }
     if (store.pending > 0) {
       const started = performance.now();
       try {
@@ -260,18 +364,13 @@ export class DhcpShell {
         this.#observeLatency(performance.now() - started);
       } catch (e) {
         if (!(e instanceof StoreError)) throw e;
-        try {
-          store.rollback();
-        } catch {
-          // The rollback of a failed commit may itself fail; the batch is gone either way.
-        }
         this.#storeFailed("Cannot commit leases; withholding their acknowledgements", e);
-        this.#core.resync(this.#dirty);
-        this.#dirty = [];
-        this.#changes = [];
         // Nothing acknowledged may be lost: the replies that needed this commit are dropped.
+        this.#discardPending(waiting);
         return false;
       }
+      // A commit while failing proves nothing until its sync succeeds too.
+      if (this.#failing) this.#syncWanted = true;
     }
     const committed = this.#dirty;
     this.#dirty = [];
@@ -282,6 +381,48 @@ export class DhcpShell {
     if (committed.length > 0) this.#o.onCommitted?.(committed);
     if (changes.length > 0) this.#o.onLeasesCommitted?.(changes);
     return true;
+  }
+
+  /** Rolls back what is pending, re-reads every address lost with it, withholds `waiting`. */
+  #discardPending(waiting: Pending[]): void {
+    try {
+      this.#o.store.rollback();
+    } catch {
+      // The rollback of a failed batch may itself fail; the batch is gone either way.
+    }
+    this.#collectDiscarded();
+    const addresses = [...this.#lost.addresses, ...this.#dirty];
+    this.#lost = { batches: 0, addresses: [] };
+    this.#dirty = [];
+    this.#changes = [];
+    this.#core.resync(addresses);
+    for (const w of waiting) this.#withhold(w.effect);
+  }
+
+  #collectDiscarded(): void {
+    const lost = this.#o.store.takeDiscarded();
+    if (lost.batches === 0 && lost.addresses.length === 0) return;
+    this.#lost.batches += lost.batches;
+    for (const a of lost.addresses) this.#lost.addresses.push(a);
+  }
+
+  /**
+   * After a write of the shell's own that nobody waited for failed (a probe, a clock-step
+   * move; both start with nothing pending and after #collectDiscarded()): its batch is not one
+   * any reply depends on, so only its addresses are kept for re-reading.
+   */
+  #collectOwnDiscard(): void {
+    for (const a of this.#o.store.takeDiscarded().addresses) this.#lost.addresses.push(a);
+  }
+
+  /** Counts a reply the core decided on that will never be sent. */
+  #withhold(e: ReplyEffect): void {
+    const type = dhcpTypeName(getMessageType(e.message));
+    this.counters.withheld[type] = (this.counters.withheld[type] ?? 0) + 1;
+    // The core counted it as sent when it decided on it.
+    const sent = this.#core.counters.sent;
+    if ((sent[type] ?? 0) > 0) sent[type] = (sent[type] as number) - 1;
+    if (this.#failing) this.#outage.withheld++;
   }
 
   /**
@@ -295,20 +436,20 @@ export class DhcpShell {
 
   /** One sync at a time; commits made meanwhile are covered by the next one (group commit). */
   #startSync(): void {
-    if (this.#syncing || this.#unsynced.length === 0) return;
+    if (this.#syncing || (this.#unsynced.length === 0 && !this.#syncWanted)) return;
     const batch = this.#unsynced;
     this.#unsynced = [];
+    this.#syncWanted = false;
+    const failuresBefore = this.#failures;
     this.#syncing = this.#o.store.sync().then(
       () => {
-        if (this.storeFailing) {
-          this.storeFailing = false;
-          this.#o.logger.info("Lease database writable again");
-        }
+        if (this.#failing && this.#failures === failuresBefore) this.#recovered();
         for (const w of batch) this.#send(w.effect, w.transport);
       },
       (e) => {
         if (!(e instanceof StoreError)) throw e;
         this.#storeFailed("Cannot sync leases to disk; withholding their acknowledgements", e);
+        for (const w of batch) this.#withhold(w.effect);
       },
     ).finally(() => {
       this.#syncing = null;
@@ -317,10 +458,120 @@ export class DhcpShell {
     });
   }
 
+  /**
+   * Records a failed write, commit or sync. The first failure of an outage is logged as an
+   * error; later ones at debug, with a reminder every STORE_REMINDER_SECONDS, so that a full
+   * disk yields a few lines an hour, not one per request.
+   */
   #storeFailed(message: string, e: StoreError): void {
     this.counters.commitFailures++;
-    this.storeFailing = true;
-    this.#o.logger.error(message, { error: e.message });
+    this.#failures++;
+    this.#lastError = e.message;
+    const log = this.#o.logger;
+    const mono = this.#clock.monoMs();
+    if (!this.#failing) {
+      this.#failing = true;
+      this.#failingSince = Math.floor(this.#clock.storeNow());
+      this.#outage = {
+        failures: 1,
+        withheld: 0,
+        startedMono: mono,
+        reminderAt: mono + STORE_REMINDER_SECONDS * 1000,
+      };
+      log.error(
+        "Lease database refuses writes: withholding DHCPOFFER and DHCPACK until it accepts them again",
+        { error: e.message, during: message },
+      );
+      return;
+    }
+    this.#outage.failures++;
+    log.debug(message, { error: e.message });
+    if (mono >= this.#outage.reminderAt) {
+      this.#outage.reminderAt = mono + STORE_REMINDER_SECONDS * 1000;
+      log.error("Lease database still refuses writes", {
+        since: isoSeconds(this.#failingSince ?? 0),
+        failures: this.#outage.failures,
+        withheld: this.#outage.withheld,
+        error: e.message,
+      });
+    }
+  }
+
+  #recovered(): void {
+    this.#failing = false;
+    this.#failingSince = null;
+    const seconds = (this.#clock.monoMs() - this.#outage.startedMono) / 1000;
+    this.#o.logger.warn("Lease database writable again", {
+      after: `${Math.max(0, Math.floor(seconds))}s`,
+      failures: this.#outage.failures,
+      withheld: this.#outage.withheld,
+    });
+  }
+
+  /**
+   * While failing, with nothing else in flight: a write that changes no lease, committed and
+   * then synced, so that recovery is noticed even when no client asks for a lease.
+   */
+  #probe(): void {
+    const store = this.#o.store;
+    this.#collectDiscarded();
+    try {
+      store.probe();
+      store.commit();
+    } catch (e) {
+      if (!(e instanceof StoreError)) throw e;
+      try {
+        store.rollback();
+      } catch {
+        // Already rolled back.
+      }
+      // The probe's own batch is not one anybody waited for.
+      this.#collectOwnDiscard();
+      this.#storeFailed("Cannot write to the lease database", e);
+      return;
+    }
+    this.#syncWanted = true;
+    this.#startSync();
+  }
+
+  /**
+   * The wall clock stepped by `delta` seconds: every stored time moves by the step (one
+   * UPDATE), so that each lease keeps the time it had left and the stored times agree with
+   * the system clock again; the core's timeline does not move (lib/server/clock.ts).
+   */
+  #applyClockStep(delta: number): void {
+    const clock = this.#clock;
+    if (this.#stepLogged !== delta) {
+      this.#stepLogged = delta;
+      this.#o.logger.warn("System clock stepped: moving every lease time by the step", {
+        step: `${delta > 0 ? "+" : ""}${delta}s`,
+        clock: isoSeconds(clock.wall()),
+        expected: isoSeconds(clock.storeNow()),
+      });
+    }
+    // What is pending was written on the old timeline: commit it first, then move it along.
+    if (!this.flush()) return;
+    const store = this.#o.store;
+    this.#collectDiscarded();
+    try {
+      store.shiftTimes(delta);
+      store.commit();
+    } catch (e) {
+      if (!(e instanceof StoreError)) throw e;
+      try {
+        store.rollback();
+      } catch {
+        // Already rolled back.
+      }
+      this.#collectOwnDiscard();
+      this.#storeFailed("Cannot move the lease times after a clock step; retrying", e);
+      return;
+    }
+    clock.applyStep(delta);
+    this.#stepLogged = null;
+    // Later ACKs wait for a sync, and that sync covers this commit too.
+    this.#syncWanted = true;
+    this.#startSync();
   }
 
   #observeLatency(ms: number): void {
@@ -343,12 +594,29 @@ export class DhcpShell {
     this.flush();
   }
 
-  /** Expires offers and leases; runs every tickSeconds. */
+  /**
+   * Runs every tickSeconds: applies a wall-clock step if there was one, then expires offers
+   * and leases; while the database is failing it probes it instead.
+   */
   tick(): void {
-    const effects = this.#core.tick(this.#now());
+    const step = this.#clock.pendingStep();
+    if (step !== 0) this.#applyClockStep(step);
+    if (this.#failing) {
+      // Expiry waits for the database: nothing is granted meanwhile.
+      if (this.#syncing === null && this.#o.store.pending === 0 && this.#waiting.length === 0) {
+        this.#probe();
+      }
+      return;
+    }
+    const effects = this.#core.tick(Math.floor(this.#clock.now()));
     if (effects.length > 0) {
       this.#run(effects, null);
       this.flush();
     }
   }
+}
+
+/** Epoch seconds as ISO 8601 UTC without milliseconds. */
+function isoSeconds(t: number): string {
+  return new Date(Math.floor(t) * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
 }

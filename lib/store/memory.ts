@@ -11,6 +11,7 @@ import {
   type LeaseState,
   type LeaseStore,
   type MetaStore,
+  shiftTime,
   zeroCounts,
 } from "./store.ts";
 
@@ -66,6 +67,8 @@ export class MemoryLeaseStore implements LeaseStore, MetaStore {
   #metaUndo = new Map<string, string | undefined>();
   #pending = 0;
   #closed = false;
+  #discardedBatches = 0;
+  #discardedAddresses: number[] = [];
 
   get pending(): number {
     return this.#pending;
@@ -154,8 +157,53 @@ export class MemoryLeaseStore implements LeaseStore, MetaStore {
     return Promise.resolve();
   }
 
+  takeDiscarded(): { batches: number; addresses: number[] } {
+    const out = { batches: this.#discardedBatches, addresses: this.#discardedAddresses };
+    this.#discardedBatches = 0;
+    this.#discardedAddresses = [];
+    return out;
+  }
+
+  /** Joins the batch without changing anything (memory never refuses writes). */
+  probe(): void {
+    this.#checkOpen();
+    this.#pending++;
+  }
+
+  shiftTimes(delta: number): number {
+    this.#checkOpen();
+    if (!Number.isSafeInteger(delta)) throw new RangeError(`Cannot shift times by ${delta}`);
+    let n = 0;
+    for (const [address, l] of this.#leases) {
+      this.#remember(address);
+      this.#leases.set(address, {
+        ...l,
+        starts: shiftTime(l.starts, delta),
+        ends: shiftTime(l.ends, delta),
+        cltt: shiftTime(l.cltt, delta),
+        tstp: shiftTime(l.tstp, delta),
+        tsfp: shiftTime(l.tsfp, delta),
+        atsfp: shiftTime(l.atsfp, delta),
+      });
+      n++;
+    }
+    this.#pending++;
+    return n;
+  }
+
+  newestTime(): number {
+    this.#checkOpen();
+    let newest = 0;
+    for (const l of this.#leases.values()) newest = Math.max(newest, l.cltt);
+    return newest;
+  }
+
   rollback(): void {
     this.#checkOpen();
+    if (this.#pending > 0 || this.#undo.size > 0 || this.#metaUndo.size > 0) {
+      this.#discardedBatches++;
+      for (const address of this.#undo.keys()) this.#discardedAddresses.push(address);
+    }
     for (const [address, before] of this.#undo) {
       this.#unlink(address);
       if (before) {

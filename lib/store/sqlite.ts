@@ -80,6 +80,15 @@ const SQL = {
              tstp = excluded.tstp, tsfp = excluded.tsfp, atsfp = excluded.atsfp,
              relay_info = excluded.relay_info`,
   delete: "DELETE FROM leases WHERE address = ?",
+  // 0 means "unset" and stays 0; a shifted time stays >= 1 (store.ts shiftTime()).
+  shiftTimes: `UPDATE leases SET
+                 starts = CASE WHEN starts = 0 THEN 0 ELSE max(1, starts + ?1) END,
+                 ends = CASE WHEN ends = 0 THEN 0 ELSE max(1, ends + ?1) END,
+                 cltt = CASE WHEN cltt = 0 THEN 0 ELSE max(1, cltt + ?1) END,
+                 tstp = CASE WHEN tstp = 0 THEN 0 ELSE max(1, tstp + ?1) END,
+                 tsfp = CASE WHEN tsfp = 0 THEN 0 ELSE max(1, tsfp + ?1) END,
+                 atsfp = CASE WHEN atsfp = 0 THEN 0 ELSE max(1, atsfp + ?1) END`,
+  newestTime: "SELECT coalesce(max(cltt), 0) AS t FROM leases",
   getMeta: "SELECT value FROM meta WHERE key = ?",
   setMeta: `INSERT INTO meta (key, value) VALUES (?, ?)
             ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
@@ -165,6 +174,11 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   #iterateBusy = new Set<number>();
   #inBatch = false;
   #pending = 0;
+  /** Addresses written in the open batch (reported by takeDiscarded() if it is lost). */
+  #batchAddresses: number[] = [];
+  #discardedBatches = 0;
+  #discardedAddresses: number[] = [];
+  #probe: StatementSync | undefined;
   #closed = false;
   /** The -wal file, opened for fdatasync in DEFERRED mode. */
   #wal: Deno.FsFile | undefined;
@@ -299,7 +313,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
 
   put(lease: Lease): void {
     checkLease(lease);
-    this.#write(() =>
+    this.#write(lease.address, () =>
       this.#s.upsert.run(
         lease.address,
         CODE_BY_STATE[lease.state],
@@ -314,12 +328,11 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
         lease.tsfp,
         lease.atsfp,
         lease.relayInfo,
-      )
-    );
+      ));
   }
 
   delete(address: number): void {
-    this.#write(() => this.#s.delete.run(address));
+    this.#write(address, () => this.#s.delete.run(address));
   }
 
   getMeta(key: string): string | undefined {
@@ -328,7 +341,33 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   }
 
   setMeta(key: string, value: string): void {
-    this.#write(() => this.#s.setMeta.run(key, value));
+    this.#write(null, () => this.#s.setMeta.run(key, value));
+  }
+
+  takeDiscarded(): { batches: number; addresses: number[] } {
+    const out = { batches: this.#discardedBatches, addresses: this.#discardedAddresses };
+    this.#discardedBatches = 0;
+    this.#discardedAddresses = [];
+    return out;
+  }
+
+  /** Rewrites user_version with its own value: page 1 goes to the WAL, no row changes. */
+  probe(): void {
+    this.#write(null, () => (this.#probe as StatementSync).run());
+  }
+
+  shiftTimes(delta: number): number {
+    if (!Number.isSafeInteger(delta)) throw new RangeError(`Cannot shift times by ${delta}`);
+    let changed = 0;
+    this.#write(null, () => {
+      changed = Number(this.#s.shiftTimes.run(delta).changes);
+    });
+    return changed;
+  }
+
+  newestTime(): number {
+    const row = this.#read(() => this.#s.newestTime.get() as Row | undefined);
+    return Number(row?.t ?? 0);
   }
 
   /** Commits the batch with one fsync (synchronous=FULL); on failure rolls it back and throws. */
@@ -346,6 +385,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     }
     this.#inBatch = false;
     this.#pending = 0;
+    this.#batchAddresses = [];
     return n;
   }
 
@@ -417,7 +457,13 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     }
   }
 
-  #write(fn: () => unknown): void {
+  /**
+   * Runs one write in the open batch (starting it with BEGIN IMMEDIATE). A write that fails
+   * discards the whole batch: SQLite may already have rolled it back (disk full, I/O error)
+   * or only this statement, and a batch with a hole in it MUST NOT be committed, because
+   * another writer sharing it (the failover endpoint) may wait for the write that failed.
+   */
+  #write(address: number | null, fn: () => unknown): void {
     this.#checkOpen();
     if (this.readOnly) {
       throw new StoreError(`Cannot write lease database "${this.path}": it is open read-only`);
@@ -429,9 +475,11 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
       }
       fn();
     } catch (e) {
-      // Some errors (disk full, I/O) make SQLite roll the whole transaction back.
-      const lost = this.#inBatch && !this.#db.isTransaction;
+      const lost = this.#inBatch;
       if (lost) this.#abandonBatch();
+      // The failed write itself is lost even when it would have opened the batch.
+      else this.#discardedBatches++;
+      if (address !== null) this.#discardedAddresses.push(address);
       throw new StoreError(
         `Cannot write lease database "${this.path}": ${messageOf(e)}` +
           (lost ? " (the uncommitted batch was rolled back)" : ""),
@@ -439,6 +487,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
       );
     }
     this.#pending++;
+    if (address !== null) this.#batchAddresses.push(address);
   }
 
   #abandonBatch(): void {
@@ -447,6 +496,11 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     } catch {
       // SQLite has already rolled back (or the connection is gone): nothing is left to undo.
     }
+    if (this.#inBatch) {
+      this.#discardedBatches++;
+      for (const a of this.#batchAddresses) this.#discardedAddresses.push(a);
+    }
+    this.#batchAddresses = [];
     this.#inBatch = false;
     this.#pending = 0;
   }
@@ -547,6 +601,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
       this.#begin = db.prepare("BEGIN IMMEDIATE");
       this.#commit = db.prepare("COMMIT");
       this.#rollback = db.prepare("ROLLBACK");
+      this.#probe = db.prepare(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     }
   }
 }

@@ -109,7 +109,37 @@ export interface LeaseStore extends LeaseView {
   sync(): Promise<void>;
   /** Number of puts not yet committed. */
   readonly pending: number;
+  /**
+   * What was lost since the last call: how many write batches ended without a commit (a
+   * rollback, a failed commit, or a failed write, which discards its whole batch and counts
+   * as one lost batch even when it was the first write of one) and the addresses they wrote. Whoever shares the batch (the DHCP shell, the failover endpoint)
+   * MUST NOT acknowledge anything that waited for a lost batch, and MUST re-read those
+   * addresses: what it derived from the writes is gone with them.
+   */
+  takeDiscarded(): { batches: number; addresses: number[] };
+  /**
+   * Adds a write that changes no lease to the batch, so that committing it shows whether the
+   * database accepts writes again after a failure (the shell probes while it is failing).
+   */
+  probe(): void;
+  /**
+   * Adds `delta` seconds to every non-zero time (starts, ends, cltt, tstp, tsfp, atsfp) of
+   * every lease, in the current batch; times stay at least 1 (0 means unset). Used when the
+   * system clock steps, so that every lease keeps the time it has left (lib/server/clock.ts).
+   * Returns the number of rows changed.
+   */
+  shiftTimes(delta: number): number;
+  /** The latest client-last-transaction time (cltt) of any lease, or 0 when there is none. */
+  newestTime(): number;
   close(): void;
+}
+
+/** The smallest value a shifted time may take: 0 means "unset" (Lease). */
+export const MIN_SHIFTED_TIME = 1;
+
+/** A time moved by `delta` seconds, as shiftTimes() moves it: 0 stays 0, others stay >= 1. */
+export function shiftTime(t: number, delta: number): number {
+  return t === 0 ? 0 : Math.max(MIN_SHIFTED_TIME, t + delta);
 }
 
 /** A fresh lease row with zero times. */

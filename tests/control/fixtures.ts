@@ -12,6 +12,7 @@ export function shellCounters(buckets: [number, number][], sum: number): ShellCo
     leasesCommitted: 9,
     commitLatencyMs: new Map(buckets),
     commitLatencySumMs: sum,
+    withheld: {},
   };
 }
 

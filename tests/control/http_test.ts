@@ -216,6 +216,7 @@ Deno.test("startControl() replaces a stale socket and refuses a live one or a pl
         leasesCommitted: 0,
         commitLatencyMs: new Map<number, number>(),
         commitLatencySumMs: 0,
+        withheld: {},
       },
       storeFailing: false,
     },

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { escapeLabelValue, formatValue, renderMetrics } from "../../lib/control/metrics.ts";
-import { buildStatus } from "../../lib/control/status.ts";
+import { buildStatus, renderStatus } from "../../lib/control/status.ts";
 import { ServerState } from "../../lib/wire/failover.ts";
 import { standaloneParts } from "./fixtures.ts";
 import { type Family, parseExposition, sampleValue } from "./prometheus.ts";
@@ -30,6 +30,7 @@ Deno.test("renderMetrics() writes HELP and TYPE before every family and parses b
     ["duet_packets_received_total", "counter"],
     ["duet_packets_sent_total", "counter"],
     ["duet_packets_dropped_total", "counter"],
+    ["duet_packets_withheld_total", "counter"],
     ["duet_packets_malformed_total", "counter"],
     ["duet_packets_send_failed_total", "counter"],
     ["duet_offers_recycled_total", "counter"],
@@ -38,6 +39,7 @@ Deno.test("renderMetrics() writes HELP and TYPE before every family and parses b
     ["duet_pool_free_addresses", "gauge"],
     ["duet_pool_range_addresses", "gauge"],
     ["duet_pool_range_free_addresses", "gauge"],
+    ["duet_db_writable", "gauge"],
     ["duet_db_commits_total", "counter"],
     ["duet_db_commit_failures_total", "counter"],
     ["duet_db_leases_committed_total", "counter"],
@@ -45,6 +47,7 @@ Deno.test("renderMetrics() writes HELP and TYPE before every family and parses b
     ["duet_reloads_total", "counter"],
     ["duet_config_last_reload_successful", "gauge"],
     ["duet_config_last_reload_timestamp_seconds", "gauge"],
+    ["duet_clock_steps_total", "counter"],
   ];
   assert.deepEqual(
     [...families].map(([name, f]) => [name, f.type]),
@@ -74,6 +77,8 @@ Deno.test("renderMetrics() writes HELP and TYPE before every family and parses b
   assert.equal(sample(families.get("duet_reloads_total"), { outcome: "applied" }), 2);
   assert.equal(sample(families.get("duet_config_last_reload_successful")), 0);
   assert.equal(sample(families.get("duet_config_last_reload_timestamp_seconds")), 1_700_003_000);
+  assert.equal(sample(families.get("duet_db_writable")), 1);
+  assert.equal(sample(families.get("duet_clock_steps_total")), 0);
 });
 
 Deno.test("renderMetrics() reports the hook's events, drops, runs and queue", () => {
@@ -99,6 +104,34 @@ Deno.test("renderMetrics() reports the hook's events, drops, runs and queue", ()
   assert.equal(sample(families.get("duet_hook_runs_total"), { result: "timeout" }), 1);
   assert.equal(sample(families.get("duet_hook_queue_length")), 4);
   assert.equal(sample(families.get("duet_hook_running")), 1);
+});
+
+Deno.test("renderMetrics() and renderStatus() report a database that refuses writes and clock steps", () => {
+  const parts = standaloneParts();
+  parts.storeFailing = true;
+  parts.storeHealth = {
+    writable: false,
+    failingSince: 1_700_003_000,
+    lastError: "Cannot commit 3 lease writes: database or disk is full",
+  };
+  parts.shell.withheld = { DHCPOFFER: 4, DHCPACK: 2 };
+  parts.clock = { steps: 2, lastStepSeconds: -86_400 };
+  const snapshot = buildStatus(parts);
+  assert.equal(snapshot.db.writable, false);
+  assert.equal(snapshot.db.failingSince, "2023-11-14T23:03:20Z");
+  assert.match(snapshot.db.lastError ?? "", /disk is full/);
+  const families = parseExposition(renderMetrics(snapshot));
+  assert.equal(sample(families.get("duet_db_writable")), 0);
+  assert.equal(sample(families.get("duet_packets_withheld_total"), { type: "DHCPOFFER" }), 4);
+  assert.equal(sample(families.get("duet_packets_withheld_total"), { type: "DHCPACK" }), 2);
+  assert.equal(sample(families.get("duet_clock_steps_total")), 2);
+  const text = renderStatus(snapshot);
+  assert.match(text, /^withheld {2}DHCPACK 2, DHCPOFFER 4$/m);
+  assert.match(
+    text,
+    /DATABASE REFUSING WRITES\ndb error {2}Cannot commit 3 lease writes: database or disk is full \(since 2023-11-14T23:03:20Z\)$/m,
+  );
+  assert.match(text, /^clock {5}2 step\(s\) applied, last -86400 s$/m);
 });
 
 Deno.test("renderMetrics() makes the per-bucket latency counts cumulative", () => {

@@ -9,6 +9,7 @@ import { buildRequest } from "../../lib/cli/relay_client.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { DhcpCore } from "../../lib/server/dhcp.ts";
 import { MAX_REQUEST_SIZE } from "../../lib/server/guard.ts";
+import { ProtocolClock } from "../../lib/server/clock.ts";
 import { DhcpShell } from "../../lib/server/shell.ts";
 import type { Received, SendTarget, Transport } from "../../lib/server/transport.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
@@ -67,7 +68,7 @@ function setup() {
     logger: silentLogger(),
     commitDelayMs: 1000,
     commitBatch: 100,
-    now: () => 1_800_000_000,
+    clock: new ProtocolClock({ wallMs: () => 1_800_000_000_000, monoMs: () => 0 }),
     tickSeconds: 3600,
   });
   shell.start();

@@ -7,12 +7,13 @@ import assert from "node:assert/strict";
 import { parseConfig } from "../../lib/config/config.ts";
 import { buildRequest } from "../../lib/cli/relay_client.ts";
 import { StoreError } from "../../lib/errors.ts";
-import { silentLogger } from "../../lib/log.ts";
+import { createLogger, silentLogger } from "../../lib/log.ts";
+import { CoreLeaseView, ProtocolClock } from "../../lib/server/clock.ts";
 import { DhcpCore } from "../../lib/server/dhcp.ts";
 import { DhcpShell, type LeaseChange } from "../../lib/server/shell.ts";
 import type { Received, SendTarget, Transport } from "../../lib/server/transport.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
-import type { Lease } from "../../lib/store/store.ts";
+import { emptyLease, type Lease } from "../../lib/store/store.ts";
 import {
   decodeDhcp,
   DhcpType,
@@ -31,17 +32,41 @@ subnets:
   "test.yaml",
 );
 
-/** A store whose writes, commits and syncs the test controls. */
+/**
+ * A store whose writes, commits and syncs the test controls. A failed write or commit discards
+ * the whole batch, as SqliteLeaseStore does.
+ */
 class ControlledStore extends MemoryLeaseStore {
   failPut = false;
   failCommit = false;
   syncs: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  #failedWrites = 0;
   override put(lease: Lease): void {
-    if (this.failPut) throw new StoreError("Cannot write lease database: disk full");
+    this.#maybeFailWrite();
     super.put(lease);
   }
+  override probe(): void {
+    this.#maybeFailWrite();
+    super.probe();
+  }
+  /** A failed write is a lost batch, even as the batch's first write (SqliteLeaseStore). */
+  #maybeFailWrite(): void {
+    if (!this.failPut) return;
+    if (this.pending > 0) this.rollback();
+    else this.#failedWrites++;
+    throw new StoreError("Cannot write lease database: disk full");
+  }
+  override takeDiscarded(): { batches: number; addresses: number[] } {
+    const lost = super.takeDiscarded();
+    lost.batches += this.#failedWrites;
+    this.#failedWrites = 0;
+    return lost;
+  }
   override commit(): number {
-    if (this.failCommit) throw new StoreError("Cannot commit: disk full");
+    if (this.failCommit) {
+      this.rollback();
+      throw new StoreError("Cannot commit: disk full");
+    }
     return super.commit();
   }
   override sync(): Promise<void> {
@@ -71,6 +96,11 @@ class FakeTransport implements Transport {
     this.#done.resolve();
   }
   deliver(bytes: Uint8Array): void {
+    this.deliverInBurst(bytes);
+    this.onBurstEnd?.();
+  }
+  /** Delivers a datagram without ending the burst (more follow in the same read). */
+  deliverInBurst(bytes: Uint8Array): void {
     this.onPacket?.({
       data: bytes,
       srcAddress: 0,
@@ -80,38 +110,63 @@ class FakeTransport implements Transport {
       localAddress: 0xc0000201,
       dstAddress: 0xffffffff,
     });
-    this.onBurstEnd?.();
   }
   types(): (number | undefined)[] {
     return this.sent.map((s) => getMessageType(decodeDhcp(s.data)));
   }
 }
 
-function setup(onLeasesCommitted?: (changes: LeaseChange[]) => void) {
+/** Clock sources the test moves by hand: `wall` may step, `mono` only runs forward. */
+class FakeTime {
+  wallMs = 1_800_000_000_000;
+  monoMs = 5_000;
+  /** Time passes: both clocks advance. */
+  advance(seconds: number): void {
+    this.wallMs += seconds * 1000;
+    this.monoMs += seconds * 1000;
+  }
+  /** The system clock steps; the monotonic clock does not. */
+  step(seconds: number): void {
+    this.wallMs += seconds * 1000;
+  }
+  sources() {
+    return { wallMs: () => this.wallMs, monoMs: () => this.monoMs };
+  }
+}
+
+function setup(
+  options: { logLines?: string[]; onLeasesCommitted?: (changes: LeaseChange[]) => void } = {},
+) {
   const store = new ControlledStore();
-  const core = new DhcpCore(CONFIG, store, { logger: silentLogger() });
+  const time = new FakeTime();
+  const clock = new ProtocolClock(time.sources());
+  const core = new DhcpCore(CONFIG, new CoreLeaseView(store, clock), { logger: silentLogger() });
   const transport = new FakeTransport();
+  const lines = options.logLines;
+  const logger = lines
+    ? createLogger({ level: "info", write: (l) => lines.push(l), now: () => time.wallMs })
+    : silentLogger();
   const shell = new DhcpShell({
     core,
     store,
     transports: [transport],
-    logger: silentLogger(),
+    logger,
     commitDelayMs: 1000,
     commitBatch: 100,
-    now: () => 1_800_000_000,
+    clock,
     tickSeconds: 3600,
-    ...(onLeasesCommitted ? { onLeasesCommitted } : {}),
+    ...(options.onLeasesCommitted ? { onLeasesCommitted: options.onLeasesCommitted } : {}),
   });
   shell.start();
-  return { store, transport, shell };
+  return { store, transport, shell, core, time, clock };
 }
 
 const MAC = new Uint8Array([2, 0, 0, 0, 0, 1]);
 
-function discoverThenRequest(transport: FakeTransport): void {
-  transport.deliver(encodeDhcp(buildRequest(DhcpType.DHCPDISCOVER, MAC, { xid: 1 })));
+function discoverThenRequest(transport: FakeTransport, mac = MAC): void {
+  transport.deliver(encodeDhcp(buildRequest(DhcpType.DHCPDISCOVER, mac, { xid: 1 })));
   const offer = decodeDhcp(transport.sent.at(-1)?.data as Uint8Array);
-  transport.deliver(encodeDhcp(buildRequest(DhcpType.DHCPREQUEST, MAC, {
+  transport.deliver(encodeDhcp(buildRequest(DhcpType.DHCPREQUEST, mac, {
     xid: 1,
     requested: offer.yiaddr,
     serverId: getServerId(offer) as number,
@@ -184,6 +239,257 @@ Deno.test("DhcpShell drops the ACKs of a failed commit and of a failed sync", as
   }
 });
 
+function discover(transport: FakeTransport, mac: typeof MAC, xid = 7): void {
+  transport.deliver(encodeDhcp(buildRequest(DhcpType.DHCPDISCOVER, mac, { xid })));
+}
+
+function inform(transport: FakeTransport): void {
+  transport.deliver(encodeDhcp(buildRequest(DhcpType.DHCPINFORM, MAC, {
+    xid: 9,
+    ciaddr: 0xc0000205,
+  })));
+}
+
+async function stopShell(shell: DhcpShell, store: ControlledStore): Promise<void> {
+  const stopping = shell.stop();
+  for (const s of store.syncs) s.resolve();
+  await stopping;
+}
+
+Deno.test("DhcpShell withholds OFFERs and ACKs while the database refuses writes, still answers INFORM, and resumes once a probe succeeds", async () => {
+  const { store, transport, shell, core } = setup();
+  try {
+    store.failCommit = true;
+    discoverThenRequest(transport);
+    await settle();
+    assert.deepEqual(transport.types(), [DhcpType.DHCPOFFER], "the ACK needs a commit");
+    assert.equal(shell.storeFailing, true);
+    assert.equal(shell.storeHealth.writable, false);
+    assert.match(shell.storeHealth.lastError ?? "", /disk full/);
+    assert.equal(shell.storeHealth.failingSince, 1_800_000_000);
+    // RFC 2131 §3.1: a server MAY offer; an OFFER no ACK can follow only delays the client.
+    discover(transport, new Uint8Array([2, 0, 0, 0, 0, 2]));
+    assert.deepEqual(transport.types(), [DhcpType.DHCPOFFER], "no OFFER while failing");
+    // RFC 2131 §4.3.5: INFORM needs no lease, so it is answered.
+    inform(transport);
+    assert.deepEqual(transport.types(), [DhcpType.DHCPOFFER, DhcpType.DHCPACK]);
+    assert.deepEqual(shell.counters.withheld, { DHCPACK: 1, DHCPOFFER: 1 });
+    assert.equal(core.counters.sent.DHCPACK, 1, "only the INFORM reply counts as sent");
+    assert.equal(core.counters.sent.DHCPOFFER, 1);
+
+    shell.tick(); // probe: the commit still fails
+    assert.equal(shell.storeFailing, true);
+    assert.equal(store.syncs.length, 0, "a failed probe starts no sync");
+    store.failCommit = false;
+    shell.tick(); // probe: commits, then waits for its sync
+    assert.equal(store.syncs.length, 1);
+    assert.equal(shell.storeFailing, true, "writable only once the sync succeeded too");
+    store.syncs[0]?.resolve();
+    await settle();
+    assert.equal(shell.storeFailing, false);
+    assert.equal(shell.storeHealth.failingSince, null);
+    assert.equal(shell.counters.leasesCommitted, 0, "the probe wrote no lease");
+    discover(transport, new Uint8Array([2, 0, 0, 0, 0, 3]));
+    assert.equal(transport.types().at(-1), DhcpType.DHCPOFFER, "offers again");
+  } finally {
+    await stopShell(shell, store);
+  }
+});
+
+Deno.test("DhcpShell expires no lease while the database refuses writes, and catches up after", async () => {
+  const { store, transport, shell, time } = setup();
+  try {
+    const address = await leaseOne(transport, store, MAC);
+    store.failCommit = true;
+    discover(transport, new Uint8Array([2, 0, 0, 0, 0, 2]));
+    transport.deliver(
+      encodeDhcp(buildRequest(DhcpType.DHCPREQUEST, new Uint8Array([2, 0, 0, 0, 0, 2]), {
+        xid: 8,
+        requested: 0xc0000265,
+        serverId: 0xc0000201,
+      })),
+    );
+    assert.equal(shell.storeFailing, true);
+    time.advance(3700); // past the lease's end
+    shell.tick();
+    assert.equal(store.get(address)?.state, "active", "expiry waits for the database");
+    store.failCommit = false;
+    shell.tick(); // the probe commits; recovery after its sync
+    await drainSyncs(store);
+    assert.equal(shell.storeFailing, false);
+    shell.tick();
+    assert.equal(store.get(address)?.state, "expired", "and happens once it is back");
+  } finally {
+    await stopShell(shell, store);
+  }
+});
+
+Deno.test("DhcpShell sends no ACK that waited for a batch another writer's failed write discarded", async (t) => {
+  await t.step("the failed write comes before the end of the burst", async () => {
+    const { store, transport, shell } = setup();
+    try {
+      transport.deliver(encodeDhcp(buildRequest(DhcpType.DHCPDISCOVER, MAC, { xid: 1 })));
+      const offer = decodeDhcp(transport.sent.at(-1)?.data as Uint8Array);
+      transport.deliverInBurst(encodeDhcp(buildRequest(DhcpType.DHCPREQUEST, MAC, {
+        xid: 1,
+        requested: offer.yiaddr,
+        serverId: getServerId(offer) as number,
+      })));
+      assert.equal(store.pending, 1, "the ACK's lease waits in the batch");
+      // The failover endpoint writes a partner's binding into the same batch; it fails.
+      store.failPut = true;
+      assert.throws(() => store.put({ ...(store.get(offer.yiaddr) as Lease), address: 7 }));
+      store.failPut = false;
+      transport.onBurstEnd?.();
+      for (const s of store.syncs) s.resolve();
+      await settle();
+      assert.deepEqual(transport.types(), [DhcpType.DHCPOFFER], "the ACK's lease was lost");
+      assert.equal(store.get(offer.yiaddr), undefined);
+      assert.deepEqual(shell.counters.withheld, { DHCPACK: 1 });
+    } finally {
+      await stopShell(shell, store);
+    }
+  });
+  await t.step(
+    "commitNow() (what a BNDACK waits for) rejects after a discarded write",
+    async () => {
+      const { store, shell } = setup();
+      try {
+        store.failPut = true;
+        assert.throws(() => store.put({ ...emptyLease(0xc0000265, "active"), ends: 1 }));
+        store.failPut = false;
+        // draft-12 §7.2: a BNDACK only after the binding is on stable storage.
+        await assert.rejects(shell.commitNow(), StoreError);
+        const next = shell.commitNow();
+        store.syncs.at(-1)?.resolve();
+        await next;
+      } finally {
+        await stopShell(shell, store);
+      }
+    },
+  );
+});
+
+Deno.test("DhcpShell logs a refusing database once, a reminder a minute, and the recovery", async () => {
+  const lines: string[] = [];
+  const { store, transport, shell, time } = setup({ logLines: lines });
+  try {
+    store.failCommit = true;
+    discoverThenRequest(transport);
+    for (let i = 0; i < 90; i++) {
+      time.advance(1);
+      shell.tick();
+    }
+    const errors = lines.filter((l) => l.includes("ERROR"));
+    assert.equal(errors.length, 2, errors.join("\n"));
+    assert.match(errors[0] as string, /Lease database refuses writes: withholding DHCPOFFER/);
+    assert.match(errors[1] as string, /Lease database still refuses writes .*failures=61/);
+    store.failCommit = false;
+    shell.tick();
+    store.syncs.at(-1)?.resolve();
+    await settle();
+    assert.match(
+      lines.at(-1) as string,
+      /WARN {2}Lease database writable again after=90s failures=91 withheld=1$/,
+    );
+  } finally {
+    await stopShell(shell, store);
+  }
+});
+
+/** Lets every sync finish, also those started by earlier syncs finishing. */
+async function drainSyncs(store: ControlledStore): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    for (const s of store.syncs.splice(0)) s.resolve();
+    await settle();
+  }
+}
+
+/** Leases a client through the shell; returns its address. */
+async function leaseOne(
+  transport: FakeTransport,
+  store: ControlledStore,
+  mac: typeof MAC,
+): Promise<number> {
+  discoverThenRequest(transport, mac);
+  await drainSyncs(store);
+  const ack = decodeDhcp(transport.sent.at(-1)?.data as Uint8Array);
+  assert.equal(getMessageType(ack), DhcpType.DHCPACK);
+  return ack.yiaddr;
+}
+
+Deno.test("DhcpShell on a clock step: no lease expires early or lives longer, stored times follow the clock", async (t) => {
+  for (const step of [86_400, -86_400]) {
+    await t.step(`a step of ${step} s`, async () => {
+      const lines: string[] = [];
+      const { store, transport, shell, time, clock } = setup({ logLines: lines });
+      try {
+        const address = await leaseOne(transport, store, MAC);
+        const before = store.get(address) as Lease;
+        assert.equal(before.ends, 1_800_003_600, "default lease time 3600 s");
+        time.step(step);
+        shell.tick();
+        const moved = store.get(address) as Lease;
+        assert.equal(moved.state, "active", "the step expired nothing");
+        assert.equal(moved.ends, before.ends + step, "stored end moved with the clock");
+        assert.equal(moved.starts, before.starts + step);
+        assert.equal(clock.offset, step);
+        assert.deepEqual(shell.clockHealth, { steps: 1, lastStepSeconds: step });
+        const logged = lines.filter((l) => l.includes("System clock stepped"));
+        assert.equal(logged.length, 1);
+        assert.match(logged[0] as string, new RegExp(`step=${step > 0 ? "\\+" : ""}${step}s`));
+        shell.tick();
+        assert.equal(lines.filter((l) => l.includes("System clock stepped")).length, 1, "once");
+
+        // The lease ends 3600 s after the ACK in elapsed time, not a day sooner or later.
+        time.advance(3599);
+        shell.tick();
+        assert.equal(store.get(address)?.state, "active", "not before its time");
+        time.advance(2);
+        shell.tick();
+        assert.equal(store.get(address)?.state, "expired", "and not after");
+
+        // A lease granted after the step is stored on the new clock.
+        const other = await leaseOne(transport, store, new Uint8Array([2, 0, 0, 0, 0, 9]));
+        assert.equal(store.get(other)?.ends, Math.floor(time.wallMs / 1000) + 3600);
+      } finally {
+        await stopShell(shell, store);
+      }
+    });
+  }
+  await t.step("offer holds are not stretched by a backward step", async () => {
+    const { store, transport, shell, core, time } = setup();
+    try {
+      const free = core.utilisation()[0]?.free as number;
+      discover(transport, MAC);
+      assert.equal(core.utilisation()[0]?.free, free - 1, "the offer holds an address");
+      time.step(-86_400);
+      time.advance(11); // offer-hold is 10 s
+      shell.tick();
+      assert.equal(core.utilisation()[0]?.free, free, "released after 10 s, not a day");
+    } finally {
+      await stopShell(shell, store);
+    }
+  });
+  await t.step("a step the database cannot record is retried and applied later", async () => {
+    const { store, transport, shell, time, clock } = setup();
+    try {
+      const address = await leaseOne(transport, store, MAC);
+      store.failCommit = true;
+      time.step(3600);
+      shell.tick();
+      assert.equal(clock.offset, 0, "not applied while the move cannot be committed");
+      assert.equal(store.get(address)?.ends, 1_800_003_600);
+      store.failCommit = false;
+      shell.tick();
+      assert.equal(clock.offset, 3600);
+      assert.equal(store.get(address)?.ends, 1_800_007_200);
+    } finally {
+      await stopShell(shell, store);
+    }
+  });
+});
+
 /** Lets every sync started so far finish, and the replies waiting on them go out. */
 async function syncAll(store: ControlledStore): Promise<void> {
   for (let i = 0; i < 5; i++) {
@@ -194,7 +500,7 @@ async function syncAll(store: ControlledStore): Promise<void> {
 
 Deno.test("DhcpShell reports each committed lease with the row it replaced, not a rolled-back one", async () => {
   const seen: LeaseChange[][] = [];
-  const { store, transport, shell } = setup((changes) => seen.push(changes));
+  const { store, transport, shell } = setup({ onLeasesCommitted: (changes) => seen.push(changes) });
   try {
     shell.trackPrevious = true;
     discoverThenRequest(transport);

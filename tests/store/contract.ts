@@ -297,6 +297,60 @@ export function leaseStoreContract(name: string, make: () => LeaseStore): void {
     assert.equal(s.get(ip("192.0.2.10")), undefined);
   });
 
+  t("takeDiscarded() reports each batch that ended without a commit, once", (s) => {
+    assert.deepEqual(s.takeDiscarded(), { batches: 0, addresses: [] });
+    s.put(lease("192.0.2.10"));
+    s.commit();
+    assert.deepEqual(s.takeDiscarded(), { batches: 0, addresses: [] }, "a commit loses nothing");
+    s.put(lease("192.0.2.11", { hwAddress: mac(2) }));
+    s.delete(ip("192.0.2.10"));
+    s.rollback();
+    const lost = s.takeDiscarded();
+    assert.equal(lost.batches, 1);
+    assert.deepEqual([...lost.addresses].sort(), [ip("192.0.2.10"), ip("192.0.2.11")].sort());
+    assert.deepEqual(s.takeDiscarded(), { batches: 0, addresses: [] }, "reported once");
+    s.rollback();
+    assert.equal(s.takeDiscarded().batches, 0, "rolling back nothing loses nothing");
+  });
+
+  t("probe() joins the batch and changes no lease", (s) => {
+    s.put(lease("192.0.2.10"));
+    s.commit();
+    s.probe();
+    assert.equal(s.pending, 1);
+    assert.equal(s.commit(), 1);
+    assert.deepEqual(s.get(ip("192.0.2.10")), lease("192.0.2.10"));
+    assert.equal(s.countByState().active, 1);
+  });
+
+  t("shiftTimes() moves every set time by the step, keeps 0 unset and times >= 1", (s) => {
+    s.put(lease("192.0.2.10"));
+    s.put(lease("192.0.2.11", { hwAddress: mac(2), tstp: 0, tsfp: 0, atsfp: 0, ends: 100 }));
+    s.commit();
+    assert.equal(s.shiftTimes(-1000), 2);
+    assert.equal(s.pending, 1, "one write in the batch");
+    s.commit();
+    const a = s.get(ip("192.0.2.10"));
+    assert.deepEqual(
+      a && [a.starts, a.ends, a.cltt, a.tstp, a.tsfp, a.atsfp],
+      [1_795_929_000, 1_795_932_600, 1_795_929_000, 1_795_934_000, 1_795_933_000, 1_795_929_001],
+    );
+    const b = s.get(ip("192.0.2.11"));
+    assert.deepEqual(b && [b.ends, b.tstp, b.tsfp, b.atsfp], [1, 0, 0, 0]);
+    assert.deepEqual(s.findByHw(1, mac(2)).map((l) => l.ends), [1], "indexes still find it");
+    s.shiftTimes(86_400);
+    s.rollback();
+    assert.equal(s.get(ip("192.0.2.10"))?.ends, 1_795_932_600, "rolled back with its batch");
+    assert.throws(() => s.shiftTimes(0.5), RangeError);
+  });
+
+  t("newestTime() is the latest cltt of any lease, 0 without leases", (s) => {
+    assert.equal(s.newestTime(), 0);
+    s.put(lease("192.0.2.10", { cltt: 1_795_930_000 }));
+    s.put(lease("192.0.2.11", { hwAddress: mac(2), cltt: 1_795_940_000 }));
+    assert.equal(s.newestTime(), 1_795_940_000, "uncommitted writes count for this store");
+  });
+
   t("close() makes later calls throw StoreError and can be repeated", (s) => {
     s.put(lease("192.0.2.10"));
     s.commit();

@@ -51,6 +51,18 @@ class TempFileStore implements LeaseStore, MetaStore {
   sync(): Promise<void> {
     return this.#store.sync();
   }
+  takeDiscarded(): { batches: number; addresses: number[] } {
+    return this.#store.takeDiscarded();
+  }
+  probe(): void {
+    this.#store.probe();
+  }
+  shiftTimes(delta: number): number {
+    return this.#store.shiftTimes(delta);
+  }
+  newestTime(): number {
+    return this.#store.newestTime();
+  }
   getMeta(key: string): string | undefined {
     return this.#store.getMeta(key);
   }
@@ -425,7 +437,16 @@ Deno.test("SqliteLeaseStore.commit() failure throws StoreError and rolls the bat
       assert.equal(s.pending, 0);
       assert.equal(s.get(ip("192.0.2.11")), undefined);
       assert.equal(s.get(ip("192.0.2.10"))?.state, "active");
+      const lost = s.takeDiscarded();
+      assert.equal(lost.batches, 1, "the failed commit is reported as a lost batch");
+      assert.deepEqual([...lost.addresses].sort(), [ip("192.0.2.10"), ip("192.0.2.11")].sort());
+      // A probe writes the WAL too, so it fails while the disk does and succeeds after.
+      s.probe();
+      assert.throws(() => s.commit(), StoreError);
+      assert.equal(s.takeDiscarded().batches, 1);
       new Deno.Command("chattr", { args: ["-i", `${path}-wal`] }).outputSync();
+      s.probe();
+      assert.equal(s.commit(), 1, "the probe commits once the WAL can be written");
       s.put(lease("192.0.2.12", { hwAddress: mac(3) }));
       assert.equal(s.commit(), 1, "the store works again once the disk does");
       return true;
