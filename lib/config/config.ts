@@ -442,10 +442,17 @@ function readOptions(ctx: Ctx, e: Entry | undefined): OptionMap {
       continue;
     }
     seen.set(def.code, key);
-    const js: unknown = isMap(value) || isSeq(value) || isScalar(value)
-      ? value.toJS(ctx.doc)
-      : null;
-    const bytes = encodeOptionValue(def, js);
+    const js = toJs(ctx, value);
+    if ("error" in js) {
+      report(
+        ctx,
+        value ?? key,
+        path,
+        `Cannot read the value of option ${JSON.stringify(def.name)}: ${js.error}`,
+      );
+      continue;
+    }
+    const bytes = encodeOptionValue(def, js.value);
     if (typeof bytes === "string") {
       const site = isNull(value) ? key : value;
       report(ctx, site, path, `Invalid value for option ${JSON.stringify(def.name)}: ${bytes}`);
@@ -454,6 +461,21 @@ function readOptions(ctx: Ctx, e: Entry | undefined): OptionMap {
     out.set(def.code, bytes);
   }
   return out;
+}
+
+/**
+ * A node as a plain value. The YAML library throws (ReferenceError) on an alias whose anchor
+ * comes later or is missing and on too many aliases (its billion-laughs guard): that is a
+ * problem of the file, reported like any other, never an exception.
+ */
+function toJs(ctx: Ctx, node: YamlNode): { value: unknown } | { error: string } {
+  if (!(isMap(node) || isSeq(node) || isScalar(node))) return { value: null };
+  try {
+    return { value: node.toJS(ctx.doc, { maxAliasCount: 100 }) };
+  } catch (err: unknown) {
+    const text = err instanceof Error ? err.message : String(err);
+    return { error: text.charAt(0).toLowerCase() + text.slice(1) };
+  }
 }
 
 function readListen(ctx: Ctx, e: Entry): ListenSpec[] {
