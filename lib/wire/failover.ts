@@ -480,6 +480,13 @@ export class FrameReader {
     return this.#rest.length;
   }
 
+  /** The bytes held back, removed from the reader (the stream switches to TLS, §11.2). */
+  takeBuffered(): Uint8Array {
+    const rest = this.#rest;
+    this.#rest = new Uint8Array(0);
+    return rest;
+  }
+
   /**
    * Appends a chunk and returns the complete messages (copies). Throws WireError on a bad length;
    * the error offset counts from the start of the stream. After an error the reader is unusable.
