@@ -1,6 +1,12 @@
 /** `duet serve`: run the DHCP server until SIGTERM or SIGINT. */
 import { parseArgs } from "node:util";
-import { applyPeerFlags, loadConfig, readSharedSecret } from "../config/config.ts";
+import {
+  applyPeerFlags,
+  type FailoverTlsFiles,
+  loadConfig,
+  readFailoverTls,
+  readSharedSecret,
+} from "../config/config.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError, StoreError } from "../errors.ts";
 import { createLogger, type Logger, type LogLevel } from "../log.ts";
@@ -73,10 +79,23 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** The link settings of a configuration's failover section (draft-12 §7.8). */
-export function linkSettings(config: Config, secret: Uint8Array | null): LinkSettings | null {
+/** The link settings of a configuration's failover section (draft-12 §7.8, §11.2). */
+export function linkSettings(
+  config: Config,
+  secret: Uint8Array | null,
+  tlsFiles: FailoverTlsFiles | null = null,
+): LinkSettings | null {
   const f = config.failover;
   if (!f) return null;
+  const tls = f.tls && tlsFiles
+    ? {
+      require: f.tls.require,
+      cert: tlsFiles.cert,
+      key: tlsFiles.key,
+      ca: tlsFiles.ca,
+      serverName: f.tls.serverName,
+    }
+    : null;
   return {
     role: f.role,
     relationship: f.relationship,
@@ -88,6 +107,7 @@ export function linkSettings(config: Config, secret: Uint8Array | null): LinkSet
     secret,
     maxClockSkew: f.maxClockSkew,
     handshakeTimeout: Math.max(10, f.maxResponseDelay),
+    tls,
   };
 }
 
@@ -103,6 +123,8 @@ export interface StartOptions {
   logger: Logger;
   transport?: TransportChoice;
   secret?: Uint8Array | null;
+  /** The `failover.tls` files, read by readFailoverTls(). */
+  tls?: FailoverTlsFiles | null;
   /** Failover machine overrides (tests shorten the STARTUP timer). */
   machine?: Partial<MachineOptions>;
   /** Seconds between dials of an unreachable partner (default 5). */
@@ -132,7 +154,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     onCommitted: (addresses) => failover?.leasesCommitted(addresses),
   });
   let peer: PeerService | null = null;
-  const settings = linkSettings(config, options.secret ?? null);
+  const settings = linkSettings(config, options.secret ?? null, options.tls ?? null);
   if (settings && config.failover) {
     // draft-12 §7-§9: the state machine and binding sync behind the partner link.
     failover = new FailoverEndpoint({
@@ -233,12 +255,14 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
 
   let config: Config;
   let secret: Uint8Array | null;
+  let tls: FailoverTlsFiles | null;
   try {
     config = applyPeerFlags(await loadConfig(values.config), {
       peer: values.peer,
       role: values.role,
     });
     secret = await readSharedSecret(config);
+    tls = await readFailoverTls(config);
   } catch (e) {
     if (e instanceof ConfigError) {
       io.stderr(e.message + "\n");
@@ -252,7 +276,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
 
   let server: RunningServer;
   try {
-    server = startServer(config, { logger, transport, secret });
+    server = startServer(config, { logger, transport, secret, tls });
   } catch (e) {
     if (e instanceof StoreError || e instanceof Error) {
       logger.error("Cannot start", { error: e.message });
@@ -286,7 +310,9 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     failover: config.failover
       ? `${config.failover.role} of "${config.failover.relationship}", partner ${
         formatIpv4(config.failover.peer)
-      }:${config.failover.peerPort}`
+      }:${config.failover.peerPort}${
+        config.failover.tls ? `, TLS ${config.failover.tls.require ? "required" : "desired"}` : ""
+      }`
       : "off",
   });
 
