@@ -218,16 +218,21 @@ function distance(a: string, b: string): number {
 /** The closest candidate, when close enough to be a likely typo. */
 export function suggest(word: string, candidates: readonly string[]): string | undefined {
   const norm = word.toLowerCase().replace(/_/g, "-");
+  const limit = Math.max(2, Math.floor(word.length / 3));
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {
+    // The distance is at least the difference in length: skip what cannot be close enough
+    // (a 300-character key against every option name cost milliseconds).
+    const gap = Math.min(Math.abs(norm.length - c.length), Math.abs(word.length - c.length));
+    if (gap > limit) continue;
     const d = Math.min(distance(norm, c), distance(word, c));
     if (d < bestDistance) {
       best = c;
       bestDistance = d;
     }
   }
-  return bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+  return bestDistance <= limit ? best : undefined;
 }
 
 function didYouMean(word: string, candidates: readonly string[]): string {
