@@ -357,9 +357,19 @@ export class FailoverLink {
     }
   }
 
-  /** Sends DISCONNECT with a reason (§7.12, §8.6) and closes. */
+  /** Sends DISCONNECT with a reason (§7.12, §8.6), logs it and closes. */
   #disconnect(now: number, reason: number, text: string, out: LinkEffect[]): void {
     this.#send(now, buildDisconnect(this.#h(now), { rejectReason: reason, message: text }), out);
+    out.push({
+      kind: "log",
+      level: "warn",
+      msg: "Disconnecting the failover partner",
+      fields: {
+        reason: `${reason} ${rejectReasonText(reason)}`,
+        message: text,
+        phase: this.#phase,
+      },
+    });
     this.#close(`${rejectReasonText(reason)}: ${text}`, false, out);
   }
 

@@ -305,7 +305,7 @@ Deno.test("FailoverLink primary disconnects on a CONNECTACK whose clock is too f
     tlsReply: 0,
   }));
   const effects = p.input({ kind: "frame", now: T0, bytes: ack });
-  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"]);
+  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
   assert.equal(getRejectReason(writes(effects)[0]!), 4);
 });
 
@@ -313,7 +313,7 @@ Deno.test("FailoverLink answers a second CONNECT on an up link with DISCONNECT 7
   const { s } = upPair();
   const again = encodeFailover(buildConnect({ time: T0 + 5, xid: 0 }, connectParams()));
   const effects = s.input({ kind: "frame", now: T0 + 5, bytes: again });
-  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"]);
+  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
   assert.equal(getRejectReason(writes(effects)[0]!), 7);
   assert.equal(s.phase, "closed");
   // A closed link ignores everything.
@@ -342,7 +342,7 @@ Deno.test("FailoverLink drops the link with DISCONNECT 17 when tReceive expires 
   assert.deepEqual(kinds(p.input({ kind: "tick", now: T0 + 20 })), ["write:CONTACT"]);
   assert.deepEqual(p.input({ kind: "tick", now: T0 + 29.5 }), []);
   const effects = p.input({ kind: "tick", now: T0 + 30 });
-  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"]);
+  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
   assert.equal(getRejectReason(writes(effects)[0]!), 17);
   assert.equal(closeOf(effects)?.rejected, false);
   assert.equal(p.phase, "closed");
@@ -405,13 +405,13 @@ Deno.test("FailoverLink message types: undefined 0-127 close the link, 128-255 a
     await t.step(`type ${type} on an up link -> DISCONNECT and close`, () => {
       const { s } = upPair();
       const effects = s.input({ kind: "frame", now: T0 + 1, bytes: bare(type, T0 + 1, 100) });
-      assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"]);
+      assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
       assert.equal(s.phase, "closed");
     });
   }
   await t.step("type 50 before CONNECT -> DISCONNECT and close", () => {
     const { effects } = secondaryGets(bare(50, T0, 0));
-    assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"]);
+    assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
   });
   for (const type of [128, 200, 255]) {
     await t.step(`type ${type} is ignored, the link stays up`, () => {
@@ -475,7 +475,7 @@ Deno.test("FailoverLink with a shared secret refuses a replayed (non-increasing)
   });
   assert.deepEqual(kinds(deliver(p, changed, T0 + 1)), ["message"]);
   const replay = deliver(p, changed, T0 + 2);
-  assert.deepEqual(kinds(replay), ["write:DISCONNECT", "close"]);
+  assert.deepEqual(kinds(replay), ["write:DISCONNECT", "log:warn", "close"]);
 });
 
 /** A BNDUPD from the primary with `n` transactions built by `tx`, encoded (signed with a key). */
@@ -538,7 +538,7 @@ Deno.test("FailoverLink drops a partner whose BNDUPD breaks the link's rules, wi
     await t.step(name, () => {
       const { s } = upPair();
       const effects = s.input({ kind: "frame", now: T0 + 1, bytes: frame });
-      assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"], name);
+      assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"], name);
       assert.match(getMessage(writes(effects)[0]!) ?? "", reason);
       assert.match(closeOf(effects)?.reason ?? "", reason);
     });
@@ -570,7 +570,7 @@ Deno.test("FailoverLink drops a partner that sends more BNDUPDs than max-unacked
     ],
   );
   const flood = s.input({ kind: "frame", now: T0 + 1, bytes: bndupd(14, ACTIVE_TX, 1) });
-  assert.deepEqual(kinds(flood), ["write:DISCONNECT", "close"]);
+  assert.deepEqual(kinds(flood), ["write:DISCONNECT", "log:warn", "close"]);
   assert.match(getMessage(writes(flood)[0]!) ?? "", /more than 3 BNDUPD messages without waiting/);
 });
 
@@ -721,7 +721,7 @@ Deno.test("FailoverLink primary refuses a partner without TLS when TLS is requir
       tlsReply: 0,
     }));
     const effects = p.input({ kind: "frame", now: T0, bytes: ack });
-    assert.deepEqual(kinds(effects), ["log:error", "write:DISCONNECT", "close"]);
+    assert.deepEqual(kinds(effects), ["log:error", "write:DISCONNECT", "log:warn", "close"]);
     assert.equal(getRejectReason(writes(effects)[0]!), RejectReason.TLS_REQUIRED);
   });
   await t.step("TLS-reply 1 when this primary has no TLS", () => {
@@ -735,7 +735,7 @@ Deno.test("FailoverLink primary refuses a partner without TLS when TLS is requir
       tlsReply: 1,
     }));
     const effects = p.input({ kind: "frame", now: T0, bytes: ack });
-    assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"]);
+    assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
     assert.equal(getRejectReason(writes(effects)[0]!), RejectReason.TLS_REQUIRED);
   });
   await t.step("a failed TLS handshake closes with the reason", () => {
