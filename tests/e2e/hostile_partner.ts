@@ -215,7 +215,10 @@ ${extra.map((l) => `  ${l.replaceAll("$DIR", dir)}\n`).join("")}`,
 let macCounter = 0;
 
 /** A DISCOVER/OFFER/REQUEST/ACK through the server: DHCP service is still there. */
-export async function assertDhcpServes(t: Target, what: string): Promise<number> {
+export async function assertDhcpServes(
+  t: Pick<Target, "dhcpPort" | "proc">,
+  what: string,
+): Promise<number> {
   const client = new RelayClient("127.0.0.1", t.dhcpPort);
   try {
     const mac = new Uint8Array([2, 0, 0, 0, 0x66, ++macCounter]);
