@@ -5,5 +5,5 @@
  */
 import { fuzzTest } from "./run.ts";
 
-fuzzTest("failover", { seed: 0x5eed0647, inputs: 100_000 });
-fuzzTest("link", { seed: 0x5eed11c4, inputs: 20_000 });
+fuzzTest("failover", { seed: 0x5eed0647, inputs: 100_000, workers: 2 });
+fuzzTest("link", { seed: 0x5eed11c4, inputs: 20_000, minFeatures: 150 });
