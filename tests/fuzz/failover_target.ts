@@ -761,8 +761,7 @@ export const failoverTarget: FuzzTarget = {
 
 /**
  * The partner link's receive path behind the codec: a FailoverLink and a BindingSync fed the
- * stream as `duet serve` feeds them. Ten times the work of the codec per input, so the normal
- * test run gives it fewer inputs.
+ * stream as `duet serve` feeds them (about twice the work of the codec per input).
  */
 export const linkTarget: FuzzTarget = {
   name: "link",
