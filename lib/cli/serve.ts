@@ -2,10 +2,12 @@
 import { parseArgs } from "node:util";
 import {
   applyPeerFlags,
+  type FailoverTlsFiles,
   keyPosition,
   loadConfig,
   loadConfigText,
   type PeerFlags,
+  readFailoverTls,
   readSharedSecret,
 } from "../config/config.ts";
 import {
@@ -132,10 +134,23 @@ export interface RunningServer {
   stop(options?: { shutdown?: boolean }): Promise<void>;
 }
 
-/** The link settings of a configuration's failover section (draft-12 §7.8). */
-export function linkSettings(config: Config, secret: Uint8Array | null): LinkSettings | null {
+/** The link settings of a configuration's failover section (draft-12 §7.8, §11.2). */
+export function linkSettings(
+  config: Config,
+  secret: Uint8Array | null,
+  tlsFiles: FailoverTlsFiles | null = null,
+): LinkSettings | null {
   const f = config.failover;
   if (!f) return null;
+  const tls = f.tls && tlsFiles
+    ? {
+      require: f.tls.require,
+      cert: tlsFiles.cert,
+      key: tlsFiles.key,
+      ca: tlsFiles.ca,
+      serverName: f.tls.serverName,
+    }
+    : null;
   return {
     role: f.role,
     relationship: f.relationship,
@@ -150,6 +165,7 @@ export function linkSettings(config: Config, secret: Uint8Array | null): LinkSet
     secret,
     maxClockSkew: f.maxClockSkew,
     handshakeTimeout: Math.max(10, f.maxResponseDelay),
+    tls,
   };
 }
 
@@ -192,6 +208,8 @@ export interface StartOptions {
   logger: Logger;
   transport?: TransportChoice;
   secret?: Uint8Array | null;
+  /** The `failover.tls` files, read by readFailoverTls(). */
+  tls?: FailoverTlsFiles | null;
   /** Failover machine overrides (tests shorten the STARTUP timer). */
   machine?: Partial<MachineOptions>;
   /** Seconds between dials of an unreachable partner (default 5). */
@@ -253,7 +271,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
   // The core reads the leases on the protocol clock's timeline (lib/server/clock.ts).
   const view = new CoreLeaseView(store, clock);
   let failover: FailoverEndpoint | null = null;
-  const settings = linkSettings(config, options.secret ?? null);
+  const settings = linkSettings(config, options.secret ?? null, options.tls ?? null);
   if (settings && config.failover) {
     // draft-12 §7-§9: the state machine and binding sync behind the partner link. The core and
     // the shell it calls into are made below; it uses them only once started. It reaches the
@@ -562,12 +580,14 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
 
   let config: Config;
   let secret: Uint8Array | null;
+  let tls: FailoverTlsFiles | null;
   try {
     config = applyPeerFlags(await loadConfig(values.config), {
       peer: values.peer,
       role: values.role,
     });
     secret = await readSharedSecret(config);
+    tls = await readFailoverTls(config);
   } catch (e) {
     if (e instanceof ConfigError) {
       io.stderr(e.message + "\n");
@@ -592,6 +612,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       logger,
       transport,
       secret,
+      tls,
       reload: {
         file: values.config,
         peerFlags: { peer: values.peer, role: values.role },
@@ -633,7 +654,9 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     failover: config.failover
       ? `${config.failover.role} of "${config.failover.relationship}", partner ${
         formatIpv4(config.failover.peer)
-      }:${config.failover.peerPort}`
+      }:${config.failover.peerPort}${
+        config.failover.tls ? `, TLS ${config.failover.tls.require ? "required" : "desired"}` : ""
+      }`
       : "off",
     hooks: config.hooks ? config.hooks.command.join(" ") : undefined,
   });

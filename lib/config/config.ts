@@ -3,6 +3,7 @@
  * as one ConfigError, so `duet check` can list them all.
  */
 import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { ConfigError, type ConfigProblem } from "../errors.ts";
 import {
   type Cidr,
@@ -24,9 +25,11 @@ import {
 } from "./options.ts";
 import type {
   Config,
+  ConfigPos,
   ControlConfig,
   FailoverConfig,
   FailoverRole,
+  FailoverTlsConfig,
   GuardConfig,
   HooksConfig,
   LeaseTimes,
@@ -138,7 +141,9 @@ const FAILOVER_KEYS = [
   "shared-secret-file",
   "auto-partner-down",
   "max-clock-skew",
+  "tls",
 ] as const;
+const TLS_KEYS = ["cert-file", "key-file", "ca-file", "require", "server-name"] as const;
 const LISTEN_KEYS = ["interface", "address", "port"] as const;
 const LEASE_TIME_KEYS = ["default", "max", "min"] as const;
 const COMMIT_KEYS = ["delay-ms", "batch"] as const;
@@ -250,16 +255,21 @@ function distance(a: string, b: string): number {
 /** The closest candidate, when close enough to be a likely typo. */
 export function suggest(word: string, candidates: readonly string[]): string | undefined {
   const norm = word.toLowerCase().replace(/_/g, "-");
+  const limit = Math.max(2, Math.floor(word.length / 3));
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {
+    // The distance is at least the difference in length: skip what cannot be close enough
+    // (a 300-character key against every option name cost milliseconds).
+    const gap = Math.min(Math.abs(norm.length - c.length), Math.abs(word.length - c.length));
+    if (gap > limit) continue;
     const d = Math.min(distance(norm, c), distance(word, c));
     if (d < bestDistance) {
       best = c;
       bestDistance = d;
     }
   }
-  return bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+  return bestDistance <= limit ? best : undefined;
 }
 
 function didYouMean(word: string, candidates: readonly string[]): string {
@@ -479,10 +489,17 @@ function readOptions(ctx: Ctx, e: Entry | undefined): OptionMap {
       continue;
     }
     seen.set(def.code, key);
-    const js: unknown = isMap(value) || isSeq(value) || isScalar(value)
-      ? value.toJS(ctx.doc)
-      : null;
-    const bytes = encodeOptionValue(def, js);
+    const js = toJs(ctx, value);
+    if ("error" in js) {
+      report(
+        ctx,
+        value ?? key,
+        path,
+        `Cannot read the value of option ${JSON.stringify(def.name)}: ${js.error}`,
+      );
+      continue;
+    }
+    const bytes = encodeOptionValue(def, js.value);
     if (typeof bytes === "string") {
       const site = isNull(value) ? key : value;
       report(ctx, site, path, `Invalid value for option ${JSON.stringify(def.name)}: ${bytes}`);
@@ -491,6 +508,21 @@ function readOptions(ctx: Ctx, e: Entry | undefined): OptionMap {
     out.set(def.code, bytes);
   }
   return out;
+}
+
+/**
+ * A node as a plain value. The YAML library throws (ReferenceError) on an alias whose anchor
+ * comes later or is missing and on too many aliases (its billion-laughs guard): that is a
+ * problem of the file, reported like any other, never an exception.
+ */
+function toJs(ctx: Ctx, node: YamlNode): { value: unknown } | { error: string } {
+  if (!(isMap(node) || isSeq(node) || isScalar(node))) return { value: null };
+  try {
+    return { value: node.toJS(ctx.doc, { maxAliasCount: 100 }) };
+  } catch (err: unknown) {
+    const text = err instanceof Error ? err.message : String(err);
+    return { error: text.charAt(0).toLowerCase() + text.slice(1) };
+  }
 }
 
 function readListen(ctx: Ctx, e: Entry): ListenSpec[] {
@@ -1185,6 +1217,8 @@ function readFailover(ctx: Ctx, e: Entry, listen: readonly ListenSpec[]): Failov
   const ss = at("shared-secret-file");
   const sharedSecretFile = ss ? readString(ctx, ss) ?? null : null;
   const sharedSecretFilePos = ss ? posOf(ctx, valueSite(ss)) : { line: 0, col: 0 };
+  const t = at("tls");
+  const tls = t && !isNull(t.value) ? readTlsSection(ctx, t, roleKnown ? role : null) : null;
 
   return {
     role,
@@ -1207,6 +1241,71 @@ function readFailover(ctx: Ctx, e: Entry, listen: readonly ListenSpec[]): Failov
     sharedSecretFilePos,
     autoPartnerDown,
     maxClockSkew,
+    tls,
+  };
+}
+
+/**
+ * Reads `failover.tls` (draft-12 §11.2): the primary is the TLS client and needs `ca-file`;
+ * the secondary is the TLS server and needs `cert-file` and `key-file`. The keys of the other
+ * role are refused, so that a file never silently carries settings that do nothing.
+ */
+function readTlsSection(ctx: Ctx, e: Entry, role: FailoverRole | null): FailoverTlsConfig | null {
+  const m = readMap(ctx, e.value, e.path, `"failover.tls"`, TLS_KEYS);
+  if (!m) return null;
+  const none = { line: 0, col: 0 };
+  const file = (k: string): [string | null, { line: number; col: number }] => {
+    const x = m.get(k);
+    return x ? [readString(ctx, x) ?? null, posOf(ctx, valueSite(x))] : [null, none];
+  };
+  const [certFile, certPos] = file("cert-file");
+  const [keyFile, keyPos] = file("key-file");
+  const [caFile, caPos] = file("ca-file");
+  const r = m.get("require");
+  const require = r ? readBool(ctx, r) ?? true : true;
+  const sn = m.get("server-name");
+  const serverName = sn ? readString(ctx, sn) ?? null : null;
+  const what = `"failover.tls"`;
+  if (role === "secondary") {
+    for (const k of ["cert-file", "key-file"]) {
+      if (!m.has(k)) missing(ctx, e.value, e.path, k, what);
+    }
+    for (const k of ["ca-file", "server-name"]) {
+      const x = m.get(k);
+      if (x) {
+        report(
+          ctx,
+          x.key,
+          x.path,
+          `A secondary may not set ${
+            JSON.stringify(k)
+          }: it is the TLS server; the primary checks its certificate`,
+        );
+      }
+    }
+  } else if (role === "primary") {
+    if (!m.has("ca-file")) missing(ctx, e.value, e.path, "ca-file", what);
+    for (const k of ["cert-file", "key-file"]) {
+      const x = m.get(k);
+      if (x) {
+        report(
+          ctx,
+          x.key,
+          x.path,
+          `A primary may not set ${
+            JSON.stringify(k)
+          }: it is the TLS client; the secondary presents the certificate`,
+        );
+      }
+    }
+  }
+  return {
+    certFile,
+    keyFile,
+    caFile,
+    require,
+    serverName,
+    pos: { certFile: certPos, keyFile: keyPos, caFile: caPos },
   };
 }
 
@@ -1668,56 +1767,198 @@ function secretOf(bytes: Uint8Array): Uint8Array {
   return bytes.subarray(0, end);
 }
 
-/** Reads and checks the shared-secret file: the secret, or the problem with it. */
-async function readSecretFile(
-  f: FailoverConfig,
-): Promise<{ secret: Uint8Array } | { problem: ConfigProblem }> {
-  const path = f.sharedSecretFile ?? "";
+/** A file the configuration names, read with the checks its kind needs, or the problem. */
+async function readNamedFile(
+  path: string,
+  site: { key: string; pos: ConfigPos },
+  what: { label: string; capital: string; private: boolean },
+): Promise<{ bytes: Uint8Array } | { problem: ConfigProblem }> {
   const problem = (message: string) => ({
-    problem: {
-      path: "failover.shared-secret-file",
-      line: f.sharedSecretFilePos.line,
-      col: f.sharedSecretFilePos.col,
-      message,
-    },
+    problem: { path: site.key, line: site.pos.line, col: site.pos.col, message },
   });
   const name = JSON.stringify(path);
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);
   } catch (err: unknown) {
-    return problem(`Cannot read shared secret file ${name}: ${whyUnreadable(err)}`);
+    return problem(`Cannot read ${what.label} ${name}: ${whyUnreadable(err)}`);
   }
-  if (!info.isFile) return problem(`Shared secret file ${name} is not a regular file`);
-  // draft-12 §11.1: the secret authenticates the partner, so no one else may read or change it.
-  if (info.mode !== null && (info.mode & 0o077) !== 0) {
+  if (!info.isFile) return problem(`${what.capital} ${name} is not a regular file`);
+  // draft-12 §11.1, §11.2: a secret or a private key authenticates this server, so no one
+  // else may read or change it.
+  if (what.private && info.mode !== null && (info.mode & 0o077) !== 0) {
     const mode = (info.mode & 0o777).toString(8).padStart(4, "0");
     return problem(
-      `Shared secret file ${name} has mode ${mode}: it must not be readable or writable by ` +
+      `${what.capital} ${name} has mode ${mode}: it must not be readable or writable by ` +
         `group or others (chmod 600)`,
     );
   }
-  let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(path);
+    return { bytes: await Deno.readFile(path) };
   } catch (err: unknown) {
-    return problem(`Cannot read shared secret file ${name}: ${whyUnreadable(err)}`);
+    return problem(`Cannot read ${what.label} ${name}: ${whyUnreadable(err)}`);
   }
-  const secret = secretOf(bytes);
-  if (secret.length === 0) return problem(`Shared secret file ${name} is empty`);
+}
+
+/** Reads and checks the shared-secret file: the secret, or the problem with it. */
+async function readSecretFile(
+  f: FailoverConfig,
+): Promise<{ secret: Uint8Array } | { problem: ConfigProblem }> {
+  const path = f.sharedSecretFile ?? "";
+  const r = await readNamedFile(
+    path,
+    { key: "failover.shared-secret-file", pos: f.sharedSecretFilePos },
+    { label: "shared secret file", capital: "Shared secret file", private: true },
+  );
+  if ("problem" in r) return r;
+  const secret = secretOf(r.bytes);
+  if (secret.length === 0) {
+    return {
+      problem: {
+        path: "failover.shared-secret-file",
+        line: f.sharedSecretFilePos.line,
+        col: f.sharedSecretFilePos.col,
+        message: `Shared secret file ${JSON.stringify(path)} is empty`,
+      },
+    };
+  }
   return { secret };
+}
+
+/** The PEM texts of `failover.tls` (draft-12 §11.2), as the partner link uses them. */
+export interface FailoverTlsFiles {
+  cert: string | null;
+  key: string | null;
+  ca: string | null;
+}
+
+/**
+ * Reads and checks the `failover.tls` files: certificates must parse, the key must be private
+ * (mode 0600 or stricter), parse and belong to the certificate. Every problem, or the texts.
+ */
+async function readTlsFiles(
+  t: FailoverTlsConfig,
+): Promise<{ files: FailoverTlsFiles; problems: ConfigProblem[] }> {
+  const problems: ConfigProblem[] = [];
+  const files: FailoverTlsFiles = { cert: null, key: null, ca: null };
+  const at = (key: "cert-file" | "key-file" | "ca-file") => {
+    const pos = key === "cert-file"
+      ? t.pos.certFile
+      : key === "key-file"
+      ? t.pos.keyFile
+      : t.pos.caFile;
+    return { key: `failover.tls.${key}`, pos };
+  };
+  const problem = (key: "cert-file" | "key-file" | "ca-file", message: string) => {
+    const site = at(key);
+    problems.push({ path: site.key, line: site.pos.line, col: site.pos.col, message });
+  };
+  const text = async (
+    path: string | null,
+    key: "cert-file" | "key-file" | "ca-file",
+    what: { label: string; capital: string; private: boolean },
+  ): Promise<string | null> => {
+    if (path === null) return null;
+    const r = await readNamedFile(path, at(key), what);
+    if ("problem" in r) {
+      problems.push(r.problem);
+      return null;
+    }
+    return new TextDecoder().decode(r.bytes);
+  };
+  const certificates = (body: string | null, key: "cert-file" | "ca-file", path: string) => {
+    if (body === null) return null;
+    const name = JSON.stringify(path);
+    const pems = body.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
+    if (!pems) {
+      problem(key, `TLS certificate file ${name} holds no PEM certificate`);
+      return null;
+    }
+    try {
+      return pems.map((pem) => new X509Certificate(pem));
+    } catch (err: unknown) {
+      problem(key, `Cannot read TLS certificate file ${name}: ${errorText(err)}`);
+      return null;
+    }
+  };
+  const cert = await text(t.certFile, "cert-file", {
+    label: "TLS certificate file",
+    capital: "TLS certificate file",
+    private: false,
+  });
+  const chain = certificates(cert, "cert-file", t.certFile ?? "");
+  const key = await text(t.keyFile, "key-file", {
+    label: "TLS key file",
+    capital: "TLS key file",
+    private: true,
+  });
+  let keyObject: KeyObject | null = null;
+  if (key !== null && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) {
+    problem("key-file", `TLS key file ${JSON.stringify(t.keyFile)} holds no PEM private key`);
+  } else if (key !== null) {
+    try {
+      keyObject = createPrivateKey(key);
+    } catch (err: unknown) {
+      problem(
+        "key-file",
+        `Cannot read TLS key file ${JSON.stringify(t.keyFile)}: ${errorText(err)}`,
+      );
+    }
+  }
+  const first = chain?.[0];
+  if (first && keyObject && !first.checkPrivateKey(keyObject)) {
+    problem(
+      "key-file",
+      `TLS key file ${JSON.stringify(t.keyFile)} does not belong to the certificate in ${
+        JSON.stringify(t.certFile)
+      }`,
+    );
+  }
+  const ca = await text(t.caFile, "ca-file", {
+    label: "TLS CA file",
+    capital: "TLS CA file",
+    private: false,
+  });
+  certificates(ca, "ca-file", t.caFile ?? "");
+  if (chain) files.cert = cert;
+  if (keyObject) files.key = key;
+  if (ca !== null && problems.every((p) => p.path !== "failover.tls.ca-file")) files.ca = ca;
+  return { files, problems };
+}
+
+function errorText(err: unknown): string {
+  const t = err instanceof Error ? err.message : String(err);
+  return t.charAt(0).toLowerCase() + t.slice(1);
 }
 
 /**
  * Checks the files the configuration names: the failover shared-secret file (draft-12 §11.1)
- * must be a readable regular file with mode 0600 or stricter and hold a non-empty secret.
- * Problems point at the `shared-secret-file` key; none when there is no such file configured.
+ * must be a readable regular file with mode 0600 or stricter and hold a non-empty secret; the
+ * `failover.tls` files (§11.2) must parse, with a private key of mode 0600 or stricter that
+ * belongs to the certificate. Problems point at the key naming the file.
  */
 export async function checkFailoverFiles(config: Config): Promise<ConfigProblem[]> {
   const f = config.failover;
-  if (f === null || f.sharedSecretFile === null) return [];
-  const r = await readSecretFile(f);
-  return "problem" in r ? [r.problem] : [];
+  if (f === null) return [];
+  const out: ConfigProblem[] = [];
+  if (f.sharedSecretFile !== null) {
+    const r = await readSecretFile(f);
+    if ("problem" in r) out.push(r.problem);
+  }
+  if (f.tls) out.push(...(await readTlsFiles(f.tls)).problems);
+  return out;
+}
+
+/**
+ * Reads the `failover.tls` files (draft-12 §11.2), or null when TLS is not configured; throws
+ * ConfigError on the problems checkFailoverFiles() reports.
+ */
+export async function readFailoverTls(config: Config): Promise<FailoverTlsFiles | null> {
+  const t = config.failover?.tls;
+  if (!t) return null;
+  const { files, problems } = await readTlsFiles(t);
+  if (problems.length > 0) throw new ConfigError(config.file, sortProblems(problems));
+  return files;
 }
 
 /**
@@ -1855,6 +2096,7 @@ export function applyPeerFlags(config: Config, flags: PeerFlags): Config {
       sharedSecretFilePos: { line: 0, col: 0 },
       autoPartnerDown: FAILOVER_DEFAULTS.autoPartnerDown,
       maxClockSkew: FAILOVER_DEFAULTS.maxClockSkew,
+      tls: null,
     }
     : { ...base };
   if (role !== undefined) f.role = role;
@@ -1871,6 +2113,14 @@ export function applyPeerFlags(config: Config, flags: PeerFlags): Config {
   }
   const why = peerConflict(f);
   if (why) throw flagError(config, "--peer", why);
+  // failover.tls is written for one role (draft-12 §11.2: primary client, secondary server).
+  if (f.tls && role !== undefined && base !== null && role !== base.role) {
+    throw flagError(
+      config,
+      "--role",
+      `Cannot make this server a ${role} with "--role": its "failover.tls" section is for a ${base.role}`,
+    );
+  }
   return { ...config, failover: f };
 }
 

@@ -181,4 +181,32 @@ export interface FailoverConfig {
   autoPartnerDown: number;
   /** Largest accepted clock difference with the partner in seconds (§11.1); 0 = no limit. */
   maxClockSkew: number;
+  /** TLS on the partner link (draft-12 §11.2), or null for none. */
+  tls: FailoverTlsConfig | null;
+}
+
+/** Where a key is in the configuration file (0:0 when unknown). */
+export interface ConfigPos {
+  line: number;
+  col: number;
+}
+
+/**
+ * The `failover.tls` section (draft-12 §11.2). The primary is the TLS client: it needs
+ * `ca-file` to check the secondary's certificate. The secondary is the TLS server: it needs
+ * `cert-file` and `key-file`. The files are read by checkFailoverFiles()/readFailoverTls().
+ */
+export interface FailoverTlsConfig {
+  /** Secondary: its certificate chain (PEM). */
+  certFile: string | null;
+  /** Secondary: its private key (PEM), mode 0600 or stricter. */
+  keyFile: string | null;
+  /** Primary: the CA certificates (PEM) that signed the secondary's certificate. */
+  caFile: string | null;
+  /** Refuse a partner that cannot use TLS (default true); false uses TLS when both can. */
+  require: boolean;
+  /** Primary: the name the secondary's certificate must carry; default the `peer` address. */
+  serverName: string | null;
+  /** Where each file key is, for problems found when reading the files. */
+  pos: { certFile: ConfigPos; keyFile: ConfigPos; caFile: ConfigPos };
 }

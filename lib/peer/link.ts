@@ -12,8 +12,13 @@ import {
   buildDisconnect,
   buildState,
   decodeFailover,
+  DIGEST_LENGTH,
   encodeFailover,
+  FAILOVER_HEADER_LENGTH,
+  FAILOVER_MAX_LENGTH,
   type FailoverMessage,
+  FoOpt,
+  getAssignedIpAddress,
   getHashBucketAssignment,
   getMaxUnackedBndupd,
   getMclt,
@@ -25,6 +30,7 @@ import {
   getServerFlags,
   getServerState,
   getStartTimeOfState,
+  getTlsReply,
   getTlsRequest,
   getVendorClassIdentifier,
   isIgnoredMsgType,
@@ -35,6 +41,7 @@ import {
   ReplayGuard,
   serverStateName,
   signFailover,
+  splitTransactions,
   TlsReply,
   TlsRequest,
   validateFailover,
@@ -60,8 +67,30 @@ export interface LinkSettings {
   secret: Uint8Array | null;
   /** Largest accepted |partner time - our time| in seconds; 0 accepts any (§5.10). */
   maxClockSkew: number;
-  /** Seconds to wait for CONNECT (secondary) or CONNECTACK (primary) on a new connection. */
+  /**
+   * Seconds a new connection has to finish its handshake: CONNECT, CONNECTACK, TLS when used,
+   * and the partner's STATE (§7.8.2, §7.9.2: wait only a limited time).
+   */
   handshakeTimeout: number;
+  /** TLS for the link (draft-12 §11.2), or absent/null for none. */
+  tls?: LinkTls | null;
+}
+
+/**
+ * TLS on the partner link (draft-12 §11.2). The primary is the TLS client and checks the
+ * secondary's certificate; the secondary is the TLS server. The PEM texts are for the shell.
+ */
+export interface LinkTls {
+  /** Refuse a partner that will not use TLS (TLS-request 2); otherwise TLS-request 1. */
+  require: boolean;
+  /** The secondary's certificate chain (PEM), for the TLS server. */
+  cert: string | null;
+  /** The secondary's private key (PEM). */
+  key: string | null;
+  /** CA certificates (PEM) the primary checks the secondary's certificate against. */
+  ca: string | null;
+  /** The name the secondary's certificate must carry (default: the partner's address). */
+  serverName: string | null;
 }
 
 /** This server's failover state, as a STATE message carries it (§7.10). */
@@ -83,10 +112,15 @@ export interface PartnerInfo {
   serverState: number;
   serverFlags: number;
   startTimeOfState: number;
+  /** Whether the link runs over TLS (§11.2); absent means no. */
+  tls?: boolean;
 }
 
 /** The handshake half of PartnerInfo. */
-type ConnectInfo = Omit<PartnerInfo, "serverState" | "serverFlags" | "startTimeOfState">;
+type ConnectInfo = Omit<
+  PartnerInfo,
+  "serverState" | "serverFlags" | "startTimeOfState" | "tls"
+>;
 
 /** Inputs to a link. `now` is epoch seconds (may be fractional). */
 export type LinkInput =
@@ -97,7 +131,11 @@ export type LinkInput =
   | { kind: "send"; now: number; message: FailoverMessage }
   | { kind: "closed"; now: number; reason: string }
   /** The byte stream is broken (framing): DISCONNECT and close. */
-  | { kind: "fail"; now: number; text: string };
+  | { kind: "fail"; now: number; text: string }
+  /** The shell finished the TLS handshake asked for by a start-tls effect (§11.2). */
+  | { kind: "tls-up"; now: number }
+  /** The TLS handshake failed: close (nothing can be sent in the clear any more). */
+  | { kind: "tls-failed"; now: number; text: string };
 
 /** Effects a link asks its shell to run, in order. */
 export type LinkEffect =
@@ -108,6 +146,11 @@ export type LinkEffect =
   | { kind: "up"; partner: PartnerInfo }
   /** A message after the link is up (STATE, BNDUPD, BNDACK, UPDREQ...), for the failover layer. */
   | { kind: "message"; message: FailoverMessage }
+  /**
+   * Start TLS on this connection after the writes before it (§11.2): stop reading frames in
+   * the clear, run the handshake as `role`, then feed tls-up or tls-failed.
+   */
+  | { kind: "start-tls"; role: "client" | "server" }
   | {
     kind: "log";
     level: "debug" | "info" | "warn" | "error";
@@ -120,9 +163,18 @@ export type LinkPhase =
   | "new"
   | "await-connect"
   | "await-connectack"
+  /** CONNECT/CONNECTACK agreed on TLS; the shell runs the TLS handshake. */
+  | "tls"
   | "await-state"
   | "up"
   | "closed";
+
+/** Octets of a BNDACK answer that rejects one binding without a message (§7.2, §6.3). */
+const REJECT_ACK_OCTETS = 8 + 5;
+/** Octets the message-digest option adds (§11.1, §12.17). */
+const DIGEST_OPTION_OCTETS = 4 + 1 + DIGEST_LENGTH;
+/** RFC 2131 §2: chaddr is 16 octets; client-hardware-address adds the htype (§12.5). */
+const MAX_HARDWARE_ADDRESS_OCTETS = 1 + 16;
 
 /** One connection's protocol engine. */
 export class FailoverLink {
@@ -139,6 +191,10 @@ export class FailoverLink {
   #local: LocalState = { serverState: 1, serverFlags: 0, startTimeOfState: 0 };
   #partner: PartnerInfo | null = null;
   #connectInfo: ConnectInfo | null = null;
+  /** The handshake finished over TLS (§11.2). */
+  #secured = false;
+  /** xids of the partner's BNDUPDs not answered yet (§8.4). */
+  #unacked = new Set<number>();
   /** Smoothed partner time minus our time, in seconds (§5.10); null before the first message. */
   skew: number | null = null;
 
@@ -186,6 +242,20 @@ export class FailoverLink {
       case "fail":
         this.#disconnect(i.now, RejectReason.UNKNOWN, i.text, out);
         break;
+      case "tls-up":
+        if (this.#phase === "tls") this.#tlsUp(i.now, out);
+        break;
+      case "tls-failed":
+        if (this.#phase === "tls") {
+          out.push({
+            kind: "log",
+            level: "error",
+            msg: "Failover TLS handshake failed",
+            fields: { error: i.text },
+          });
+          this.#close(`TLS handshake failed: ${i.text}`, false, out);
+        }
+        break;
       case "closed":
         this.#phase = "closed";
         out.push({
@@ -218,40 +288,91 @@ export class FailoverLink {
     this.#replay.newConnection();
     if (this.settings.role === "primary") {
       // §8.2, §7.8.1: the primary's first message on a connection is CONNECT.
-      const s = this.settings;
-      const h = this.#h(now);
-      this.#connectXid = h.xid;
-      this.#send(
-        now,
-        buildConnect(h, {
-          relationshipName: s.relationship,
-          maxUnackedBndupd: s.maxUnackedBndupd,
-          receiveTimer: s.receiveTimer,
-          vendorClassIdentifier: s.vendorClass,
-          tlsRequest: TlsRequest.NONE,
-          mclt: s.mclt ?? 0,
-          hashBucketAssignment: s.hba ?? new Uint8Array(32),
-        }),
-        out,
-      );
-      this.#phase = "await-connectack";
+      this.#sendConnect(now, this.#h(now), out);
     } else {
       // §7.8.2: a secondary sends nothing before CONNECT.
       this.#phase = "await-connect";
     }
   }
 
+  /** §7.8.1: CONNECT; TLS-request only before TLS (§8.2: not on the secured connection). */
+  #sendConnect(now: number, h: { time: number; xid: number }, out: LinkEffect[]): void {
+    const s = this.settings;
+    this.#connectXid = h.xid;
+    const tlsRequest = this.#secured
+      ? undefined
+      : !s.tls
+      ? TlsRequest.NONE
+      : s.tls.require
+      ? TlsRequest.REQUIRED
+      : TlsRequest.DESIRED;
+    this.#send(
+      now,
+      buildConnect(h, {
+        relationshipName: s.relationship,
+        maxUnackedBndupd: s.maxUnackedBndupd,
+        receiveTimer: s.receiveTimer,
+        vendorClassIdentifier: s.vendorClass,
+        tlsRequest,
+        mclt: s.mclt ?? 0,
+        hashBucketAssignment: s.hba ?? new Uint8Array(32),
+      }),
+      out,
+    );
+    this.#phase = "await-connectack";
+  }
+
   #send(now: number, msg: FailoverMessage, out: LinkEffect[]): void {
-    const bytes = this.settings.secret
-      ? signFailover(msg, this.settings.secret)
-      : encodeFailover(msg);
+    if (msg.type === MsgType.BNDACK) this.#unacked.delete(msg.xid);
+    const bytes = this.#encode(msg);
+    if (bytes === null) {
+      // Our own message cannot be sent (a bug, not the partner's doing): drop the link rather
+      // than leave it half working; the failover layer sends again on the next connection.
+      out.push({
+        kind: "log",
+        level: "error",
+        msg: "Cannot encode a failover message: closing the connection",
+        fields: { type: msgTypeName(msg.type) },
+      });
+      this.#close(`Cannot encode ${msgTypeName(msg.type)}`, false, out);
+      return;
+    }
     this.#lastSent = now;
     out.push({ kind: "write", bytes, type: msg.type });
   }
 
-  /** Sends DISCONNECT with a reason (§7.12, §8.6) and closes. */
+  /**
+   * The message's bytes, signed when there is a secret (§11.1). A BNDACK that the digest
+   * pushes past 2048 octets loses its message texts from the end (SHOULD, §7.2.1) until it
+   * fits; null when a message cannot be encoded at all.
+   */
+  #encode(msg: FailoverMessage): Uint8Array | null {
+    let m = msg;
+    for (;;) {
+      try {
+        return this.settings.secret ? signFailover(m, this.settings.secret) : encodeFailover(m);
+      } catch (e) {
+        if (!(e instanceof RangeError)) throw e;
+        const last = m.options.findLastIndex((o) => o.code === FoOpt.MESSAGE);
+        if (m.type !== MsgType.BNDACK || last < 0) return null;
+        m = { ...m, options: m.options.filter((_, i) => i !== last) };
+      }
+    }
+  }
+
+  /** Sends DISCONNECT with a reason (§7.12, §8.6), logs it and closes. */
   #disconnect(now: number, reason: number, text: string, out: LinkEffect[]): void {
     this.#send(now, buildDisconnect(this.#h(now), { rejectReason: reason, message: text }), out);
+    out.push({
+      kind: "log",
+      level: "warn",
+      msg: "Disconnecting the failover partner",
+      fields: {
+        reason: `${reason} ${rejectReasonText(reason)}`,
+        message: text,
+        phase: this.#phase,
+      },
+    });
     this.#close(`${rejectReasonText(reason)}: ${text}`, false, out);
   }
 
@@ -262,16 +383,24 @@ export class FailoverLink {
 
   #tick(now: number, out: LinkEffect[]): void {
     const s = this.settings;
-    if (
-      (this.#phase === "await-connect" || this.#phase === "await-connectack") &&
-      now - this.#opened >= s.handshakeTimeout
-    ) {
-      // §7.8.2, §7.9.2: wait for the handshake only a limited time.
-      this.#close(
-        this.#phase === "await-connect" ? "No CONNECT in time" : "No CONNECTACK in time",
-        false,
-        out,
-      );
+    if (this.#phase !== "up" && now - this.#opened >= s.handshakeTimeout) {
+      // §7.8.2, §7.9.2: wait for the handshake only a limited time. The deadline covers the
+      // whole handshake, so that a partner trickling bytes, or sending CONTACTs instead of its
+      // STATE, cannot hold a connection half open.
+      const what = this.#phase === "await-connect"
+        ? "No CONNECT"
+        : this.#phase === "await-connectack"
+        ? "No CONNECTACK"
+        : this.#phase === "tls"
+        ? "No TLS handshake"
+        : "No STATE";
+      out.push({
+        kind: "log",
+        level: "warn",
+        msg: "Dropping failover connection: handshake not finished in time",
+        fields: { phase: this.#phase, seconds: s.handshakeTimeout },
+      });
+      this.#close(`${what} within ${s.handshakeTimeout} s`, false, out);
       return;
     }
     if (this.#phase === "await-state" || this.#phase === "up") {
@@ -294,6 +423,8 @@ export class FailoverLink {
   }
 
   #frame(now: number, bytes: Uint8Array, out: LinkEffect[]): void {
+    // Nothing may arrive in the clear while the shell starts TLS.
+    if (this.#phase === "tls") return;
     this.#lastReceived = now;
     let msg: FailoverMessage;
     try {
@@ -415,6 +546,7 @@ export class FailoverLink {
           serverState: getServerState(msg) ?? 0,
           serverFlags: getServerFlags(msg) ?? 0,
           startTimeOfState: getStartTimeOfState(msg) ?? 0,
+          tls: this.#secured,
         };
         this.#phase = "up";
         out.push({
@@ -426,6 +558,7 @@ export class FailoverLink {
             partnerState: serverStateName(this.#partner.serverState),
             partnerVendor: this.#partner.vendorClass ?? "-",
             skew: Math.round(this.skew ?? 0),
+            tls: this.#secured ? "on" : "off",
           },
         });
         out.push({ kind: "up", partner: this.#partner });
@@ -453,12 +586,70 @@ export class FailoverLink {
             startTimeOfState: getStartTimeOfState(msg) ?? this.#partner.startTimeOfState,
           };
         }
+        if (msg.type === MsgType.BNDUPD) {
+          const abuse = this.#bndupdAbuse(msg);
+          if (abuse !== null) {
+            this.#disconnect(now, RejectReason.UNKNOWN, abuse, out);
+            return;
+          }
+          this.#unacked.add(msg.xid);
+        }
         // BNDUPD problems are answered per binding with BNDACK by the failover layer.
         out.push({ kind: "message", message: msg });
         return;
       default:
         return;
     }
+  }
+
+  /**
+   * Why a BNDUPD breaks the link's rules rather than a binding's (those get a BNDACK reject,
+   * §7.1.3), or null. Each is a partner that is broken or hostile:
+   * - §8.4: the sender MUST NOT have more BNDUPDs unacknowledged than our max-unacked-bndupd.
+   *   The draft names no remedy; the receiver only promises to take that many (§8.3), so one
+   *   more is a protocol violation and the link is dropped.
+   * - §6.3: every transaction MUST be answered in one BNDACK, which cannot exceed 2048 octets
+   *   (§6.1): a BNDUPD with more transactions than that BNDACK can hold, or without any, or
+   *   with an assigned-IP-address that is not 4 octets, cannot be answered.
+   * - §12.5, RFC 2131 §2: a client hardware address is at most 16 octets.
+   */
+  #bndupdAbuse(msg: FailoverMessage): string | null {
+    const limit = this.settings.maxUnackedBndupd;
+    if (this.#unacked.size >= limit) {
+      return `Partner sent more than ${limit} BNDUPD messages without waiting for BNDACK ` +
+        `(max-unacked-bndupd, draft-12 §8.4)`;
+    }
+    const { transactions } = splitTransactions(msg);
+    if (transactions.length === 0) return "BNDUPD without assigned-IP-address cannot be answered";
+    const room = FAILOVER_MAX_LENGTH - FAILOVER_HEADER_LENGTH -
+      (this.settings.secret ? DIGEST_OPTION_OCTETS : 0);
+    const most = Math.floor(room / REJECT_ACK_OCTETS);
+    if (transactions.length > most) {
+      return `BNDUPD carries ${transactions.length} binding updates: one BNDACK can answer at ` +
+        `most ${most} (draft-12 §6.3)`;
+    }
+    for (const group of transactions) {
+      if (getAssignedIpAddress(group) === undefined) {
+        return "BNDUPD has an assigned-IP-address that is not 4 octets";
+      }
+      for (const o of group) {
+        if (
+          o.code === FoOpt.CLIENT_HARDWARE_ADDRESS && o.data.length > MAX_HARDWARE_ADDRESS_OCTETS
+        ) {
+          return `BNDUPD client-hardware-address is ${o.data.length} octets, at most ` +
+            `${MAX_HARDWARE_ADDRESS_OCTETS}`;
+        }
+      }
+    }
+    return null;
+  }
+
+  /** §8.2: TLS is up; the primary sends CONNECT again, the secondary waits for it. */
+  #tlsUp(now: number, out: LinkEffect[]): void {
+    this.#secured = true;
+    out.push({ kind: "log", level: "debug", msg: "Failover TLS handshake done" });
+    if (this.settings.role === "primary") this.#sendConnect(now, this.#h(now), out);
+    else this.#phase = "await-connect";
   }
 
   /** §5.10: an exponentially smoothed delta, reset on a drastic change. */
@@ -480,7 +671,10 @@ export class FailoverLink {
       { time: Math.floor(now), xid: connect.xid },
       {
         relationshipName: getRelationshipName(connect) ?? this.settings.relationship,
-        ...(getTlsRequest(connect) !== undefined ? { tlsReply: TlsReply.NONE } : {}),
+        // Table 7.9-1 (2), and the §7.8.2 step 3 table: reason 11 goes with TLS-reply 1.
+        ...(getTlsRequest(connect) !== undefined && !this.#secured
+          ? { tlsReply: reason === RejectReason.TLS_REQUIRED ? TlsReply.TLS : TlsReply.NONE }
+          : {}),
         rejectReason: reason,
         message: text,
       },
@@ -509,17 +703,53 @@ export class FailoverLink {
       );
       return;
     }
-    const tls = getTlsRequest(msg);
-    if (tls === TlsRequest.REQUIRED) {
-      // §7.8.2 step 3 table: request 2, reply 0 -> 9 or 10; duet has no TLS at all, so 9.
-      this.#rejectConnect(
-        now,
-        msg,
-        RejectReason.TLS_NOT_SUPPORTED,
-        "TLS is not supported by this server",
-        out,
-      );
-      return;
+    // §7.8.2 step 3 and its table; over TLS the second CONNECT carries no TLS-request (§8.2).
+    const tls = this.#secured ? undefined : getTlsRequest(msg) ?? TlsRequest.NONE;
+    const mine = s.tls ?? null;
+    if (tls !== undefined) {
+      if (mine === null && tls === TlsRequest.REQUIRED) {
+        // Request 2, reply 0 -> 9 (no TLS configured here at all).
+        this.#rejectConnect(
+          now,
+          msg,
+          RejectReason.TLS_NOT_SUPPORTED,
+          "TLS is not configured on this server",
+          out,
+        );
+        return;
+      }
+      if (mine !== null && mine.require && tls === TlsRequest.NONE) {
+        // Request 0, reply 1 -> 11: this server requires TLS, the primary will not use it.
+        this.#rejectConnect(
+          now,
+          msg,
+          RejectReason.TLS_REQUIRED,
+          "This server requires TLS and the partner does not offer it (TLS-request 0)",
+          out,
+        );
+        return;
+      }
+      if (mine !== null && tls !== TlsRequest.NONE) {
+        // Reply 1: accept at once and start TLS; the checks below run on the second CONNECT,
+        // over TLS (§7.8.2 step 5: after any TLS processing).
+        this.#send(
+          now,
+          buildConnectAck(
+            { time: Math.floor(now), xid: msg.xid },
+            {
+              relationshipName: s.relationship,
+              maxUnackedBndupd: s.maxUnackedBndupd,
+              receiveTimer: s.receiveTimer,
+              vendorClassIdentifier: s.vendorClass,
+              tlsReply: TlsReply.TLS,
+            },
+          ),
+          out,
+        );
+        this.#phase = "tls";
+        out.push({ kind: "start-tls", role: "server" });
+        return;
+      }
     }
     const name = getRelationshipName(msg);
     if (name !== s.relationship) {
@@ -578,7 +808,10 @@ export class FailoverLink {
           maxUnackedBndupd: s.maxUnackedBndupd,
           receiveTimer: s.receiveTimer,
           vendorClassIdentifier: s.vendorClass,
-          ...(tls !== undefined ? { tlsReply: TlsReply.NONE } : {}),
+          // Table 7.9-1 (1): TLS-reply when the CONNECT had TLS-request, never over TLS.
+          ...(tls !== undefined && getTlsRequest(msg) !== undefined
+            ? { tlsReply: TlsReply.NONE }
+            : {}),
         },
       ),
       out,
@@ -619,6 +852,42 @@ export class FailoverLink {
       this.#disconnect(now, RejectReason.UNKNOWN_CONNECTION_REASON, problem, out);
       return;
     }
+    const s = this.settings;
+    if (!this.#secured) {
+      // §7.9.2 step 4: TLS-reply 1 means TLS now, before anything else of the CONNECTACK.
+      const reply = getTlsReply(msg) ?? TlsReply.NONE;
+      if (reply === TlsReply.TLS) {
+        if (!s.tls) {
+          // We sent TLS-request 0: the table allows TLS-reply 1 only with reject-reason 11.
+          this.#disconnect(
+            now,
+            RejectReason.TLS_REQUIRED,
+            "Partner requires TLS, which is not configured on this server",
+            out,
+          );
+          return;
+        }
+        this.#phase = "tls";
+        out.push({ kind: "start-tls", role: "client" });
+        return;
+      }
+      if (s.tls?.require) {
+        // Request 2 answered with reply 0 and no rejection: the partner cannot do TLS.
+        out.push({
+          kind: "log",
+          level: "error",
+          msg: "Failover partner does not use TLS, which this server requires",
+          fields: { partnerVendor: getVendorClassIdentifier(msg) ?? "-" },
+        });
+        this.#disconnect(
+          now,
+          RejectReason.TLS_REQUIRED,
+          "This server requires TLS and the partner answered TLS-reply 0",
+          out,
+        );
+        return;
+      }
+    }
     if (getProtocolVersion(msg) !== 1) {
       this.#disconnect(
         now,
@@ -628,7 +897,6 @@ export class FailoverLink {
       );
       return;
     }
-    const s = this.settings;
     if (s.maxClockSkew > 0 && Math.abs(msg.time - now) > s.maxClockSkew) {
       this.#disconnect(
         now,

@@ -3,6 +3,8 @@
  * the partner with backoff, accepts only the configured partner address, frames the byte
  * stream, runs one FailoverLink per connection and keeps at most one link up.
  */
+import { Duplex } from "node:stream";
+import { TLSSocket } from "node:tls";
 import { WireError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { type FailoverMessage, FrameReader, msgTypeName, ReplayGuard } from "../wire/failover.ts";
@@ -47,14 +49,32 @@ export interface PeerServiceOptions {
 
 /** Bytes queued to a partner that does not read before the link is dropped. */
 const MAX_QUEUED_BYTES = 1 << 20;
+/**
+ * Connections from the partner's address allowed to be in their handshake at once: one is
+ * normal, two happen when both sides dial at the same moment; more is a flood.
+ */
+const MAX_HANDSHAKING = 4;
+
+/** What the read loop reads from and writes to: the TCP connection, or TLS over it. */
+interface PeerStream {
+  read(buf: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  close(): void;
+}
 
 interface Connection {
   conn: Deno.TcpConn;
+  /** The TCP connection until TLS is up (draft-12 §11.2), then the TLS stream over it. */
+  stream: PeerStream;
   link: FailoverLink;
   remote: string;
   queued: number;
   writing: Promise<void>;
   closed: boolean;
+  /** A start-tls effect asked for TLS in this role; the read loop starts it. */
+  upgrade: "client" | "server" | null;
+  /** When the connection opened (for the handshake deadline). */
+  opened: number;
 }
 
 /** What `status()` reports. */
@@ -198,6 +218,15 @@ export class PeerService {
         conn.close();
         continue;
       }
+      if (this.#handshaking() >= MAX_HANDSHAKING) {
+        // Each connection in its handshake holds a link until its deadline: bound them.
+        this.#o.logger.warn("Refused failover connection: too many connections in handshake", {
+          from: `${remote.hostname}:${remote.port}`,
+          handshaking: MAX_HANDSHAKING,
+        });
+        conn.close();
+        continue;
+      }
       if (this.#o.settings.role === "primary") {
         // §8.2: a primary sends CONNECT only on a connection it opened; the partner's
         // connection is a stimulus to dial now.
@@ -265,11 +294,14 @@ export class PeerService {
     const remote = conn.remoteAddr as Deno.NetAddr;
     const c: Connection = {
       conn,
+      stream: conn,
       link: new FailoverLink(this.#o.settings, { initiated, replay: this.#replay }),
       remote: `${remote.hostname}:${remote.port}`,
       queued: 0,
       writing: Promise.resolve(),
       closed: false,
+      upgrade: null,
+      opened: this.#now(),
     };
     this.#connections.add(c);
     this.#o.logger.debug("Failover connection open", {
@@ -281,12 +313,20 @@ export class PeerService {
   }
 
   async #readLoop(c: Connection): Promise<void> {
-    const reader = new FrameReader();
+    let reader = new FrameReader();
     const buf = new Uint8Array(16384);
     for (;;) {
+      if (c.upgrade !== null) {
+        // §11.2: the CONNECT/CONNECTACK that agreed on TLS was the last message in the clear.
+        const role = c.upgrade;
+        c.upgrade = null;
+        if (!await this.#startTls(c, role, reader.takeBuffered())) return;
+        reader = new FrameReader();
+        continue;
+      }
       let n: number | null;
       try {
-        n = await c.conn.read(buf);
+        n = await c.stream.read(buf);
       } catch (e) {
         this.#closeConnection(c, `Read failed: ${(e as Error).message}`, false);
         return;
@@ -317,10 +357,83 @@ export class PeerService {
     }
   }
 
+  /** Runs the TLS handshake on a connection; feeds tls-up or tls-failed to its link. */
+  async #startTls(c: Connection, role: "client" | "server", early: Uint8Array): Promise<boolean> {
+    const tls = this.#o.settings.tls;
+    const left = Math.max(0.5, this.#o.settings.handshakeTimeout - (this.#now() - c.opened));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`not finished within ${Math.round(left)} s`)),
+        left * 1000,
+      );
+    });
+    deadline.catch(() => {}); // raced below; never an unhandled rejection when not raced
+    let stream: PeerStream | null = null;
+    try {
+      if (!tls) throw new Error("TLS is not configured");
+      // The CONNECTACK (or CONNECT) before the switch goes out in the clear first.
+      await Promise.race([c.writing, deadline]);
+      if (c.closed) return false;
+      if (role === "client") {
+        // A TLS server speaks only after the client's hello: early bytes are a broken partner.
+        if (early.length > 0) throw new Error(`${early.length} octets arrived before TLS`);
+        const name = tls.serverName ?? formatIpv4(this.#o.addresses.peer);
+        const tlsConn = await Promise.race([
+          Deno.startTls(c.conn, { hostname: name, ...(tls.ca ? { caCerts: [tls.ca] } : {}) }),
+          deadline,
+        ]);
+        stream = tlsConn;
+        await Promise.race([tlsConn.handshake(), deadline]);
+      } else {
+        if (!tls.cert || !tls.key) throw new Error("No certificate or key configured");
+        const socket = new TLSSocket(duplexOf(c.conn, early), {
+          isServer: true,
+          cert: tls.cert,
+          key: tls.key,
+        });
+        stream = nodeTlsStream(socket);
+        await Promise.race([
+          new Promise<void>((resolve, reject) => {
+            socket.once("secure", () => resolve());
+            socket.once("error", reject);
+            socket.once("close", () => reject(new Error("the partner closed the connection")));
+          }),
+          deadline,
+        ]);
+      }
+    } catch (e) {
+      if (stream !== null) c.stream = stream;
+      const text = e instanceof Error ? e.message : String(e);
+      this.#input(c, { kind: "tls-failed", now: this.#now(), text });
+      this.#closeConnection(c, `TLS handshake failed: ${text}`, false);
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+    c.stream = stream;
+    if (c.closed) {
+      stream.close();
+      return false;
+    }
+    this.#input(c, { kind: "tls-up", now: this.#now() });
+    return !c.closed;
+  }
+
   #input(c: Connection, i: LinkInput): void {
     if (c.closed) return;
-    const effects = c.link.input(i);
-    this.#run(c, effects);
+    try {
+      this.#run(c, c.link.input(i));
+    } catch (e) {
+      // A bug on our side (the link, or the failover layer behind onMessage) must not leave a
+      // connection that looks up but no longer reads: drop it; the partner reconnects.
+      this.#o.logger.error("Failover link failed: closing the connection", {
+        remote: c.remote,
+        input: i.kind,
+        error: e instanceof Error ? e.message : String(e),
+      });
+      this.#closeConnection(c, "Internal error", false);
+    }
   }
 
   #run(c: Connection, effects: LinkEffect[]): void {
@@ -340,6 +453,9 @@ export class PeerService {
           break;
         case "log":
           this.#o.logger[e.level](e.msg, { remote: c.remote, ...e.fields });
+          break;
+        case "start-tls":
+          c.upgrade = e.role;
           break;
       }
     }
@@ -365,7 +481,7 @@ export class PeerService {
     c.writing = c.writing.then(async () => {
       let off = 0;
       try {
-        while (off < bytes.length) off += await c.conn.write(bytes.subarray(off));
+        while (off < bytes.length) off += await c.stream.write(bytes.subarray(off));
       } catch {
         // The read loop reports the failure.
       } finally {
@@ -385,9 +501,16 @@ export class PeerService {
     // Writes already queued (a DISCONNECT, a rejecting CONNECTACK) go out before the close.
     this.#track(c.writing.then(() => {
       try {
-        c.conn.close();
+        c.stream.close();
       } catch {
         // Already closed.
+      }
+      if (c.stream !== c.conn && c.upgrade === null) {
+        try {
+          c.conn.close();
+        } catch {
+          // Consumed by TLS or already closed.
+        }
       }
     }));
     if (rejected) this.#nextDial = this.#now() + (this.#o.rejectedRetrySeconds ?? 60);
@@ -399,4 +522,114 @@ export class PeerService {
       this.#o.logger.debug("Failover connection closed", { remote: c.remote, reason });
     }
   }
+}
+
+/**
+ * A Deno TCP connection as a node stream, for node:tls's server side (Deno has no server-side
+ * startTls). `early` holds bytes already read from the connection; they come out first.
+ */
+function duplexOf(conn: Deno.TcpConn, early: Uint8Array): Duplex {
+  let reading = false;
+  const d: Duplex = new Duplex({
+    read() {
+      if (reading) return;
+      reading = true;
+      (async () => {
+        const buf = new Uint8Array(16384);
+        for (;;) {
+          let n: number | null;
+          try {
+            n = await conn.read(buf);
+          } catch (e) {
+            d.destroy(e as Error);
+            return;
+          }
+          if (n === null) {
+            d.push(null);
+            return;
+          }
+          if (!d.push(buf.slice(0, n))) {
+            reading = false;
+            return;
+          }
+        }
+      })();
+    },
+    write(chunk: Uint8Array, _encoding, callback) {
+      (async () => {
+        let off = 0;
+        while (off < chunk.length) off += await conn.write(chunk.subarray(off));
+      })().then(() => callback(), (e) => callback(e as Error));
+    },
+    destroy(error, callback) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+      callback(error);
+    },
+  });
+  if (early.length > 0) d.unshift(early);
+  return d;
+}
+
+/** A node TLS socket as a PeerStream: reads pull from what its data events delivered. */
+function nodeTlsStream(socket: TLSSocket): PeerStream {
+  const chunks: Uint8Array[] = [];
+  let buffered = 0;
+  let ended = false;
+  let failure: Error | null = null;
+  let wake: (() => void) | null = null;
+  const notify = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  socket.on("data", (d: Uint8Array) => {
+    chunks.push(new Uint8Array(d));
+    buffered += d.length;
+    // A partner that floods faster than the link reads is held back by TCP, not our memory.
+    if (buffered > MAX_QUEUED_BYTES) socket.pause();
+    notify();
+  });
+  socket.on("end", () => {
+    ended = true;
+    notify();
+  });
+  socket.on("close", () => {
+    ended = true;
+    notify();
+  });
+  socket.on("error", (e: Error) => {
+    failure = e;
+    notify();
+  });
+  return {
+    async read(buf: Uint8Array): Promise<number | null> {
+      while (chunks.length === 0 && !ended && failure === null) {
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+      const first = chunks[0];
+      if (first === undefined) {
+        if (failure !== null) throw failure;
+        return null;
+      }
+      const n = Math.min(first.length, buf.length);
+      buf.set(first.subarray(0, n));
+      if (n === first.length) chunks.shift();
+      else chunks[0] = first.subarray(n);
+      buffered -= n;
+      if (buffered <= MAX_QUEUED_BYTES / 2 && socket.isPaused()) socket.resume();
+      return n;
+    },
+    write(bytes: Uint8Array): Promise<number> {
+      return new Promise((resolve, reject) => {
+        socket.write(bytes, (e?: Error | null) => e ? reject(e) : resolve(bytes.length));
+      });
+    },
+    close(): void {
+      socket.destroy();
+    },
+  };
 }

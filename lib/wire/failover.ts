@@ -480,6 +480,13 @@ export class FrameReader {
     return this.#rest.length;
   }
 
+  /** The bytes held back, removed from the reader (the stream switches to TLS, §11.2). */
+  takeBuffered(): Uint8Array {
+    const rest = this.#rest;
+    this.#rest = new Uint8Array(0);
+    return rest;
+  }
+
   /**
    * Appends a chunk and returns the complete messages (copies). Throws WireError on a bad length;
    * the error offset counts from the start of the stream. After an error the reader is unusable.
@@ -1708,15 +1715,26 @@ export function isReplyMsgType(type: number): boolean {
 /** Verdict of ReplayGuard.check. */
 export type ReplayVerdict = "ok" | "stale-connect" | "xid-not-increasing";
 
+/** How far below the highest xid seen an unseen xid is still taken (see ReplayGuard). */
+export const REPLAY_XID_WINDOW = 64;
+
 /**
  * Replay checks of §11.1 for one partner: a CONNECT's time must be later than every earlier
  * CONNECT's, and the xid of each message the partner originates must be greater than the last
  * one on the connection. Replies (BNDACK, CONNECTACK, UPDDONE, POOLRESP) copy our xids and are
  * exempt, as ISC dhcpd numbers its own messages 0, 1, 2, ... per connection (NOTES §5).
+ *
+ * One tolerance: an xid at most REPLAY_XID_WINDOW below the highest seen that has not been
+ * seen on this connection is taken too. A duet partner numbers a BNDUPD when it builds it and
+ * sends it after the commit that makes it durable, so a CONTACT numbered later can overtake it
+ * (lib/failover/endpoint.ts); the strict rule would drop the link for that. A message seen
+ * before, or older than the window, is still refused, which is what replay protection needs.
  */
 export class ReplayGuard {
   #lastConnectTime: number | undefined;
   #lastXid: number | undefined;
+  /** The xids seen within the window below #lastXid. */
+  #recent = new Set<number>();
 
   /** Starts from a CONNECT time remembered from an earlier run, if any. */
   constructor(lastConnectTime?: number) {
@@ -1731,6 +1749,7 @@ export class ReplayGuard {
   /** Forgets the xid sequence: call when a new TCP connection is established. */
   newConnection(): void {
     this.#lastXid = undefined;
+    this.#recent.clear();
   }
 
   /** Checks a received message and, when it passes, remembers its time or xid. */
@@ -1742,12 +1761,23 @@ export class ReplayGuard {
         return "stale-connect";
       }
       this.#lastConnectTime = msg.time;
-      this.#lastXid = msg.xid; // CONNECT starts the connection's sequence (§7.8.1)
+      // CONNECT starts the connection's sequence (§7.8.1).
+      this.#lastXid = msg.xid;
+      this.#recent = new Set([msg.xid]);
       return "ok";
     }
     if (isReplyMsgType(msg.type)) return "ok";
-    if (this.#lastXid !== undefined && msg.xid <= this.#lastXid) return "xid-not-increasing";
+    const last = this.#lastXid;
+    if (last !== undefined && msg.xid <= last) {
+      if (last - msg.xid >= REPLAY_XID_WINDOW || this.#recent.has(msg.xid)) {
+        return "xid-not-increasing";
+      }
+      this.#recent.add(msg.xid); // overtaken, not replayed
+      return "ok";
+    }
     this.#lastXid = msg.xid;
+    this.#recent.add(msg.xid);
+    for (const x of this.#recent) if (msg.xid - x >= REPLAY_XID_WINDOW) this.#recent.delete(x);
     return "ok";
   }
 }

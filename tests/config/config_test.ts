@@ -154,6 +154,36 @@ Deno.test("parseConfig() accepts empty optional collections and YAML aliases", (
   assert.deepEqual(c.subnets[0]!.pools, []);
 });
 
+Deno.test("parseConfig() reports an option value with an unresolvable alias as a problem, not a ReferenceError", async (t) => {
+  // Found by the fuzzer (tests/fixtures/fuzz/config/exception-22ecd26b91c5.yaml): the YAML
+  // library throws while turning such a value into plain data; that escaped the loader.
+  await t.step("an alias to an anchor that does not exist", () => {
+    const p = problemsOf(
+      HEAD + "subnets:\n  - subnet: 192.0.2.0/24\noptions:\n  domain-name-servers:\n" +
+        "    - socket: *missing\n",
+    );
+    assert.deepEqual(p.map((x) => [x.line, x.col, x.path]), [[
+      8,
+      5,
+      "options.domain-name-servers",
+    ]]);
+    assert.match(
+      p[0]?.message ?? "",
+      /^Cannot read the value of option "domain-name-servers": unresolved alias/,
+    );
+  });
+  await t.step("an alias before its anchor", () => {
+    const p = problemsOf(
+      HEAD + "subnets:\n  - subnet: 192.0.2.0/24\noptions:\n  routers: [*later]\n" +
+        "  domain-name: &later example.com\n",
+    );
+    assert.ok(
+      p.some((x) => x.path === "options.routers" && x.message.includes("unresolved alias")),
+      JSON.stringify(p),
+    );
+  });
+});
+
 /** [line, col, message fragment] for each expected problem, in order. */
 type Expect = [number, number, string][];
 

@@ -79,6 +79,7 @@ Deno.test("parseConfig() reads every failover key into the right value", () => {
     sharedSecretFilePos: { line: 22, col: 23 },
     autoPartnerDown: 3600,
     maxClockSkew: 10,
+    tls: null,
   });
 });
 
@@ -684,6 +685,7 @@ Deno.test("applyPeerFlags() makes a standalone server a primary with defaults", 
     sharedSecretFilePos: { line: 0, col: 0 },
     autoPartnerDown: 0,
     maxClockSkew: 0,
+    tls: null,
   });
   assert.deepEqual(out.subnets, c.subnets);
 });

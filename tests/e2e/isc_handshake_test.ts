@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Lab, netnsPrerequisites, requireOrSkip } from "../netns.ts";
+import { makeTlsFiles, opensslMissing, type TlsFiles } from "../tls_certs.ts";
 import { DuetProcess } from "./process.ts";
 
 const DUET_ADDR = "198.18.0.1";
@@ -40,7 +41,7 @@ subnet 198.18.0.0 netmask 255.254.0.0 {
 }
 
 /** duet's side: the same relationship, MCLT, split (primary only), ports and timers. */
-function duetConfig(dir: string, role: "primary" | "secondary"): string {
+function duetConfig(dir: string, role: "primary" | "secondary", extra: string[] = []): string {
   const primaryOnly = role === "primary" ? "  mclt: 300\n  split: 128\n" : "";
   return `database: ${dir}/duet.db
 authoritative: true
@@ -62,7 +63,7 @@ failover:
 ${primaryOnly}  load-balance-max-seconds: 3
   max-unacked-bndupd: 10
   max-response-delay: 30
-`;
+${extra.map((l) => `  ${l}\n`).join("")}`;
 }
 
 /** ISC dhcpd in the foreground (-f -d: log on stderr), its log collected. */
@@ -144,6 +145,8 @@ async function waitUntil(
 async function withPair(
   duetRole: "primary" | "secondary",
   check: (isc: IscProcess, duet: DuetProcess) => Promise<void>,
+  /** Extra `failover:` lines for duet, given the TLS files (made only when this is set). */
+  extra?: (tls: TlsFiles) => string[],
 ): Promise<void> {
   const lab = await Lab.create("fo");
   const dir = await Deno.makeTempDir({ prefix: "duet-isc-fo-" });
@@ -160,7 +163,8 @@ async function withPair(
       iscConfig(duetRole === "primary" ? "secondary" : "primary"),
     );
     await Deno.writeTextFile(`${dir}/dhcpd.leases`, ""); // ISC needs the file to exist
-    await Deno.writeTextFile(`${dir}/duet.yaml`, duetConfig(dir, duetRole));
+    const lines = extra ? extra(await makeTlsFiles(dir)) : [];
+    await Deno.writeTextFile(`${dir}/duet.yaml`, duetConfig(dir, duetRole, lines));
     isc = new IscProcess(lab, i, dir, "i0");
     duet = new DuetProcess(["--config", `${dir}/duet.yaml`, "--log-level", "debug"], [
       "ip",
@@ -233,5 +237,59 @@ Deno.test({
       // The ISC primary moves half its pool to BACKUP by BNDUPD; duet accepts every one.
       assert.ok(!duet.stderr.includes("Rejected binding update"), tail(duet.stderr));
     });
+  },
+});
+
+/** Why a TLS test cannot run: the namespace tools, dhcpd or openssl missing; or null. */
+async function tlsPrerequisites(): Promise<string | null> {
+  return netnsPrerequisites(["dhcpd"]) ?? await opensslMissing();
+}
+
+Deno.test({
+  name:
+    "ISC dhcpd 4.4.3 and duet secondary that requires TLS: ISC's TLS-request 0 is refused with reason 11, logged",
+  sanitizeResources: false,
+  async fn(t) {
+    if (!requireOrSkip(t, await tlsPrerequisites())) return;
+    await withPair("secondary", async (isc, duet) => {
+      await waitUntil(
+        "duet: the refusal",
+        () => duet.stderr.includes('reason="11 TLS required but not supported by partner"'),
+        20_000,
+        isc,
+        duet,
+      );
+      assert.match(duet.stderr, /Rejected failover CONNECT .*reason="11 /);
+      assert.ok(!duet.stderr.includes(UP), tail(duet.stderr));
+    }, (f) => ["tls:", `  cert-file: ${f.cert}`, `  key-file: ${f.key}`]);
+  },
+});
+
+Deno.test({
+  name:
+    "ISC dhcpd 4.4.3 and duet primary that requires TLS: the pair never comes up, and duet says why",
+  sanitizeResources: false,
+  async fn(t) {
+    if (!requireOrSkip(t, await tlsPrerequisites())) return;
+    await withPair("primary", async (isc, duet) => {
+      // ISC 4.4.3 cannot do TLS, yet answers TLS-request 2 with an accepting CONNECTACK and
+      // TLS-reply 0 (the §7.8.2 table wants reason 9 or 10): duet sends DISCONNECT 11.
+      await waitUntil(
+        "duet: the refusal",
+        () => duet.stderr.includes("Failover partner does not use TLS, which this server requires"),
+        20_000,
+        isc,
+        duet,
+      );
+      await waitUntil(
+        "ISC: the DISCONNECT",
+        () => isc.log.includes("TLS required but not supported by partner"),
+        10_000,
+        isc,
+        duet,
+      );
+      assert.match(duet.stderr, /Disconnecting the failover partner .*reason="11 /);
+      assert.ok(!duet.stderr.includes(UP), tail(duet.stderr));
+    }, (f) => ["tls:", `  ca-file: ${f.ca}`]);
   },
 });

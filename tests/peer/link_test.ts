@@ -8,9 +8,15 @@ import {
   FailoverLink,
   type LinkEffect,
   type LinkSettings,
+  type LinkTls,
   type LocalState,
 } from "../../lib/peer/link.ts";
 import {
+  assignedIpAddressOption,
+  BindingStatus,
+  bindingStatusOption,
+  bindingUpdateOptions,
+  buildBndack,
   buildConnect,
   buildConnectAck,
   buildContact,
@@ -18,9 +24,14 @@ import {
   decodeFailover,
   encodeFailover,
   type FailoverMessage,
+  type FailoverOption,
+  getBindingAcks,
+  getMessage,
   getRejectReason,
   getTlsReply,
+  getTlsRequest,
   MsgType,
+  RejectReason,
   ReplayGuard,
   ServerState,
   signFailover,
@@ -309,7 +320,7 @@ Deno.test("FailoverLink primary disconnects on a CONNECTACK whose clock is too f
     tlsReply: 0,
   }));
   const effects = p.input({ kind: "frame", now: T0, bytes: ack });
-  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"]);
+  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
   assert.equal(getRejectReason(writes(effects)[0]!), 4);
 });
 
@@ -317,7 +328,7 @@ Deno.test("FailoverLink answers a second CONNECT on an up link with DISCONNECT 7
   const { s } = upPair();
   const again = encodeFailover(buildConnect({ time: T0 + 5, xid: 0 }, connectParams()));
   const effects = s.input({ kind: "frame", now: T0 + 5, bytes: again });
-  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"]);
+  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
   assert.equal(getRejectReason(writes(effects)[0]!), 7);
   assert.equal(s.phase, "closed");
   // A closed link ignores everything.
@@ -346,7 +357,7 @@ Deno.test("FailoverLink drops the link with DISCONNECT 17 when tReceive expires 
   assert.deepEqual(kinds(p.input({ kind: "tick", now: T0 + 20 })), ["write:CONTACT"]);
   assert.deepEqual(p.input({ kind: "tick", now: T0 + 29.5 }), []);
   const effects = p.input({ kind: "tick", now: T0 + 30 });
-  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"]);
+  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
   assert.equal(getRejectReason(writes(effects)[0]!), 17);
   assert.equal(closeOf(effects)?.rejected, false);
   assert.equal(p.phase, "closed");
@@ -358,17 +369,38 @@ Deno.test("FailoverLink gives up a handshake after handshakeTimeout (§7.8.2)", 
     s.input({ kind: "open", now: T0, local: SECONDARY_STATE });
     assert.deepEqual(s.input({ kind: "tick", now: T0 + 9.9 }), []);
     const effects = s.input({ kind: "tick", now: T0 + 10 });
-    assert.deepEqual(kinds(effects), ["close"]);
-    assert.equal(closeOf(effects)?.reason, "No CONNECT in time");
+    assert.deepEqual(kinds(effects), ["log:warn", "close"]);
+    assert.equal(closeOf(effects)?.reason, "No CONNECT within 10 s");
   });
   await t.step("primary without a CONNECTACK closes", () => {
     const p = link("primary", { handshakeTimeout: 10 });
     p.input({ kind: "open", now: T0, local: PRIMARY_STATE });
     assert.deepEqual(p.input({ kind: "tick", now: T0 + 9.9 }), []);
     const effects = p.input({ kind: "tick", now: T0 + 10 });
-    assert.deepEqual(kinds(effects), ["close"]);
-    assert.equal(closeOf(effects)?.reason, "No CONNECTACK in time");
+    assert.deepEqual(kinds(effects), ["log:warn", "close"]);
+    assert.equal(closeOf(effects)?.reason, "No CONNECTACK within 10 s");
   });
+  await t.step(
+    "a partner that sends CONTACT instead of its STATE is dropped at the same deadline",
+    () => {
+      // A slow handshake: CONNECT accepted, then only keepalives; tReceive never fires.
+      const s = link("secondary", { handshakeTimeout: 10 });
+      s.input({ kind: "open", now: T0, local: SECONDARY_STATE });
+      s.input({
+        kind: "frame",
+        now: T0,
+        bytes: encodeFailover(buildConnect({ time: T0, xid: 0 }, connectParams())),
+      });
+      assert.equal(s.phase, "await-state");
+      for (let k = 1; k < 10; k++) {
+        const e = s.input({ kind: "frame", now: T0 + k, bytes: bare(MsgType.CONTACT, T0 + k, k) });
+        assert.deepEqual(e, []);
+      }
+      const effects = s.input({ kind: "tick", now: T0 + 10 });
+      assert.deepEqual(kinds(effects), ["log:warn", "close"]);
+      assert.equal(closeOf(effects)?.reason, "No STATE within 10 s");
+    },
+  );
 });
 
 /** A bare 12-octet message of any type (no options). */
@@ -388,13 +420,13 @@ Deno.test("FailoverLink message types: undefined 0-127 close the link, 128-255 a
     await t.step(`type ${type} on an up link -> DISCONNECT and close`, () => {
       const { s } = upPair();
       const effects = s.input({ kind: "frame", now: T0 + 1, bytes: bare(type, T0 + 1, 100) });
-      assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"]);
+      assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
       assert.equal(s.phase, "closed");
     });
   }
   await t.step("type 50 before CONNECT -> DISCONNECT and close", () => {
     const { effects } = secondaryGets(bare(50, T0, 0));
-    assert.deepEqual(kinds(effects), ["write:DISCONNECT", "close"]);
+    assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
   });
   for (const type of [128, 200, 255]) {
     await t.step(`type ${type} is ignored, the link stays up`, () => {
@@ -458,5 +490,291 @@ Deno.test("FailoverLink with a shared secret refuses a replayed (non-increasing)
   });
   assert.deepEqual(kinds(deliver(p, changed, T0 + 1)), ["message"]);
   const replay = deliver(p, changed, T0 + 2);
-  assert.deepEqual(kinds(replay), ["write:DISCONNECT", "close"]);
+  assert.deepEqual(kinds(replay), ["write:DISCONNECT", "log:warn", "close"]);
+});
+
+/** A BNDUPD from the primary with `n` transactions built by `tx`, encoded (signed with a key). */
+function bndupd(
+  xid: number,
+  tx: (i: number) => FailoverOption[],
+  n: number,
+  secret?: Uint8Array,
+): Uint8Array {
+  const m: FailoverMessage = {
+    type: MsgType.BNDUPD,
+    time: T0,
+    xid,
+    additionalHeader: new Uint8Array(0),
+    options: Array.from({ length: n }, (_, i) => tx(i)).flat(),
+  };
+  return secret ? signFailover(m, secret) : encodeFailover(m);
+}
+
+const ACTIVE_TX = (i: number): FailoverOption[] =>
+  bindingUpdateOptions({
+    assignedIpAddress: 0xc0000200 + i,
+    bindingStatus: BindingStatus.ACTIVE,
+    clientHardwareAddress: { htype: 1, chaddr: new Uint8Array([2, 0, 0, 0, 0, i]) },
+    leaseExpirationTime: T0 + 300,
+    potentialExpirationTime: T0 + 600,
+    startTimeOfState: T0,
+    clientLastTransactionTime: T0,
+  });
+
+Deno.test("FailoverLink drops a partner whose BNDUPD breaks the link's rules, with DISCONNECT and a reason", async (t) => {
+  // Each reached the failover layer before and made it store a bad lease or fail to encode
+  // its BNDACK (found by the fuzzer: tests/fixtures/fuzz/failover/).
+  const cases: [string, Uint8Array, RegExp][] = [
+    // §6.3: one BNDACK (2048 octets, §6.1) must answer every transaction: 254 cannot fit.
+    [
+      "254 bare assigned-IP-addresses",
+      bndupd(7, (i) => [assignedIpAddressOption(0xc0000200 + i)], 254),
+      /BNDUPD carries 254 binding updates: one BNDACK can answer at most 156/,
+    ],
+    // §12.5 / RFC 2131 §2: chaddr is 16 octets, so htype plus address is at most 17.
+    [
+      "a 20-octet client-hardware-address",
+      bndupd(7, (i) =>
+        bindingUpdateOptions({
+          assignedIpAddress: 0xc0000200 + i,
+          bindingStatus: BindingStatus.ACTIVE,
+          clientHardwareAddress: { htype: 1, chaddr: new Uint8Array(19) },
+        }), 1),
+      /client-hardware-address is 20 octets, at most 17/,
+    ],
+    ["no assigned-IP-address", bndupd(7, () => [bindingStatusOption(2)], 1), /without assigned-IP/],
+    [
+      "an assigned-IP-address of 3 octets",
+      bndupd(7, () => [{ code: 2, data: new Uint8Array(3) }, bindingStatusOption(2)], 1),
+      /not 4 octets/,
+    ],
+  ];
+  for (const [name, frame, reason] of cases) {
+    await t.step(name, () => {
+      const { s } = upPair();
+      const effects = s.input({ kind: "frame", now: T0 + 1, bytes: frame });
+      assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"], name);
+      assert.match(getMessage(writes(effects)[0]!) ?? "", reason);
+      assert.match(closeOf(effects)?.reason ?? "", reason);
+    });
+  }
+  await t.step("156 transactions with a status fit one BNDACK and pass", () => {
+    const { s } = upPair();
+    const frame = bndupd(
+      7,
+      (i) => [assignedIpAddressOption(0xc0000200 + i), bindingStatusOption(99)],
+      156,
+    );
+    assert.deepEqual(kinds(s.input({ kind: "frame", now: T0 + 1, bytes: frame })), ["message"]);
+  });
+});
+
+Deno.test("FailoverLink drops a partner that sends more BNDUPDs than max-unacked-bndupd without waiting (§8.4)", () => {
+  const { s } = upPair({}, { maxUnackedBndupd: 3 });
+  for (let xid = 10; xid < 13; xid++) {
+    const e = s.input({ kind: "frame", now: T0 + 1, bytes: bndupd(xid, ACTIVE_TX, 1) });
+    assert.deepEqual(kinds(e), ["message"], `BNDUPD ${xid}`);
+  }
+  // A BNDACK for one of them makes room for exactly one more.
+  const ack = buildBndack({ time: T0 + 1, xid: 11 }, { assignedIpAddress: 0xc0000200 });
+  assert.deepEqual(kinds(s.input({ kind: "send", now: T0 + 1, message: ack })), ["write:BNDACK"]);
+  assert.deepEqual(
+    kinds(s.input({ kind: "frame", now: T0 + 1, bytes: bndupd(13, ACTIVE_TX, 1) })),
+    [
+      "message",
+    ],
+  );
+  const flood = s.input({ kind: "frame", now: T0 + 1, bytes: bndupd(14, ACTIVE_TX, 1) });
+  assert.deepEqual(kinds(flood), ["write:DISCONNECT", "log:warn", "close"]);
+  assert.match(getMessage(writes(flood)[0]!) ?? "", /more than 3 BNDUPD messages without waiting/);
+});
+
+Deno.test("FailoverLink signs a BNDACK that the digest pushes past 2048 octets by dropping message texts from the end (§7.2.1)", () => {
+  const secret = new TextEncoder().encode("k");
+  const { s } = upPair({ secret }, { secret });
+  // 140 rejects with a 1-octet message each: 12 + 140 * 18 = 2532 octets, over the limit
+  // unsigned; the first texts must stay, the last ones go.
+  const acks = Array.from({ length: 140 }, (_, i) => ({
+    assignedIpAddress: 0xc0000200 + i,
+    rejectReason: RejectReason.MISSING_BINDING_INFORMATION,
+    message: "x",
+  }));
+  const msg = buildBndack({ time: T0 + 1, xid: 3 }, acks.slice(0, 112)); // 2028 octets unsigned
+  assert.equal(encodeFailover(msg).length, 2028);
+  const effects = s.input({ kind: "send", now: T0 + 1, message: msg });
+  assert.deepEqual(kinds(effects), ["write:BNDACK"]);
+  const bytes = (effects[0] as Extract<LinkEffect, { kind: "write" }>).bytes;
+  assert.ok(bytes.length <= 2048, `${bytes.length} octets`);
+  const sent = decodeFailover(bytes);
+  assert.equal(getBindingAcks(sent).length, 112, "every binding is still answered");
+  assert.equal(getBindingAcks(sent)[0]?.message, "x", "the first texts are kept");
+  assert.equal(getBindingAcks(sent)[111]?.message, undefined, "the last text went");
+});
+
+Deno.test("FailoverLink closes, not throws, when a message of its own cannot be encoded", () => {
+  const { s } = upPair();
+  const huge: FailoverMessage = {
+    type: MsgType.UPDREQ,
+    time: T0,
+    xid: 9,
+    additionalHeader: new Uint8Array(0),
+    options: [{ code: 16, data: new Uint8Array(3000) }],
+  };
+  const effects = s.input({ kind: "send", now: T0 + 1, message: huge });
+  assert.deepEqual(kinds(effects), ["log:error", "close"]);
+});
+
+/** A CONNECT with this TLS-request (undefined: none), from the primary, encoded. */
+function connectWithTls(tlsRequest: number | undefined): Uint8Array {
+  return encodeFailover(buildConnect({ time: T0, xid: 0 }, connectParams({ tlsRequest })));
+}
+
+const TLS_SERVER = { require: true, cert: "c", key: "k", ca: null, serverName: null };
+const TLS_CLIENT = { require: true, cert: null, key: null, ca: "ca", serverName: null };
+
+Deno.test("FailoverLink secondary answers TLS-request by the §7.8.2 step 3 table", async (t) => {
+  // [name, this server's TLS, CONNECT's TLS-request, expected effects, reject reason, TLS-reply]
+  const cells: [
+    string,
+    LinkTls | null,
+    number | undefined,
+    string[],
+    number | null,
+    number,
+  ][] = [
+    ["0 / no TLS: no TLS used", null, 0, ["write:CONNECTACK", "write:STATE"], null, 0],
+    [
+      "1 / no TLS: primary desires, secondary doesn't",
+      null,
+      1,
+      ["write:CONNECTACK", "write:STATE"],
+      null,
+      0,
+    ],
+    ["2 / no TLS: reject 9", null, 2, ["write:CONNECTACK", "log:warn", "close"], 9, 0],
+    [
+      "0 / TLS required: reject 11",
+      TLS_SERVER,
+      0,
+      ["write:CONNECTACK", "log:warn", "close"],
+      11,
+      1,
+    ],
+    [
+      "absent (ISC) / TLS required: reject 11",
+      TLS_SERVER,
+      undefined,
+      ["write:CONNECTACK", "log:warn", "close"],
+      11,
+      -1,
+    ],
+    [
+      "0 / TLS desired: no TLS used",
+      { ...TLS_SERVER, require: false },
+      0,
+      ["write:CONNECTACK", "write:STATE"],
+      null,
+      0,
+    ],
+    ["1 / TLS: TLS", TLS_SERVER, 1, ["write:CONNECTACK", "start-tls"], null, 1],
+    ["2 / TLS: TLS", TLS_SERVER, 2, ["write:CONNECTACK", "start-tls"], null, 1],
+  ];
+  for (const [name, tls, request, expected, reason, reply] of cells) {
+    await t.step(name, () => {
+      const { s, effects } = secondaryGets(connectWithTls(request), { tls });
+      assert.deepEqual(kinds(effects), expected);
+      const ack = writes(effects)[0]!;
+      assert.equal(ack.type, MsgType.CONNECTACK);
+      assert.equal(getRejectReason(ack) ?? null, reason);
+      assert.equal(getTlsReply(ack) ?? -1, reply);
+      if (expected.includes("start-tls")) {
+        assert.equal(s.phase, "tls");
+        const start = effects.find((e) => e.kind === "start-tls");
+        assert.deepEqual(start, { kind: "start-tls", role: "server" });
+      }
+    });
+  }
+});
+
+Deno.test("FailoverLink over TLS: CONNECT again without TLS-request, CONNECTACK without TLS-reply, then up (§8.2, §11.2)", () => {
+  const p = link("primary", { tls: TLS_CLIENT });
+  const s = link("secondary", { tls: TLS_SERVER });
+  s.input({ kind: "open", now: T0, local: SECONDARY_STATE });
+  const first = p.input({ kind: "open", now: T0, local: PRIMARY_STATE });
+  assert.equal(getTlsRequest(writes(first)[0]!), 2, "TLS required: TLS-request 2");
+  const ack = deliver(s, first, T0);
+  assert.deepEqual(kinds(ack), ["write:CONNECTACK", "start-tls"]);
+  const pTls = deliver(p, ack, T0);
+  assert.deepEqual(pTls, [{ kind: "start-tls", role: "client" }]);
+  assert.equal(p.phase, "tls");
+  // Frames in the clear while TLS starts are not believed.
+  assert.deepEqual(s.input({ kind: "frame", now: T0, bytes: connectWithTls(0) }), []);
+  assert.deepEqual(kinds(s.input({ kind: "tls-up", now: T0 })), ["log:debug"]);
+  const again = p.input({ kind: "tls-up", now: T0 });
+  assert.deepEqual(kinds(again), ["log:debug", "write:CONNECT"]);
+  assert.equal(getTlsRequest(writes(again)[0]!), undefined, "no TLS-request over TLS");
+  const ack2 = deliver(s, again, T0);
+  assert.deepEqual(kinds(ack2), ["write:CONNECTACK", "write:STATE"]);
+  assert.equal(getTlsReply(writes(ack2)[0]!), undefined, "no TLS-reply over TLS");
+  const state = deliver(p, ack2, T0);
+  assert.deepEqual(kinds(state).slice(-2), ["log:info", "up"]);
+  deliver(s, state.filter((e) => e.kind === "write"), T0);
+  assert.equal(s.phase, "up");
+  assert.equal(p.partner?.tls, true);
+  assert.equal(s.partner?.tls, true);
+});
+
+Deno.test("FailoverLink primary refuses a partner without TLS when TLS is required, and logs why", async (t) => {
+  await t.step("TLS-reply 0 without a rejection (a partner that ignores TLS-request)", () => {
+    const p = link("primary", { tls: TLS_CLIENT });
+    p.input({ kind: "open", now: T0, local: PRIMARY_STATE });
+    const ack = encodeFailover(buildConnectAck({ time: T0, xid: 0 }, {
+      relationshipName: "pair",
+      maxUnackedBndupd: 10,
+      receiveTimer: 30,
+      vendorClassIdentifier: "isc-4.4.3-P1",
+      tlsReply: 0,
+    }));
+    const effects = p.input({ kind: "frame", now: T0, bytes: ack });
+    assert.deepEqual(kinds(effects), ["log:error", "write:DISCONNECT", "log:warn", "close"]);
+    assert.equal(getRejectReason(writes(effects)[0]!), RejectReason.TLS_REQUIRED);
+  });
+  await t.step("TLS-reply 1 when this primary has no TLS", () => {
+    const p = link("primary");
+    p.input({ kind: "open", now: T0, local: PRIMARY_STATE });
+    const ack = encodeFailover(buildConnectAck({ time: T0, xid: 0 }, {
+      relationshipName: "pair",
+      maxUnackedBndupd: 10,
+      receiveTimer: 30,
+      vendorClassIdentifier: "duet",
+      tlsReply: 1,
+    }));
+    const effects = p.input({ kind: "frame", now: T0, bytes: ack });
+    assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
+    assert.equal(getRejectReason(writes(effects)[0]!), RejectReason.TLS_REQUIRED);
+  });
+  await t.step("a failed TLS handshake closes with the reason", () => {
+    const p = link("primary", { tls: TLS_CLIENT });
+    const s = link("secondary", { tls: TLS_SERVER });
+    s.input({ kind: "open", now: T0, local: SECONDARY_STATE });
+    deliver(p, deliver(s, p.input({ kind: "open", now: T0, local: PRIMARY_STATE }), T0), T0);
+    const effects = p.input({
+      kind: "tls-failed",
+      now: T0,
+      text: "invalid peer certificate: UnknownIssuer",
+    });
+    assert.deepEqual(kinds(effects), ["log:error", "close"]);
+    assert.match(closeOf(effects)?.reason ?? "", /TLS handshake failed: invalid peer certificate/);
+  });
+  await t.step("no TLS handshake within the handshake deadline", () => {
+    const p = link("primary", { tls: TLS_CLIENT, handshakeTimeout: 10 });
+    const s = link("secondary", { tls: TLS_SERVER });
+    s.input({ kind: "open", now: T0, local: SECONDARY_STATE });
+    deliver(p, deliver(s, p.input({ kind: "open", now: T0, local: PRIMARY_STATE }), T0), T0);
+    assert.equal(p.phase, "tls");
+    assert.equal(
+      closeOf(p.input({ kind: "tick", now: T0 + 10 }))?.reason,
+      "No TLS handshake within 10 s",
+    );
+  });
 });

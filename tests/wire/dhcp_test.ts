@@ -708,6 +708,30 @@ Deno.test("decodeDhcp() concatenates non-adjacent repeats of an option (RFC 3396
   assert.equal(getHostname(d), "abc");
 });
 
+Deno.test("decodeDhcp() joins 21,000 one-octet instances of an option in order, across file too (RFC 3396 §7)", () => {
+  // Found by the fuzzer (tests/fixtures/fuzz/dhcp/slow-8e66ac1954ae.hex): each instance used
+  // to copy the value so far, quadratic in the count; a 64 KiB datagram took ~90 ms. The time
+  // is checked by tests/fuzz/replay_test.ts; this checks that the new join is still right.
+  const n = 21_000;
+  const opts: number[] = [0x35, 1, 1, 0x34, 1, 1]; // DHCPDISCOVER, overload: file
+  for (let i = 0; i < n; i++) opts.push(0x0c, 1, 0x61 + (i % 26));
+  opts.push(0xff);
+  const b = rawWithOptions(opts, (m) => m.set([0x0c, 2, 0x30, 0x31, 0xff], 108)); // file: "01"
+  const d = decodeDhcp(b);
+  const v = d.options.get(12);
+  assert.ok(v !== undefined);
+  assert.equal(v.length, n + 2);
+  for (let i = 0; i < n; i++) assert.equal(v[i], 0x61 + (i % 26), `octet ${i}`);
+  assert.deepEqual([...v.subarray(n)], [0x30, 0x31], "the file field's instance comes last");
+  assert.deepEqual([...d.options.keys()], [53, 12]);
+  // Repeated option 52 instances are joined the same way, then refused as one value.
+  assertWireError(
+    () => decodeDhcp(rawWithOptions([0x34, 1, 1, 0x34, 1, 1, 0x34, 1, 2, 0xff])),
+    240,
+    "Cannot decode DHCP option 52: length is 3, expected 1",
+  );
+});
+
 Deno.test("encodeDhcp() spills options into file (overload 1) then sname (overload 3)", async (t) => {
   // At maxSize 576 the options field holds 335 bytes before END, 332 beside option 52:
   // 53 (3) + 54 (6) + ten 32-byte options fill 329; the 11th and 12th go to file.

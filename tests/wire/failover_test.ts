@@ -560,6 +560,23 @@ Deno.test("ReplayGuard enforces §11.1 CONNECT time and xid order", () => {
   );
 });
 
+Deno.test("ReplayGuard takes an unseen xid overtaken by a later one, and still refuses a replay", () => {
+  // A duet partner numbers a BNDUPD, waits for its commit, and meanwhile sends CONTACT with the
+  // next xid (lib/failover/endpoint.ts): 7 arrives after 8 and must not drop the link.
+  const g = new ReplayGuard();
+  assert.equal(g.check({ type: MsgType.CONNECT, time: 100, xid: 0 }), "ok");
+  assert.equal(g.check({ type: MsgType.STATE, time: 100, xid: 1 }), "ok");
+  assert.equal(g.check({ type: MsgType.CONTACT, time: 100, xid: 8 }), "ok");
+  assert.equal(g.check({ type: MsgType.BNDUPD, time: 100, xid: 7 }), "ok", "overtaken");
+  assert.equal(g.check({ type: MsgType.BNDUPD, time: 100, xid: 7 }), "xid-not-increasing");
+  assert.equal(g.check({ type: MsgType.CONTACT, time: 100, xid: 8 }), "xid-not-increasing");
+  assert.equal(g.check({ type: MsgType.STATE, time: 100, xid: 1 }), "xid-not-increasing");
+  // Far behind the newest: refused even if never seen.
+  assert.equal(g.check({ type: MsgType.CONTACT, time: 100, xid: 8 + 64 }), "ok");
+  assert.equal(g.check({ type: MsgType.BNDUPD, time: 100, xid: 8 }), "xid-not-increasing");
+  assert.equal(g.check({ type: MsgType.BNDUPD, time: 100, xid: 9 }), "ok");
+});
+
 Deno.test("getters return undefined when absent or malformed (§12)", () => {
   const m = buildContact({ time: 0, xid: 0 });
   assert.equal(getBindingStatus(m), undefined);
