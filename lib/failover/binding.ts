@@ -536,7 +536,15 @@ export function acceptUpdate(
       );
     case "time(1)": {
       const localCltt = local?.cltt ?? 0;
-      if (!isLater(update.cltt, localCltt)) {
+      // ISC dhcpd 4.4.3 sends RELEASED with the client-last-transaction-time of the ACTIVE
+      // binding it releases, not of the DHCPRELEASE, so the strict "later" of time(1) would
+      // keep every lease ISC releases ACTIVE here until it ends. The same client's binding
+      // with the same cltt is the binding being released: accept it. A later local cltt (a
+      // renewal the partner had not seen) still wins.
+      const releasesThisBinding = localState === "active" && update.state === "released" &&
+        local !== undefined && localCltt !== 0 && update.cltt === localCltt &&
+        sameClient(local, update);
+      if (!isLater(update.cltt, localCltt) && !releasesThisBinding) {
         return reject(
           RejectReason.OUTDATED_BINDING,
           `Outdated binding information: ${pair}, client-last-transaction-time ` +
