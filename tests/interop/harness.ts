@@ -970,6 +970,12 @@ export async function withInterop(
     const report = x ? await x.failureReport() : `--- test directory (kept): ${dir}`;
     throw new Error(`${(failure as Error).message}\n${report}`, { cause: failure });
   }
+  if (Deno.env.get("DUET_INTEROP_KEEP") === "1") {
+    await x?.failureReport(); // writes the logs next to the captures
+    // deno-lint-ignore no-console
+    console.log(`DUET_INTEROP_KEEP: ${t.name}: ${dir}`);
+    return;
+  }
   await Deno.remove(dir, { recursive: true });
 }
 
