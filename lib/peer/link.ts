@@ -248,7 +248,18 @@ export class FailoverLink {
 
   /** Sends DISCONNECT with a reason (§7.12, §8.6) and closes. */
   #disconnect(now: number, reason: number, text: string, out: LinkEffect[]): void {
+    const handshake = this.#phase !== "up";
     this.#send(now, buildDisconnect(this.#h(now), { rejectReason: reason, message: text }), out);
+    if (handshake) {
+      // An up link's end is logged as "communications down"; a failed handshake is not, and
+      // would otherwise go unseen (e.g. ISC's unsigned CONNECTACK to a primary with a secret).
+      out.push({
+        kind: "log",
+        level: "warn",
+        msg: "Failover handshake failed: sent DISCONNECT",
+        fields: { reason: `${reason} ${rejectReasonText(reason)}`, message: text },
+      });
+    }
     this.#close(`${rejectReasonText(reason)}: ${text}`, false, out);
   }
 
