@@ -37,12 +37,14 @@ export interface PairSettings {
   /** The shared pool, inclusive. */
   poolFirst: string;
   poolLast: string;
-  leaseTime: { default: number; max: number };
+  leaseTime: { default: number; max: number; min?: number };
   maxResponseDelay: number;
   duetRelationship: string;
   iscRelationship: string;
   /** duet as secondary: a configured `mclt` (a secondary MAY set one; it must then match). */
   duetSecondaryMclt?: number;
+  /** ISC as secondary: an `mclt` line (its parser accepts one, dhcpd.conf(5) says not to). */
+  iscSecondaryMclt?: number;
   /** duet: a `shared-secret-file` with this secret (draft-12 §11.1). */
   duetSecret?: string;
 }
@@ -61,7 +63,11 @@ const DEFAULTS: Omit<PairSettings, "duetRole"> = {
 /** ISC dhcpd.conf for the other role: split and mclt on the primary only (dhcpd.conf(5)). */
 export function iscConfig(s: PairSettings): string {
   const role = s.duetRole === "primary" ? "secondary" : "primary";
-  const primaryOnly = role === "primary" ? `  mclt ${s.mclt};\n  split ${s.split};\n` : "";
+  const primaryOnly = role === "primary"
+    ? `  mclt ${s.mclt};\n  split ${s.split};\n`
+    : s.iscSecondaryMclt !== undefined
+    ? `  mclt ${s.iscSecondaryMclt};\n`
+    : "";
   return `# ISC dhcpd 4.4.3 half of a duet + ISC failover pair (tests/interop/harness.ts)
 authoritative;
 ddns-update-style none;
@@ -112,7 +118,9 @@ export function duetConfig(dir: string, s: PairSettings): string {
 authoritative: true
 listen:
   - interface: d0
-lease-time: { default: ${s.leaseTime.default}, max: ${s.leaseTime.max} }
+lease-time: { default: ${s.leaseTime.default}, max: ${s.leaseTime.max}${
+    s.leaseTime.min !== undefined ? `, min: ${s.leaseTime.min}` : ""
+  } }
 subnets:
   - subnet: 198.18.0.0/15
     pools:

@@ -39,23 +39,32 @@ async function startup(x: InteropLab, duetRole: Role): Promise<void> {
     ).length,
   );
 
-  // On the wire: each side asked the other for everything and got UPDDONE.
-  const seen = await x.failoverSeen();
-  const from = (addr: string, type: string) =>
-    seen.filter((m) => m.src.startsWith(`${addr}:`) && m.type === type).length;
-  for (const addr of [DUET_ADDR, ISC_ADDR]) {
-    assert.ok(from(addr, "UPDREQALL") >= 1, `${addr} sent UPDREQALL`);
-    assert.ok(from(addr, "UPDDONE") >= 1, `${addr} sent UPDDONE`);
-  }
-  // The primary's BNDUPDs moved the pool; the secondary acked each (one binding per message).
+  // On the wire (the capture may lag the logs a little): each side asked the other for
+  // everything and got UPDDONE; the primary's BNDUPDs moved the pool and the secondary acked
+  // each (one binding per message, which ISC needs).
   const primary = duetRole === "primary" ? DUET_ADDR : ISC_ADDR;
   const secondary = duetRole === "primary" ? ISC_ADDR : DUET_ADDR;
-  const backupUpdates = seen.filter((m) =>
-    m.src.startsWith(`${primary}:`) && m.type === "BNDUPD" &&
-    m.options.some((o) => o.name === "binding-status" && o.value.startsWith("BACKUP"))
-  );
-  assert.ok(backupUpdates.length >= 100, `${backupUpdates.length} BACKUP BNDUPDs`);
-  assert.ok(from(secondary, "BNDACK") >= 100);
+  let counts = "";
+  await x.waitFor("UPDREQALL, UPDDONE and the BACKUP BNDUPDs on the wire", async () => {
+    const seen = await x.failoverSeen();
+    const from = (addr: string, type: string) =>
+      seen.filter((m) => m.src.startsWith(`${addr}:`) && m.type === type).length;
+    const backupUpdates = seen.filter((m) =>
+      m.src.startsWith(`${primary}:`) && m.type === "BNDUPD" &&
+      m.options.some((o) =>
+        o.name === "binding-status" && o.value.startsWith("BACKUP")
+      )
+    ).length;
+    counts = `UPDREQALL ${from(DUET_ADDR, "UPDREQALL")}/${from(ISC_ADDR, "UPDREQALL")}, ` +
+      `UPDDONE ${from(DUET_ADDR, "UPDDONE")}/${from(ISC_ADDR, "UPDDONE")}, ` +
+      `BACKUP BNDUPDs ${backupUpdates}, BNDACKs from the secondary ${from(secondary, "BNDACK")}`;
+    return [DUET_ADDR, ISC_ADDR].every((a) =>
+      from(a, "UPDREQALL") >= 1 && from(a, "UPDDONE") >= 1
+    ) &&
+      backupUpdates >= 100 && from(secondary, "BNDACK") >= 100;
+  }, 10_000).catch((e) => {
+    throw new Error(`${(e as Error).message}: ${counts}`);
+  });
   assert.doesNotMatch(x.iscLog, /protocol error|duplicate option|disconnected/);
 
   // duet status agrees with ISC's log.

@@ -1,0 +1,150 @@
+/**
+ * Interop scenario 5 (issue #6), shared by s5_duet_restart_*_test.ts: duet is killed (SIGKILL,
+ * no STATE SHUTDOWN) while both are NORMAL. ISC goes to COMMUNICATIONS-INTERRUPTED and serves
+ * new clients alone. duet restarts with its database: STARTUP with its stored state (draft-12
+ * §9.3.2), back to NORMAL with ISC (§9.9.3), and no lease is lost on either side: the old
+ * ones are still ACTIVE in both tables, and the ones ISC granted meanwhile reach duet.
+ */
+import assert from "node:assert/strict";
+import {
+  clientIface,
+  clientMac,
+  DUET_ADDR,
+  InteropLab,
+  ISC_ADDR,
+  ownerOf,
+  type Role,
+  withInterop,
+} from "./harness.ts";
+
+async function duetRestart(x: InteropLab, duetRole: Role): Promise<void> {
+  await x.waitBothNormal();
+  await x.waitFor("pool balanced", async () => {
+    const isc = InteropLab.countStates(x.iscLeases().leases.values());
+    const duet = InteropLab.countStates((await x.duetLeases()).values());
+    return isc.backup === 100 && duet.backup === 100;
+  }, 20_000);
+  const ids = await x.addClients(12);
+  const server = (n: number) => (ownerOf(clientMac(n), 128) === duetRole ? DUET_ADDR : ISC_ADDR);
+  const old = ids.slice(0, 6);
+  const later = ids.slice(6, 8);
+  const last = ids.slice(8).find((n) => server(n) === DUET_ADDR)!;
+  assert.ok(last !== undefined, "a client of duet's buckets among the last four");
+  assert.ok(old.some((n) => server(n) === DUET_ADDR) && old.some((n) => server(n) === ISC_ADDR));
+  x.dhclient(old, { name: "dh-old" });
+  // Each renews once: the renewal gets the full lease (600 s) once the partner acked the first.
+  await x.waitFor("the old clients bound and renewed", () => {
+    const ev = x.events();
+    return old.every((n) => ev.some((e) => e.iface === clientIface(n) && e.reason === "RENEW"));
+  }, 30_000);
+  const agree = async (clients: number[]): Promise<string[]> => {
+    const duet = await x.duetLeases();
+    const isc = x.iscLeases().leases;
+    const out: string[] = [];
+    for (const n of clients) {
+      const e = x.bound().get(clientIface(n));
+      if (e === undefined) {
+        out.push(`${clientIface(n)} not bound`);
+        continue;
+      }
+      const d = duet.get(e.address);
+      const i = isc.get(e.address);
+      if (d?.state !== "active" || d["hw-address"] !== clientMac(n)) {
+        out.push(`duet ${e.address}: ${d?.state} ${d?.["hw-address"]}`);
+      }
+      if (i?.bindingState !== "active" || i.hardware !== clientMac(n)) {
+        out.push(`ISC ${e.address}: ${i?.bindingState} ${i?.hardware}`);
+      }
+    }
+    return out;
+  };
+  let diff: string[] = [];
+  const waitAgree = (what: string, clients: number[]) =>
+    x.waitFor(what, async () => (diff = await agree(clients)).length === 0, 20_000).catch(
+      (e) => {
+        throw new Error(`${(e as Error).message}:\n${diff.join("\n")}`);
+      },
+    );
+  await waitAgree("the old leases on both sides", old);
+  const oldLeases = new Map(old.map((n) => [n, x.bound().get(clientIface(n))!.address]));
+
+  // ---- duet dies, right after a new lease: ISC acks an idle link's BNDUPD ~2 s late ----
+  x.dhclient([last], { name: "dh-last" });
+  await x.waitFor(
+    "the last client bound by duet",
+    () => x.bound().get(clientIface(last))?.serverId === DUET_ADDR,
+    20_000,
+  );
+  const lastAddress = x.bound().get(clientIface(last))!.address;
+  const killedAt = Date.now() / 1000;
+  await x.stopDuet("SIGKILL");
+  await x.waitFor(
+    "ISC: communications-interrupted",
+    () => x.iscState() === "communications-interrupted",
+    40_000,
+  );
+  // ISC alone serves new clients (§9.9.2), whatever their hash bucket.
+  x.dhclient(later, { name: "dh-later" });
+  await x.waitFor(
+    "the new clients bound by ISC",
+    () => later.every((n) => x.bound().get(clientIface(n))?.serverId === ISC_ADDR),
+    30_000,
+  );
+
+  // ---- duet comes back with its database ----
+  const logBefore = x.iscLog.length;
+  await x.startDuet();
+  assert.match(x.duetLog, /Failover STARTUP, previous state \S+/);
+  await x.waitFor("duet status: normal/normal", async () => {
+    const s = await x.duetStatus();
+    return s.state === "normal" && s["partner-state"] === "normal";
+  }, 40_000);
+  await x.waitFor(
+    "ISC: back to normal",
+    () => /I move from communications-interrupted to normal/.test(x.iscLog.slice(logBefore)),
+    20_000,
+  );
+  assert.equal(x.iscState(), "normal");
+  assert.match(x.duetLog, /Failover state (STARTUP|COMMUNICATIONS-INTERRUPTED) -> NORMAL/);
+
+  // Nothing lost: the old leases on both sides still, the new ones on duet too.
+  await waitAgree("every lease, old and new, on both sides", [...old, ...later, last]);
+  // A BNDUPD the partner had not acked when duet died is sent again after the restart
+  // (draft-12 §7.1.1: the sent potential-expiration-time is stored; §8.6, §9.8.1).
+  const fo = await x.failoverSeen();
+  const carries = (m: { options: { name: string; value: string }[] }) =>
+    m.options.some((o) => o.name === "assigned-IP-address" && o.value === lastAddress);
+  const sentBefore = fo.filter((m) =>
+    m.type === "BNDUPD" && m.src.startsWith(`${DUET_ADDR}:`) && carries(m) && m.time < killedAt
+  );
+  const ackedBefore = fo.some((m) =>
+    m.type === "BNDACK" && m.src.startsWith(`${ISC_ADDR}:`) && m.time < killedAt &&
+    sentBefore.some((u) => u.xid === m.xid)
+  );
+  if (!ackedBefore) {
+    assert.ok(
+      fo.some((m) =>
+        m.type === "BNDUPD" && m.src.startsWith(`${DUET_ADDR}:`) && carries(m) &&
+        m.time > killedAt
+      ),
+      `duet sent its unacked update for ${lastAddress} again after the restart`,
+    );
+  }
+  for (const [n, address] of oldLeases) {
+    assert.equal(
+      x.bound().get(clientIface(n))?.address,
+      address,
+      `${clientIface(n)} kept its address`,
+    );
+  }
+}
+
+/** Registers the scenario for one role. */
+export function registerDuetRestart(duetRole: Role): void {
+  Deno.test({
+    name: `interop 5: duet ${duetRole} killed and restarted with its database loses no lease`,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: (t) => withInterop(t, { duetRole, mclt: 10 }, (x) => duetRestart(x, duetRole)),
+  });
+}
