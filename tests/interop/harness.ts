@@ -455,6 +455,11 @@ export class Dhclient {
   async stop(): Promise<void> {
     await this.#proc.stop("SIGTERM");
   }
+
+  /** SIGKILL: the clients vanish without a word (their addresses stay on the interfaces). */
+  async kill(): Promise<void> {
+    await this.#proc.stop("SIGKILL");
+  }
 }
 
 /** A running udhcpc on one interface. */

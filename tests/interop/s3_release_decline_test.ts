@@ -162,3 +162,51 @@ for (const duetRole of ["primary", "secondary"] as const) {
     fn: (t) => withInterop(t, { duetRole, mclt: 60 }, (x) => releaseAndDecline(x, duetRole)),
   });
 }
+
+/**
+ * A client that vanishes: its lease ends on the server that granted it, which sends BNDUPD
+ * EXPIRED (ISC does so within the second the lease ends), and both tables free the address
+ * with no rejected update either way (draft-12 §5.11, §7.1.3 time(2)).
+ */
+async function expiry(x: InteropLab, duetRole: Role): Promise<void> {
+  await x.waitBothNormal();
+  const ids = await x.addClients(12);
+  const server = (n: number) => (ownerOf(clientMac(n), 128) === duetRole ? DUET_ADDR : ISC_ADDR);
+  const gone = [
+    ids.find((n) => server(n) === DUET_ADDR)!,
+    ids.find((n) => server(n) === ISC_ADDR)!,
+  ];
+  const dh = x.dhclient(gone, { name: "dh-gone" });
+  await x.waitFor(
+    "both clients bound",
+    () => gone.every((n) => x.bound().has(clientIface(n))),
+    20_000,
+  );
+  // Gone before T1: the MCLT-capped first lease (10 s) runs out on both servers.
+  await dh.kill();
+  const addresses = gone.map((n) => x.bound().get(clientIface(n))!.address);
+  let view = "";
+  await x.waitFor("both expired leases freed on both sides", async () => {
+    const d = await x.duetLeases();
+    const i = x.iscLeases().leases;
+    view = addresses.map((a) => `${a} duet=${d.get(a)?.state} isc=${i.get(a)?.bindingState}`)
+      .join(", ");
+    return addresses.every((a) =>
+      ["free", "backup"].includes(d.get(a)?.state ?? "") &&
+      ["free", "backup"].includes(i.get(a)?.bindingState ?? "")
+    );
+  }, 30_000).catch((e) => {
+    throw new Error(`${(e as Error).message}: ${view}`);
+  });
+  assert.doesNotMatch(x.duetLog, /Rejected binding update/);
+  assert.doesNotMatch(x.iscLog, /bind update on \S+ from \S+ rejected/);
+}
+
+for (const duetRole of ["primary", "secondary"] as const) {
+  Deno.test({
+    name: `interop 3: an expired lease reaches both sides (duet ${duetRole})`,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: (t) => withInterop(t, { duetRole, mclt: 10 }, (x) => expiry(x, duetRole)),
+  });
+}
