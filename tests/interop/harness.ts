@@ -60,9 +60,14 @@ const DEFAULTS: Omit<PairSettings, "duetRole"> = {
   iscRelationship: "pair",
 };
 
-/** ISC dhcpd.conf for the other role: split and mclt on the primary only (dhcpd.conf(5)). */
-export function iscConfig(s: PairSettings): string {
-  const role = s.duetRole === "primary" ? "secondary" : "primary";
+/**
+ * ISC dhcpd.conf for the other role: split and mclt on the primary only (dhcpd.conf(5)). With
+ * `place: "duet"`, the ISC server that duet replaces: duet's role and address (a migration).
+ */
+export function iscConfig(s: PairSettings, place: "isc" | "duet" = "isc"): string {
+  const other = s.duetRole === "primary" ? "secondary" : "primary";
+  const role = place === "isc" ? other : s.duetRole;
+  const [self, peer] = place === "isc" ? [ISC_ADDR, DUET_ADDR] : [DUET_ADDR, ISC_ADDR];
   const primaryOnly = role === "primary"
     ? `  mclt ${s.mclt};\n  split ${s.split};\n`
     : s.iscSecondaryMclt !== undefined
@@ -78,9 +83,9 @@ ping-check false;
 
 failover peer "${s.iscRelationship}" {
   ${role};
-  address ${ISC_ADDR};
+  address ${self};
   port 647;
-  peer address ${DUET_ADDR};
+  peer address ${peer};
   peer port 647;
   max-response-delay ${s.maxResponseDelay};
   max-unacked-updates 10;
@@ -632,6 +637,34 @@ export class InteropLab {
     ]);
   }
 
+  /**
+   * Starts the ISC server duet is to replace, in duet's namespace with duet's role and address
+   * (a migration: README "Replacing one half of an ISC dhcpd pair"). Its files are dhcpd-b.*.
+   */
+  startIscInDuetPlace(): LoggedProcess {
+    const conf = `${this.dir}/dhcpd-b.conf`;
+    Deno.writeTextFileSync(conf, iscConfig(this.settings, "duet"));
+    Deno.writeTextFileSync(`${this.dir}/dhcpd-b.leases`, "");
+    const proc = new LoggedProcess(this.lab, this.ns.duet, [
+      "dhcpd",
+      "-4",
+      "-f",
+      "-d",
+      "-cf",
+      conf,
+      "-lf",
+      `${this.dir}/dhcpd-b.leases`,
+      "-pf",
+      `${this.dir}/dhcpd-b.pid`,
+      "d0",
+    ]);
+    this.onTeardown(async () => {
+      this.pastLogs.push({ what: "ISC dhcpd replaced by duet", log: proc.log });
+      await proc.stop("SIGTERM");
+    });
+    return proc;
+  }
+
   /** Stops ISC: SIGTERM (ISC sends nothing to its partner either way) or SIGKILL. */
   async stopIsc(signal: Deno.Signal = "SIGTERM"): Promise<void> {
     await this.isc?.stop(signal);
@@ -879,6 +912,9 @@ export class InteropLab {
     this.#teardown = [];
     if (this.duet !== null && !this.duetExited) await this.stopDuet("SIGTERM").catch(() => 0);
     await this.isc?.stop("SIGTERM").catch(() => {});
+    // libpcap hands packets to dumpcap up to a few hundred ms late, and they are lost if it
+    // stops first.
+    await sleep(600);
     for (const c of [this.#failoverCapture, this.#dhcpCapture]) await c?.stop().catch(() => {});
   }
 
