@@ -1,9 +1,12 @@
 /**
  * Interop scenario 5 (issue #6), shared by s5_duet_restart_*_test.ts: duet is killed (SIGKILL,
- * no STATE SHUTDOWN) while both are NORMAL. ISC goes to COMMUNICATIONS-INTERRUPTED and serves
- * new clients alone. duet restarts with its database: STARTUP with its stored state (draft-12
- * §9.3.2), back to NORMAL with ISC (§9.9.3), and no lease is lost on either side: the old
- * ones are still ACTIVE in both tables, and the ones ISC granted meanwhile reach duet.
+ * no STATE SHUTDOWN) while both are NORMAL, right after granting a lease. ISC goes to
+ * COMMUNICATIONS-INTERRUPTED and serves new clients alone. duet restarts with its database:
+ * STARTUP with its stored state (draft-12 §9.3.2), back to NORMAL with ISC (§9.9.3), and no
+ * lease is lost on either side: the old ones are still ACTIVE in both tables, the ones ISC
+ * granted meanwhile reach duet, and duet's unacknowledged update reaches ISC. The same with a
+ * SIGTERM (the maintenance restart): STATE SHUTDOWN, ISC in PARTNER-DOWN, and duet back through
+ * RECOVER, RECOVER-WAIT and RECOVER-DONE (§9.3.2 step 5, §9.5-§9.7, §9.4.3).
  */
 import assert from "node:assert/strict";
 import {
@@ -17,7 +20,11 @@ import {
   withInterop,
 } from "./harness.ts";
 
-async function duetRestart(x: InteropLab, duetRole: Role): Promise<void> {
+async function duetRestart(
+  x: InteropLab,
+  duetRole: Role,
+  signal: "SIGKILL" | "SIGTERM",
+): Promise<void> {
   await x.waitBothNormal();
   await x.waitFor("pool balanced", async () => {
     const isc = InteropLab.countStates(x.iscLeases().leases.values());
@@ -77,12 +84,11 @@ async function duetRestart(x: InteropLab, duetRole: Role): Promise<void> {
   );
   const lastAddress = x.bound().get(clientIface(last))!.address;
   const killedAt = Date.now() / 1000;
-  await x.stopDuet("SIGKILL");
-  await x.waitFor(
-    "ISC: communications-interrupted",
-    () => x.iscState() === "communications-interrupted",
-    40_000,
-  );
+  await x.stopDuet(signal);
+  // SIGKILL: ISC sees the connection close (COMMUNICATIONS-INTERRUPTED, §9.8.4). SIGTERM: duet
+  // sends STATE SHUTDOWN first (§9.14.1) and ISC takes over in PARTNER-DOWN.
+  const alone = signal === "SIGKILL" ? "communications-interrupted" : "partner-down";
+  await x.waitFor(`ISC: ${alone}`, () => x.iscState() === alone, 40_000);
   // ISC alone serves new clients (§9.9.2), whatever their hash bucket.
   x.dhclient(later, { name: "dh-later" });
   await x.waitFor(
@@ -101,11 +107,18 @@ async function duetRestart(x: InteropLab, duetRole: Role): Promise<void> {
   }, 40_000);
   await x.waitFor(
     "ISC: back to normal",
-    () => /I move from communications-interrupted to normal/.test(x.iscLog.slice(logBefore)),
+    () => new RegExp(`I move from ${alone} to normal`).test(x.iscLog.slice(logBefore)),
     20_000,
   );
   assert.equal(x.iscState(), "normal");
-  assert.match(x.duetLog, /Failover state (STARTUP|COMMUNICATIONS-INTERRUPTED) -> NORMAL/);
+  if (signal === "SIGKILL") {
+    assert.match(x.duetLog, /Failover state (STARTUP|COMMUNICATIONS-INTERRUPTED) -> NORMAL/);
+  } else {
+    // §9.3.2 step 5: the partner entered PARTNER-DOWN after our last operation -> RECOVER,
+    // then RECOVER-WAIT for the MCLT (§9.6) and RECOVER-DONE -> NORMAL.
+    assert.match(x.duetLog, /Failover state STARTUP -> RECOVER /);
+    assert.match(x.duetLog, /Failover state RECOVER-DONE -> NORMAL/);
+  }
 
   // Nothing lost: the old leases on both sides still, the new ones on duet too.
   await waitAgree("every lease, old and new, on both sides", [...old, ...later, last]);
@@ -141,10 +154,14 @@ async function duetRestart(x: InteropLab, duetRole: Role): Promise<void> {
 
 /** Registers the scenario for one role. */
 export function registerDuetRestart(duetRole: Role): void {
-  Deno.test({
-    name: `interop 5: duet ${duetRole} killed and restarted with its database loses no lease`,
-    sanitizeResources: false,
-    sanitizeOps: false,
-    fn: (t) => withInterop(t, { duetRole, mclt: 10 }, (x) => duetRestart(x, duetRole)),
-  });
+  for (const signal of ["SIGKILL", "SIGTERM"] as const) {
+    Deno.test({
+      name: `interop 5: duet ${duetRole} ${
+        signal === "SIGKILL" ? "killed" : "stopped (SIGTERM)"
+      } and restarted with its database loses no lease`,
+      sanitizeResources: false,
+      sanitizeOps: false,
+      fn: (t) => withInterop(t, { duetRole, mclt: 10 }, (x) => duetRestart(x, duetRole, signal)),
+    });
+  }
 }
