@@ -329,6 +329,8 @@ export interface DhcpSeen {
   ciaddr: string;
   serverId: string | null;
   requested: string | null;
+  /** Option 61 as hex, or null. */
+  clientId: string | null;
   secs: number;
 }
 
@@ -844,6 +846,7 @@ export class InteropLab {
         ciaddr: String(h.ciaddr),
         serverId: opt(54),
         requested: opt(50),
+        clientId: i.options.find((o) => o.code === 61)?.hex ?? null,
         secs: Number(h.secs),
       };
     });
@@ -981,7 +984,7 @@ interface DecodedJson {
   protocol: string;
   type: string | null;
   header: Record<string, string | number> | null;
-  options: { code: number; name: string; value: string }[];
+  options: { code: number; name: string; value: string; hex: string }[];
 }
 
 async function decodeJson(pcap: string): Promise<DecodedJson[]> {
