@@ -72,7 +72,13 @@ async function load(x: InteropLab, duetRole: Role): Promise<void> {
   assert.doesNotMatch(x.duetLog, /Rejected binding update|Failover communications down/);
 
   // Only the bucket's server offered; both servers did answer.
-  const seen = await x.dhcpSeen();
+  let seen = await x.dhcpSeen();
+  // The capture may lag a little: wait until it holds an OFFER for (nearly) every client.
+  await x.waitFor("the clients' OFFERs on the capture", async () => {
+    seen = await x.dhcpSeen();
+    return new Set(seen.filter((m) => m.type === "DHCPOFFER").map((m) => m.chaddr)).size >=
+      EXCHANGES * 0.95;
+  }, 10_000);
   // perfdhcp sends client-identifier 01:MAC (RFC 2132 §9.14): the key RFC 3074 hashes.
   const idOf = new Map(
     seen.filter((m) => m.type === "DHCPDISCOVER" && m.clientId !== null).map((m) => [
