@@ -16,7 +16,7 @@
  */
 import { Lab, netnsPrerequisites, requireOrSkip } from "../netns.ts";
 import { DuetProcess, runDuet } from "../e2e/process.ts";
-import { type IscLease, type IscLeaseFile, parseIscLeases } from "./isc_leases.ts";
+import { type IscLeaseFile, parseIscLeases } from "./isc_leases.ts";
 import { loadBalanceHash } from "../../lib/balance/hash.ts";
 
 export type Role = "primary" | "secondary";
@@ -368,15 +368,6 @@ export function clientIface(n: number): string {
 export function ownerOf(mac: string, split: number, clientId?: Uint8Array): Role {
   const key = clientId ?? new Uint8Array(mac.split(":").map((b) => parseInt(b, 16)));
   return loadBalanceHash(key) < split ? "primary" : "secondary";
-}
-
-/** `a.b.c.d` as a number, for ranges. */
-export function ipToNumber(ip: string): number {
-  return ip.split(".").reduce((n, o) => n * 256 + Number(o), 0);
-}
-
-export function numberToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
 }
 
 const DHCLIENT_SCRIPT = (events: string) =>
@@ -1029,11 +1020,6 @@ export async function withInterop(
     return;
   }
   await Deno.remove(dir, { recursive: true });
-}
-
-/** The current ISC lease of `address`, or undefined. */
-export function iscLease(file: IscLeaseFile, address: string): IscLease | undefined {
-  return file.leases.get(address);
 }
 
 /** ISO time (duet) to epoch seconds, or null. */
