@@ -221,7 +221,8 @@ function checkCondition(c: Condition, ctx: TransitionContext): string | null {
       return "not made by this role";
     case "lease-ended":
       if (ctx.ends === undefined) return "context.ends is required";
-      // Strictly after the end, as the partner's §7.1.3 time(2) rule checks ("later than").
+      // Strictly after the end, so that a partner applying §7.1.3 time(2) ("later than")
+      // accepts the EXPIRED update however it rounds the time.
       return ctx.now > ctx.ends ? null : `lease ends at ${ctx.ends}, now is ${ctx.now}`;
     case "partner-down-mclt": {
       if (ctx.partnerDownSince === undefined) return "only in PARTNER-DOWN after the MCLT";
@@ -536,7 +537,15 @@ export function acceptUpdate(
       );
     case "time(1)": {
       const localCltt = local?.cltt ?? 0;
-      if (!isLater(update.cltt, localCltt)) {
+      // ISC dhcpd 4.4.3 sends RELEASED with the client-last-transaction-time of the ACTIVE
+      // binding it releases, not of the DHCPRELEASE, so the strict "later" of time(1) would
+      // keep every lease ISC releases ACTIVE here until it ends. The same client's binding
+      // with the same cltt is the binding being released: accept it. A later local cltt (a
+      // renewal the partner had not seen) still wins.
+      const releasesThisBinding = localState === "active" && update.state === "released" &&
+        local !== undefined && localCltt !== 0 && update.cltt === localCltt &&
+        sameClient(local, update);
+      if (!isLater(update.cltt, localCltt) && !releasesThisBinding) {
         return reject(
           RejectReason.OUTDATED_BINDING,
           `Outdated binding information: ${pair}, client-last-transaction-time ` +
@@ -547,7 +556,10 @@ export function acceptUpdate(
     }
     case "time(2)": {
       const ends = local?.ends ?? 0;
-      if (!(now > ends)) {
+      // "Later than the lease-expiration-time": `now` is whole seconds, so any instant of the
+      // second `ends` itself is later than the instant `ends` names. ISC dhcpd 4.4.3 expires
+      // a lease and sends its EXPIRED update within that second; `now > ends` refused them all.
+      if (!(now >= ends)) {
         return reject(
           RejectReason.OUTDATED_BINDING,
           `Outdated binding information: ${pair}, the lease here runs until ${ends}`,

@@ -43,7 +43,13 @@ import {
   type TimerName,
   transition,
 } from "./state.ts";
-import { BindingSync, type SyncEffect, type SyncInput, type SyncStatus } from "./sync.ts";
+import {
+  BindingSync,
+  partnerTakesBatches,
+  type SyncEffect,
+  type SyncInput,
+  type SyncStatus,
+} from "./sync.ts";
 
 /** The meta key under which the machine's stable state is kept (§9.2). */
 export const STATE_META_KEY = "failover.state";
@@ -404,6 +410,8 @@ export class FailoverEndpoint implements FailoverView {
       now,
       maxUnackedBndupd: partner.maxUnackedBndupd ?? 1,
       nextXid: () => this.peer.nextXid() ?? 0,
+      // §6.3 batching only for a partner known to read it (ISC 4.4.3 drops the link).
+      ...(partnerTakesBatches(partner.vendorClass) ? {} : { maxBindingsPerBndupd: 1 }),
     }));
     this.#feed({
       kind: "comm-up",

@@ -52,9 +52,17 @@ export type SyncInput =
   | { kind: "lease-changed"; now: number; lease: Lease }
   /**
    * Communications are up (§8.3). `maxUnackedBndupd` is the partner's CONNECT/CONNECTACK
-   * value (§8.4); `nextXid` numbers the messages this end originates on this connection.
+   * value (§8.4); `nextXid` numbers the messages this end originates on this connection;
+   * `maxBindingsPerBndupd`, when given, replaces the option of that name for this connection
+   * (see partnerTakesBatches()).
    */
-  | { kind: "link-up"; now: number; maxUnackedBndupd: number; nextXid: () => number }
+  | {
+    kind: "link-up";
+    now: number;
+    maxUnackedBndupd: number;
+    nextXid: () => number;
+    maxBindingsPerBndupd?: number;
+  }
   /** The connection is gone (§8.6): in-flight BNDUPDs are queued again. */
   | { kind: "link-down"; now: number }
   /** A BNDUPD, BNDACK, UPDREQ, UPDREQALL or UPDDONE from the partner; others are ignored. */
@@ -136,6 +144,17 @@ function optionsLength(opts: readonly { data: Uint8Array }[]): number {
 /** The potential-expiration-time to send for a lease: never before lease-expiration (§7.1.1). */
 export function potentialExpirationOf(lease: Lease): number {
   return Math.max(lease.tstp, lease.ends);
+}
+
+/**
+ * Whether a partner takes several binding updates in one BNDUPD (draft-12 §6.3), judged by
+ * its vendor-class-identifier (§12.28) from CONNECT/CONNECTACK. Only duet is known to: ISC
+ * dhcpd 4.4.3 reads a second assigned-IP-address as "duplicate option", calls it a protocol
+ * error and drops the connection. Any other partner gets one binding per BNDUPD, the form
+ * every implementation reads.
+ */
+export function partnerTakesBatches(vendorClass: string | null): boolean {
+  return vendorClass !== null && vendorClass.startsWith("duet-");
 }
 
 /** The magic number of DHCPv4 options embedded in client-request/reply-options (§12.7, §12.8). */
@@ -271,7 +290,9 @@ export function bindingUpdateFromWire(w: WireBindingUpdate): BindingUpdate | und
 export class BindingSync {
   readonly #o: BindingSyncOptions;
   readonly #maxLength: number;
-  readonly #maxBindings: number;
+  /** maxBindingsPerBndupd of the options, and of the current connection. */
+  readonly #defaultMaxBindings: number;
+  #maxBindings: number;
   /** Local changes not yet sent, by address; Map order is the sending order. */
   #queue = new Map<number, Lease>();
   #inFlight = new Map<number, InFlight>();
@@ -298,6 +319,7 @@ export class BindingSync {
     if (!Number.isInteger(per) || per < 1) {
       throw new RangeError(`maxBindingsPerBndupd must be a positive integer, got ${per}`);
     }
+    this.#defaultMaxBindings = per;
     this.#maxBindings = per;
   }
 
@@ -343,9 +365,15 @@ export class BindingSync {
         this.#queue.delete(input.lease.address);
         this.#queue.set(input.lease.address, input.lease);
         break;
-      case "link-up":
+      case "link-up": {
+        const per = input.maxBindingsPerBndupd;
+        if (per !== undefined && (!Number.isInteger(per) || per < 1)) {
+          throw new RangeError(`maxBindingsPerBndupd must be a positive integer, got ${per}`);
+        }
         this.#linkUp(input.maxUnackedBndupd, input.nextXid, out);
+        this.#maxBindings = per ?? this.#defaultMaxBindings;
         break;
+      }
       case "link-down":
         this.#linkDown(out);
         break;

@@ -362,11 +362,17 @@ export class FailoverLink {
 
   /** Sends DISCONNECT with a reason (§7.12, §8.6), logs it and closes. */
   #disconnect(now: number, reason: number, text: string, out: LinkEffect[]): void {
+    const handshake = this.#phase !== "up";
     this.#send(now, buildDisconnect(this.#h(now), { rejectReason: reason, message: text }), out);
+    // Every DISCONNECT is logged: an up link's end also shows as "communications down", but a
+    // failed handshake would otherwise go unseen (e.g. ISC's unsigned CONNECTACK to a primary
+    // with a secret).
     out.push({
       kind: "log",
       level: "warn",
-      msg: "Disconnecting the failover partner",
+      msg: handshake
+        ? "Failover handshake failed: sent DISCONNECT"
+        : "Disconnecting the failover partner",
       fields: {
         reason: `${reason} ${rejectReasonText(reason)}`,
         message: text,

@@ -288,7 +288,7 @@ Deno.test({
         isc,
         duet,
       );
-      assert.match(duet.stderr, /Disconnecting the failover partner .*reason="11 /);
+      assert.match(duet.stderr, /Failover handshake failed: sent DISCONNECT .*reason="11 /);
       assert.ok(!duet.stderr.includes(UP), tail(duet.stderr));
     }, (f) => ["tls:", `  ca-file: ${f.ca}`]);
   },

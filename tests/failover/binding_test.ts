@@ -96,7 +96,10 @@ Deno.test("acceptUpdate() follows Figure 7.1.3-1 cell by cell", async (t) => {
   await t.step(
     "ACTIVE <- EXPIRED: time(2), accept only after the local lease-expiration-time",
     () => {
-      rejected(acceptUpdate(leaseIn("active"), update("expired"), ctx({ now: T0 + 500 })), 15);
+      rejected(acceptUpdate(leaseIn("active"), update("expired"), ctx({ now: T0 + 499 })), 15);
+      // Whole seconds: the second of the lease-expiration-time is later than its instant (ISC
+      // dhcpd 4.4.3 sends EXPIRED in that second).
+      accepted(acceptUpdate(leaseIn("active"), update("expired"), ctx({ now: T0 + 500 })));
       accepted(acceptUpdate(leaseIn("active"), update("expired"), ctx({ now: T0 + 501 })));
     },
   );
@@ -104,8 +107,23 @@ Deno.test("acceptUpdate() follows Figure 7.1.3-1 cell by cell", async (t) => {
     "ACTIVE <- RELEASED: time(1), accept only a later client-last-transaction-time",
     () => {
       accepted(acceptUpdate(leaseIn("active"), update("released", { cltt: T0 - 999 }), ctx()));
-      rejected(acceptUpdate(leaseIn("active"), update("released", { cltt: T0 - 1000 }), ctx()), 15);
       rejected(acceptUpdate(leaseIn("active"), update("released", { cltt: T0 - 2000 }), ctx()), 15);
+      // An equal cltt: the same client's binding being released, as ISC dhcpd 4.4.3 sends it
+      // (the cltt of the ACTIVE binding, not of the DHCPRELEASE): accepted. For another
+      // client, or with no cltt on record, it is not later and is rejected.
+      for (const role of ["primary", "secondary"] as const) {
+        accepted(
+          acceptUpdate(leaseIn("active"), update("released", { cltt: T0 - 1000 }), ctx({ role })),
+        );
+      }
+      rejected(
+        acceptUpdate(
+          leaseIn("active"),
+          update("released", { cltt: T0 - 1000, hwAddress: MAC_B }),
+          ctx(),
+        ),
+        15,
+      );
       // No cltt in the BNDUPD: "MUST NOT be considered later".
       const noCltt = update("released");
       delete noCltt.cltt;

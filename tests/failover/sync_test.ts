@@ -7,6 +7,7 @@ import {
   BindingSync,
   bindingUpdateFromWire,
   leaseToBindingUpdate,
+  partnerTakesBatches,
   type SyncEffect,
   type SyncInput,
   unpackOptions,
@@ -268,6 +269,47 @@ Deno.test("BindingSync batches several bindings per BNDUPD within 2048 octets (ย
   );
   run(a, b);
   for (const address of addresses) assert.equal(b.store.get(address)?.state, "active");
+});
+
+Deno.test("BindingSync sends one binding per BNDUPD on a connection whose link-up says so", () => {
+  // ISC dhcpd 4.4.3 drops the connection on a second assigned-IP-address in one BNDUPD
+  // ("duplicate option"), so the endpoint asks for single updates on its connections.
+  const a = new Node("primary", "primary");
+  const b = new Node("secondary", "secondary");
+  const addresses = testAddresses(25);
+  for (const address of addresses) a.change(activeLease(address));
+  let xid = 0;
+  a.step({
+    kind: "link-up",
+    now: T0,
+    maxUnackedBndupd: 10,
+    nextXid: () => xid++,
+    maxBindingsPerBndupd: 1,
+  });
+  b.linkUp(10);
+  run(a, b);
+  assert.equal(a.sentBndupds.length, 25);
+  assert.ok(a.sentBndupds.every((m) => getBindingUpdates(m).length === 1));
+  for (const address of addresses) assert.equal(b.store.get(address)?.state, "active");
+  // The next connection without the override batches again (ยง6.3).
+  for (const address of addresses) a.change(activeLease(address, { ends: T0 + 400 }));
+  a.sentBndupds = [];
+  a.linkUp(10);
+  b.linkUp(10);
+  run(a, b);
+  assert.ok(a.sentBndupds.length < 25, `${a.sentBndupds.length} BNDUPDs`);
+});
+
+Deno.test("partnerTakesBatches() batches only for a duet partner (ISC 4.4.3 cannot)", async (t) => {
+  const cases: [string, string | null, boolean][] = [
+    ["duet", "duet-0.1.0", true],
+    ["ISC dhcpd 4.4.3 (vendor class of its CONNECT)", "isc-4.4.3-P1", false],
+    ["no vendor-class-identifier", null, false],
+    ["unknown software", "other-1.0", false],
+  ];
+  for (const [name, vendor, expected] of cases) {
+    await t.step(name, () => assert.equal(partnerTakesBatches(vendor), expected));
+  }
 });
 
 Deno.test("BindingSync answers UPDREQALL with every binding, then UPDDONE after all BNDACKs", () => {

@@ -324,6 +324,28 @@ Deno.test("FailoverLink primary disconnects on a CONNECTACK whose clock is too f
   assert.equal(getRejectReason(writes(effects)[0]!), 4);
 });
 
+Deno.test("FailoverLink primary with a secret disconnects on an unsigned CONNECTACK (21) and says so", () => {
+  // ISC dhcpd 4.4.3 has no message digests: it answers a signed CONNECT with an unsigned
+  // CONNECTACK. The primary refuses it (§11.1) with a warning an operator sees, not only a
+  // DISCONNECT on the wire.
+  const p = link("primary", { secret: new TextEncoder().encode("s3cret") });
+  const connect = writes(p.input({ kind: "open", now: T0, local: PRIMARY_STATE }))[0]!;
+  const ack = encodeFailover(buildConnectAck({ time: T0, xid: connect.xid }, {
+    relationshipName: "pair",
+    maxUnackedBndupd: 10,
+    receiveTimer: 30,
+    vendorClassIdentifier: "isc-4.4.3-P1",
+    tlsReply: 0,
+  }));
+  const effects = p.input({ kind: "frame", now: T0, bytes: ack });
+  assert.deepEqual(kinds(effects), ["write:DISCONNECT", "log:warn", "close"]);
+  assert.equal(getRejectReason(writes(effects)[0]!), 21);
+  const log = effects[1] as Extract<LinkEffect, { kind: "log" }>;
+  assert.equal(log.msg, "Failover handshake failed: sent DISCONNECT");
+  assert.equal(log.fields?.reason, "21 Missing message digest");
+  assert.equal(p.phase, "closed");
+});
+
 Deno.test("FailoverLink answers a second CONNECT on an up link with DISCONNECT 7", () => {
   const { s } = upPair();
   const again = encodeFailover(buildConnect({ time: T0 + 5, xid: 0 }, connectParams()));
