@@ -44,7 +44,8 @@ async function duetRestart(
   await x.waitFor("the old clients bound and renewed", () => {
     const ev = x.events();
     return old.every((n) => ev.some((e) => e.iface === clientIface(n) && e.reason === "RENEW"));
-  }, 30_000);
+    // T1 is 5 s into the first (MCLT) lease; the margin is for a loaded CI machine.
+  }, 60_000);
   const agree = async (clients: number[]): Promise<string[]> => {
     const duet = await x.duetLeases();
     const isc = x.iscLeases().leases;
