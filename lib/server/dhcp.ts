@@ -138,6 +138,8 @@ interface SubnetRuntime {
   reserved: Map<number, ReservationConfig>;
   /** Offers of dynamic addresses, oldest first, for `offer-limit` (guard.ts offerCap()). */
   offered: OfferQueue<Offer>;
+  /** ABANDONED addresses in the order they were declined; entries may be stale. */
+  abandoned: number[];
 }
 
 interface Offer {
@@ -149,6 +151,12 @@ interface Offer {
   queued: boolean;
 }
 
+/**
+ * How long a declined address must have been ABANDONED before an exhausted pool takes it back
+ * early (ISC dhcpd reuses abandoned addresses as a last resort): long enough that the address
+ * in use by someone else is not offered again at once.
+ */
+export const ABANDONED_REUSE_AFTER = 600;
 /** How long an address stays ABANDONED after a DHCPDECLINE before it is reused (Kea's default). */
 export const DECLINE_HOLD_SECONDS = 86_400;
 
@@ -237,6 +245,7 @@ export class DhcpCore {
     const state = lease?.state ?? "free";
     if (state === "active" || state === "abandoned") {
       this.#expiry.push((lease as Lease).ends, address);
+      if (state === "abandoned") subnet.abandoned.push(address);
       return;
     }
     if (this.#failover === null || state === "free") {
@@ -738,12 +747,30 @@ export class DhcpCore {
     now: number,
     service: Service | null,
   ): DhcpOutcome {
-    const address = this.#chooseAddress(msg, c, subnet, now, service);
+    let address = this.#chooseAddress(msg, c, subnet, now, service);
+    const reclaimed: DhcpEffect[] = [];
     if (address === undefined) {
-      this.#log.warn("No free address to offer", {
-        subnet: `${formatIpv4(subnet.config.subnet.network)}/${subnet.config.subnet.prefix}`,
-      });
-      return this.#drop("pool-exhausted", msg);
+      const cidr = `${formatIpv4(subnet.config.subnet.network)}/${subnet.config.subnet.prefix}`;
+      const old = this.#reclaimAbandoned(subnet, now);
+      if (old !== undefined) {
+        // As ISC dhcpd does: an exhausted pool takes back the address declined longest ago,
+        // so that DECLINEs cannot empty it for a day. Standalone it is FREE at once; with
+        // failover it goes through RESET, which the partner's ack frees (draft-12 §5.11 note 3).
+        const next: Lease = { ...old, state: this.#failover ? "reset" : "free", starts: now };
+        reclaimed.push({ kind: "persist", lease: next });
+        this.#place(subnet, old.address, next);
+        this.#log.warn("Pool exhausted: reusing a declined address", {
+          subnet: cidr,
+          address: formatIpv4(old.address),
+          declined: old.starts,
+        });
+        address = this.#chooseAddress(msg, c, subnet, now, service);
+      }
+      if (address === undefined) {
+        this.#log.warn("No free address to offer", { subnet: cidr });
+        const out = this.#drop("pool-exhausted", msg);
+        return reclaimed.length > 0 ? { ...out, effects: reclaimed } : out;
+      }
     }
     this.#holdOffer(subnet, address, c, now);
     this.#limitOffers(subnet, address, service);
@@ -764,7 +791,7 @@ export class DhcpCore {
         xid: msg.xid.toString(16),
       });
     }
-    return { effects: [this.#send(msg, reply, arrival, false)] };
+    return { effects: [...reclaimed, this.#send(msg, reply, arrival, false)] };
   }
 
   /** RFC 2131 §4.3.2: SELECTING, INIT-REBOOT, RENEWING and REBINDING. */
@@ -885,6 +912,25 @@ export class DhcpCore {
     };
   }
 
+  /**
+   * The ABANDONED address of this subnet declined longest ago, if that was at least
+   * ABANDONED_REUSE_AFTER seconds ago (an address just declined is likely in use).
+   */
+  #reclaimAbandoned(subnet: SubnetRuntime, now: number): Lease | undefined {
+    const q = subnet.abandoned;
+    while (q.length > 0) {
+      const lease = this.#view.get(q[0] as number);
+      if (lease === undefined || lease.state !== "abandoned" || this.#offers.has(lease.address)) {
+        q.shift();
+        continue;
+      }
+      if (lease.starts + ABANDONED_REUSE_AFTER > now) return undefined;
+      q.shift();
+      return lease;
+    }
+    return undefined;
+  }
+
   /** RFC 2131 §4.3.3: the client found the address in use; it is ABANDONED for a while. */
   #decline(
     msg: DhcpMessage,
@@ -912,6 +958,7 @@ export class DhcpCore {
       cltt: now,
     };
     this.#expiry.push(abandoned.ends, address);
+    subnet.abandoned.push(address);
     this.#log.warn("Address declined by client, abandoned", {
       address: formatIpv4(address),
       chaddr: formatMac(c.hw),
@@ -1059,5 +1106,15 @@ function buildSubnet(config: SubnetConfig, global: OptionMap): SubnetRuntime {
     free.exclude(address);
     backup.exclude(address);
   }
-  return { config, options, free, backup, byHw, byClientId, reserved, offered: new OfferQueue() };
+  return {
+    config,
+    options,
+    free,
+    backup,
+    byHw,
+    byClientId,
+    reserved,
+    offered: new OfferQueue(),
+    abandoned: [],
+  };
 }

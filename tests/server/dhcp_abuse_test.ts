@@ -7,7 +7,12 @@ import assert from "node:assert/strict";
 import { parseConfig } from "../../lib/config/config.ts";
 import { buildRequest } from "../../lib/cli/relay_client.ts";
 import { type LogFields, type Logger, silentLogger } from "../../lib/log.ts";
-import { DhcpCore, type DhcpOutcome, type ReplyEffect } from "../../lib/server/dhcp.ts";
+import {
+  ABANDONED_REUSE_AFTER,
+  DhcpCore,
+  type DhcpOutcome,
+  type ReplyEffect,
+} from "../../lib/server/dhcp.ts";
 import type { Arrival } from "../../lib/server/reply.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import {
@@ -596,4 +601,30 @@ Deno.test("giaddr spoofing by a directly connected client", async (t) => {
     // The client still gets an address on its own link.
     assert.equal(typeOf(discover(ctx, 3)), DhcpType.DHCPOFFER);
   });
+});
+
+Deno.test("DECLINE abuse: an exhausted pool takes back the address declined longest ago, after ABANDONED_REUSE_AFTER", () => {
+  const ctx = setup("offer-limit: 100\n");
+  // Made-up clients take every address with an offer and decline it (RFC 2131 §4.3.3).
+  const declined: number[] = [];
+  for (let n = 1; n <= POOL; n++) {
+    const t = NOW + n;
+    const offer = replyOf(discover(ctx, 5000 + n, DIRECT, t));
+    const decline = buildRequest(DhcpType.DHCPDECLINE, mac(5000 + n), {
+      xid: n,
+      requested: offer.yiaddr,
+      serverId: SERVER,
+    });
+    assert.equal(run(ctx, decline, DIRECT, t).dropped, undefined);
+    declined.push(offer.yiaddr);
+  }
+  assert.equal(ctx.store.countByState().abandoned, POOL);
+  // A declined address may really be in use: not handed out again at once.
+  assert.equal(discover(ctx, 1, DIRECT, NOW + 60).dropped, "pool-exhausted");
+  // Later, the pool being empty, the oldest ABANDONED comes back (standalone: FREE at once).
+  const later = NOW + 1 + ABANDONED_REUSE_AFTER;
+  const out = discover(ctx, 1, DIRECT, later);
+  assert.equal(replyOf(out).yiaddr, declined[0]);
+  assert.equal(ctx.store.get(declined[0]!)?.state, "free");
+  assert.equal(ctx.store.get(declined[1]!)?.state, "abandoned", "only what is needed");
 });

@@ -361,3 +361,23 @@ Deno.test("DhcpCore.giveToBackup() moves available FREE addresses to BACKUP, pri
   assert.deepEqual([lease(ctx, 1).yiaddr, lease(ctx, 2).yiaddr].sort(), [POOL[2], POOL[3]]);
   assert.deepEqual(setup("secondary").core.giveToBackup(0, 2, NOW), []);
 });
+
+Deno.test("DhcpCore with failover reclaims a long-declined address through RESET when the pool is empty (§5.11 note 3)", () => {
+  const ctx = setup("primary");
+  ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
+  for (const a of POOL) {
+    ctx.store.put({ ...emptyLease(a, "abandoned"), starts: NOW - 700, ends: NOW + 80_000 });
+  }
+  ctx.store.commit();
+  const fresh = new DhcpCore(parseConfig(CONFIG, "test.yaml"), ctx.store, {
+    logger: silentLogger(),
+    failover: ctx.view,
+  });
+  const out = fresh.handle(buildRequest(DhcpType.DHCPDISCOVER, mac(9), { xid: 9 }), DIRECT, NOW);
+  // No offer yet: RESET is freed by the partner's ack, not by this server alone.
+  assert.equal(out.dropped, "pool-exhausted");
+  assert.deepEqual(
+    out.effects.map((e) => e.kind === "persist" && [e.lease.address, e.lease.state]),
+    [[POOL[0], "reset"]],
+  );
+});
