@@ -2,9 +2,8 @@
  * `duet partner-down`: tells a running `duet serve` that its failover partner is down
  * (draft-12 §9.9.3 operator command), over the control socket's POST /partner-down.
  */
-import { parseArgs } from "node:util";
 import { ExitCode } from "./io.ts";
-import { controlSocketFrom, requestControl, type StatusIo } from "./status.ts";
+import { askServer, type StatusIo } from "./status.ts";
 
 const USAGE = "Usage: duet partner-down (-c FILE | --socket PATH)";
 
@@ -27,37 +26,14 @@ Exit codes: 0 the server is in PARTNER-DOWN, 1 refused or the server did not ans
 
 /** Runs `duet partner-down`; returns the exit code. */
 export async function partnerDownCommand(args: string[], io: StatusIo): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        config: { type: "string", short: "c" },
-        socket: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    const text = e instanceof Error ? e.message : String(e);
-    io.stderr(`duet partner-down: ${text.split(". ")[0] ?? text}\n${USAGE}\n`);
-    return ExitCode.USAGE;
-  }
-  if (values.help) {
-    io.stdout(HELP);
-    return ExitCode.OK;
-  }
-  const socket = await controlSocketFrom("partner-down", values, io, USAGE);
-  if (typeof socket === "number") return socket;
-  let reply: { status: number; body: string };
-  try {
-    reply = await requestControl(socket, "/partner-down", { method: "POST" });
-  } catch (e) {
-    const why = e instanceof Error && e.cause instanceof Error ? e.cause.message : String(e);
-    io.stderr(`duet partner-down: Cannot reach duet serve on "${socket}": ${why}\n`);
-    return ExitCode.FAILURE;
-  }
+  const asked = await askServer("partner-down", args, io, {
+    usage: USAGE,
+    help: HELP,
+    path: "/partner-down",
+    method: "POST",
+  });
+  if (typeof asked === "number") return asked;
+  const { reply } = asked;
   let doc: { state?: unknown; previous?: unknown; error?: unknown } = {};
   try {
     doc = JSON.parse(reply.body);

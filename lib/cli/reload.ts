@@ -2,9 +2,8 @@
  * `duet reload`: asks a running `duet serve` to re-read its configuration file (as SIGHUP
  * does), over the control socket's POST /reload, and prints what it applied or why not.
  */
-import { parseArgs } from "node:util";
 import { ExitCode } from "./io.ts";
-import { controlSocketFrom, requestControl, type StatusIo } from "./status.ts";
+import { askServer, type StatusIo } from "./status.ts";
 
 /** The server reads large configurations and rebuilds its state: allow it some time. */
 const RELOAD_TIMEOUT_MS = 30_000;
@@ -40,45 +39,15 @@ interface ReloadReply {
 
 /** Runs `duet reload`; returns the exit code. */
 export async function reloadCommand(args: string[], io: StatusIo): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        config: { type: "string", short: "c" },
-        socket: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    const text = e instanceof Error ? e.message : String(e);
-    io.stderr(`duet reload: ${text.split(". ")[0] ?? text}\n${USAGE}\n`);
-    return ExitCode.USAGE;
-  }
-  if (values.help) {
-    io.stdout(HELP);
-    return ExitCode.OK;
-  }
-  const socket = await controlSocketFrom("reload", values, io, USAGE);
-  if (typeof socket === "number") return socket;
-  let reply: { status: number; body: string };
-  try {
-    reply = await requestControl(socket, "/reload", {
-      method: "POST",
-      timeoutMs: RELOAD_TIMEOUT_MS,
-    });
-  } catch (e) {
-    const why = e instanceof Error && e.cause instanceof Error ? e.cause.message : String(e);
-    const missing = await Deno.lstat(socket).then(() => false, () => true);
-    io.stderr(
-      missing
-        ? `duet reload: duet serve is not running: no control socket at "${socket}"\n`
-        : `duet reload: Cannot reach duet serve on "${socket}": ${why}\n`,
-    );
-    return ExitCode.FAILURE;
-  }
+  const asked = await askServer("reload", args, io, {
+    usage: USAGE,
+    help: HELP,
+    path: "/reload",
+    method: "POST",
+    timeoutMs: RELOAD_TIMEOUT_MS,
+  });
+  if (typeof asked === "number") return asked;
+  const { reply } = asked;
   let doc: ReloadReply = {};
   try {
     doc = JSON.parse(reply.body);

@@ -87,8 +87,28 @@ export async function controlSocketFrom(
   }
 }
 
-/** Runs `duet status`; returns the exit code (0 ok, 1 not running, 2 usage, 3 config). */
-export async function statusCommand(args: string[], io: StatusIo): Promise<number> {
+/** What askServer() asks: the command's name and texts, and the request to send. */
+export interface AskOptions {
+  usage: string;
+  help: string;
+  /** The command takes --json. */
+  json?: boolean;
+  path: string;
+  method?: "GET" | "POST";
+  timeoutMs?: number;
+}
+
+/**
+ * The part every command that asks the running server shares (status, partner-down,
+ * reload): reads `(-c FILE | --socket PATH) [--json] [-h]`, finds the control socket and
+ * sends the request. Returns the answer, or an exit code after printing why there is none.
+ */
+export async function askServer(
+  command: string,
+  args: string[],
+  io: StatusIo,
+  o: AskOptions,
+): Promise<{ reply: { status: number; body: string }; socket: string; json: boolean } | number> {
   let values;
   try {
     ({ values } = parseArgs({
@@ -96,7 +116,7 @@ export async function statusCommand(args: string[], io: StatusIo): Promise<numbe
       options: {
         config: { type: "string", short: "c" },
         socket: { type: "string" },
-        json: { type: "boolean" },
+        ...(o.json ? { json: { type: "boolean" as const } } : {}),
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -104,29 +124,43 @@ export async function statusCommand(args: string[], io: StatusIo): Promise<numbe
     }));
   } catch (e) {
     const text = e instanceof Error ? e.message : String(e);
-    io.stderr(`duet status: ${text.split(". ")[0] ?? text}\n${USAGE}\n`);
+    io.stderr(`duet ${command}: ${text.split(". ")[0] ?? text}\n${o.usage}\n`);
     return ExitCode.USAGE;
   }
   if (values.help) {
-    io.stdout(HELP);
+    io.stdout(o.help);
     return ExitCode.OK;
   }
-  const socket = await controlSocketFrom("status", values, io, USAGE);
+  const socket = await controlSocketFrom(command, values, io, o.usage);
   if (typeof socket === "number") return socket;
-
-  let reply: { status: number; body: string };
   try {
-    reply = await requestControl(socket, "/status");
+    const reply = await requestControl(socket, o.path, {
+      method: o.method ?? "GET",
+      ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+    });
+    return { reply, socket, json: (values as { json?: boolean }).json === true };
   } catch (e) {
     const why = e instanceof Error && e.cause instanceof Error ? e.cause.message : String(e);
     const missing = await Deno.lstat(socket).then(() => false, () => true);
     io.stderr(
       missing
-        ? `duet status: duet serve is not running: no control socket at "${socket}"\n`
-        : `duet status: Cannot reach duet serve on "${socket}": ${why}\n`,
+        ? `duet ${command}: duet serve is not running: no control socket at "${socket}"\n`
+        : `duet ${command}: Cannot reach duet serve on "${socket}": ${why}\n`,
     );
     return ExitCode.FAILURE;
   }
+}
+
+/** Runs `duet status`; returns the exit code (0 ok, 1 not running, 2 usage, 3 config). */
+export async function statusCommand(args: string[], io: StatusIo): Promise<number> {
+  const asked = await askServer("status", args, io, {
+    usage: USAGE,
+    help: HELP,
+    json: true,
+    path: "/status",
+  });
+  if (typeof asked === "number") return asked;
+  const { reply, socket } = asked;
   let doc: unknown;
   try {
     doc = JSON.parse(reply.body);
@@ -141,7 +175,7 @@ export async function statusCommand(args: string[], io: StatusIo): Promise<numbe
     return ExitCode.FAILURE;
   }
   io.stdout(
-    values.json ? (reply.body.endsWith("\n") ? reply.body : reply.body + "\n") : renderStatus(doc),
+    asked.json ? (reply.body.endsWith("\n") ? reply.body : reply.body + "\n") : renderStatus(doc),
   );
   return ExitCode.OK;
 }
