@@ -513,11 +513,23 @@ export class DhcpShell {
    * then synced, so that recovery is noticed even when no client asks for a lease.
    */
   #probe(): void {
+    if (!this.#writeOwn(() => this.#o.store.probe(), "Cannot write to the lease database")) return;
+    this.#syncWanted = true;
+    this.#startSync();
+  }
+
+  /**
+   * Writes and commits a batch of the shell's own that no reply waits for (a probe, a clock-step
+   * move; both start with nothing pending). On failure it is rolled back, only its addresses are
+   * kept for re-reading, and the failure is recorded; returns whether the commit succeeded.
+   */
+  #writeOwn(write: () => void, failure: string): boolean {
     const store = this.#o.store;
     this.#collectDiscarded();
     try {
-      store.probe();
+      write();
       store.commit();
+      return true;
     } catch (e) {
       if (!(e instanceof StoreError)) throw e;
       try {
@@ -525,13 +537,10 @@ export class DhcpShell {
       } catch {
         // Already rolled back.
       }
-      // The probe's own batch is not one anybody waited for.
       this.#collectOwnDiscard();
-      this.#storeFailed("Cannot write to the lease database", e);
-      return;
+      this.#storeFailed(failure, e);
+      return false;
     }
-    this.#syncWanted = true;
-    this.#startSync();
   }
 
   /**
@@ -551,22 +560,11 @@ export class DhcpShell {
     }
     // What is pending was written on the old timeline: commit it first, then move it along.
     if (!this.flush()) return;
-    const store = this.#o.store;
-    this.#collectDiscarded();
-    try {
-      store.shiftTimes(delta);
-      store.commit();
-    } catch (e) {
-      if (!(e instanceof StoreError)) throw e;
-      try {
-        store.rollback();
-      } catch {
-        // Already rolled back.
-      }
-      this.#collectOwnDiscard();
-      this.#storeFailed("Cannot move the lease times after a clock step; retrying", e);
-      return;
-    }
+    const moved = this.#writeOwn(
+      () => this.#o.store.shiftTimes(delta),
+      "Cannot move the lease times after a clock step; retrying",
+    );
+    if (!moved) return;
     clock.applyStep(delta);
     this.#stepLogged = null;
     // Later ACKs wait for a sync, and that sync covers this commit too.
