@@ -12,7 +12,7 @@ import { openFfiTransport } from "../server/udp_ffi.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
 import { hbaFromSplit, wireHba } from "../balance/hba.ts";
 import type { LinkSettings } from "../peer/link.ts";
-import type { PeerService } from "../peer/tcp.ts";
+import { PeerService } from "../peer/tcp.ts";
 import { type EndpointClock, FailoverEndpoint } from "../failover/endpoint.ts";
 import type { MachineOptions } from "../failover/state.ts";
 import { formatIpv4 } from "../wire/ip.ts";
@@ -127,8 +127,10 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     throw e;
   }
   let failover: FailoverEndpoint | null = null;
+  let peer: PeerService | null = null;
   const settings = linkSettings(config, options.secret ?? null);
-  if (settings && config.failover) {
+  const f = config.failover;
+  if (settings && f) {
     // draft-12 §7-§9: the state machine and binding sync behind the partner link. The core and
     // the shell it calls into are made below; it uses them only once started.
     failover = new FailoverEndpoint({
@@ -148,7 +150,20 @@ export function startServer(config: Config, options: StartOptions): RunningServe
       logger: options.logger,
       clock: SYSTEM_CLOCK,
       ...(options.machine ? { machine: options.machine } : {}),
-      ...(options.peerRetrySeconds !== undefined ? { retrySeconds: options.peerRetrySeconds } : {}),
+      // draft-12 §8: the partner link over TCP.
+      link: (handlers) => {
+        peer = new PeerService({
+          settings,
+          addresses: { address: f.address, port: f.port, peer: f.peer, peerPort: f.peerPort },
+          logger: options.logger,
+          ...handlers,
+          now: SYSTEM_CLOCK.now,
+          ...(options.peerRetrySeconds !== undefined
+            ? { retrySeconds: options.peerRetrySeconds }
+            : {}),
+        });
+        return peer;
+      },
     });
   }
   const core: DhcpCore = new DhcpCore(config, store, { logger: options.logger, failover });
@@ -161,9 +176,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     commitBatch: config.commitBatch,
     onCommitted: (addresses) => failover?.leasesCommitted(addresses),
   });
-  let peer: PeerService | null = null;
   if (failover) {
-    peer = failover.peer;
     try {
       failover.start();
     } catch (e) {

@@ -10,8 +10,8 @@ import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import type { DhcpEffect, FailoverView } from "../server/dhcp.ts";
 import { type DhcpMessage, Opt } from "../wire/dhcp.ts";
-import type { LinkSettings, PartnerInfo } from "../peer/link.ts";
-import { PeerService, type PeerStatus } from "../peer/tcp.ts";
+import type { LinkSettings, LocalState, PartnerInfo } from "../peer/link.ts";
+import type { PeerStatus } from "../peer/tcp.ts";
 import type { LeaseStore, LeaseView } from "../store/store.ts";
 import {
   buildPoolreq,
@@ -62,6 +62,37 @@ export interface EndpointClock {
   cancel(handle: unknown): void;
 }
 
+/**
+ * The partner link as the endpoint uses it (draft-12 §8): lib/peer/tcp.ts PeerService runs it
+ * over TCP; the deterministic simulation runs the same link engine (lib/peer/link.ts) over a
+ * simulated network.
+ */
+export interface PartnerLink {
+  /** Starts listening and dialing; throws when the failover port cannot be bound. */
+  start(): void;
+  /** Closes every connection; resolves once nothing of the link is left running. */
+  stop(): Promise<void>;
+  status(): PeerStatus;
+  /** Sends STATE on the up link (§7.10); nothing while it is down. */
+  sendState(local: LocalState): void;
+  /** Sends a message built with nextXid() on the up link; false when the link is down. */
+  sendMessage(message: FailoverMessage): boolean;
+  /** The next xid on the up link (draft-12 §7.2.2), or null when the link is down. */
+  nextXid(): number | null;
+}
+
+/** What the endpoint hands its PartnerLink: its state for STATE messages and the link events. */
+export interface PartnerLinkHandlers {
+  /** This server's state for STATE messages (§7.10). */
+  localState(): LocalState;
+  /** Communications OK (§8.3): the handshake is done and the partner's STATE received. */
+  onUp(partner: PartnerInfo): void;
+  /** Communications lost (§8.3). */
+  onDown(reason: string): void;
+  /** A message after the link is up. */
+  onMessage(message: FailoverMessage): void;
+}
+
 /** The store an endpoint needs: leases, the write batch and the meta table. */
 export type EndpointStore = LeaseStore & LeaseView & {
   getMeta(key: string): string | undefined;
@@ -91,8 +122,8 @@ export interface FailoverEndpointOptions {
   clock: EndpointClock;
   /** Overrides of the machine's options (tests: startupTimeout and the like). */
   machine?: Partial<MachineOptions>;
-  /** Passed to PeerService. */
-  retrySeconds?: number;
+  /** Makes the partner link, given the endpoint's handlers (lib/cli/serve.ts: a PeerService). */
+  link(handlers: PartnerLinkHandlers): PartnerLink;
 }
 
 /** What `status()` reports beyond the link. */
@@ -114,7 +145,7 @@ export interface CommandResult {
 
 /** A failover endpoint: partner link + state machine + binding sync, wired to the database. */
 export class FailoverEndpoint implements FailoverView {
-  readonly peer: PeerService;
+  readonly peer: PartnerLink;
   readonly role: "primary" | "secondary";
   readonly #o: FailoverEndpointOptions;
   readonly #log: Logger;
@@ -156,16 +187,11 @@ export class FailoverEndpoint implements FailoverView {
       view: options.store,
       inPool: (address) => this.inPool(address),
     });
-    this.peer = new PeerService({
-      settings: options.settings,
-      addresses: { address: f.address, port: f.port, peer: f.peer, peerPort: f.peerPort },
-      logger: options.logger,
+    this.peer = options.link({
       localState: () => this.#localState(),
       onUp: (partner) => this.#onUp(partner),
       onDown: (reason) => this.#onDown(reason),
       onMessage: (message) => this.#onMessage(message),
-      now: () => options.clock.now(),
-      ...(options.retrySeconds !== undefined ? { retrySeconds: options.retrySeconds } : {}),
     });
   }
 
@@ -272,7 +298,7 @@ export class FailoverEndpoint implements FailoverView {
     return this.#machine?.state ?? 1;
   }
 
-  /** Link status, for lib/control (the PeerService's). */
+  /** Link status, for lib/control (the PartnerLink's). */
   peerStatus(): PeerStatus {
     return this.peer.status();
   }
@@ -367,7 +393,7 @@ export class FailoverEndpoint implements FailoverView {
     }
   }
 
-  #localState() {
+  #localState(): LocalState {
     const m = this.#machine;
     if (m === null) {
       // Before start(): STARTUP with no previous state (§9.3.1).
