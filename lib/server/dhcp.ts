@@ -764,7 +764,7 @@ export class DhcpCore {
   ): DhcpOutcome {
     const { leaseTime, potential } = this.#leaseTimes(msg, subnet, c, old, now);
     const renewing = old !== undefined && old.state === "active" && leaseIsClients(old, c);
-    // The partner's acknowledgements belong to the client's binding: a new client starts at 0.
+    // What we told the partner about this client stays a promise (tstp only grows).
     const same = old !== undefined && leaseIsClients(old, c);
     const lease: Lease = {
       ...emptyLease(address, "active"),
@@ -777,8 +777,12 @@ export class DhcpCore {
       cltt: now,
       // §7.1.1: the potential-expiration-time to send is stored with the lease.
       tstp: this.#failover === null ? old?.tstp ?? 0 : Math.max(potential, same ? old.tstp : 0),
-      tsfp: same ? old.tsfp : 0,
-      atsfp: same ? old.atsfp : 0,
+      // draft-12 §5.2.1, §7.1.5: the partner's acknowledged and received potential expiration
+      // times belong to the ACTIVE binding they were given for. A new binding, even to the same
+      // client after EXPIRED or RELEASED (which the partner stores as FREE and may give away),
+      // starts with none, or a renewal of it could reach beyond the MCLT.
+      tsfp: renewing ? old.tsfp : 0,
+      atsfp: renewing ? old.atsfp : 0,
       relayInfo: msg.giaddr !== 0 ? getRelayAgentInfo(msg) ?? null : null,
     };
     this.#dropOffer(address, false);

@@ -243,6 +243,36 @@ Deno.test("DhcpCore gives a new client at most the MCLT, and the full time once 
   assert.equal(getLeaseTime(r), 3600, "the acknowledged interval lets the desired time through");
 });
 
+Deno.test("DhcpCore does not carry the partner's acks of an ended binding into a new one (§5.2.1)", () => {
+  // Found by the simulation (seed 18): a client released its address, the partner acked the
+  // RELEASED update (and stored FREE), the client took the same address again and its first
+  // renewal got the full lease on the strength of the old binding's acknowledgement.
+  const ctx = setup("primary");
+  ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
+  const ack = lease(ctx, 1);
+  const address = ack.yiaddr;
+  // The partner acked the lease (tsfp), then the RELEASED update: the sync frees the address.
+  ctx.store.put({ ...ctx.store.get(address)!, tsfp: ctx.store.get(address)!.tstp });
+  ctx.store.commit();
+  run(
+    ctx,
+    buildRequest(DhcpType.DHCPRELEASE, mac(1), { xid: 7, ciaddr: address, serverId: SERVER }),
+  );
+  const released = ctx.store.get(address)!;
+  assert.equal(released.state, "released");
+  ctx.store.put({ ...released, state: "free", tsfp: released.tstp });
+  ctx.store.commit();
+  ctx.core.resync([address]);
+  // The same client again: a new binding, the MCLT, and no acknowledgement to build on.
+  const again = lease(ctx, 1, NOW + 60);
+  assert.equal(again.yiaddr, address);
+  assert.equal(getLeaseTime(again), MCLT);
+  assert.equal(ctx.store.get(address)!.tsfp, 0);
+  // Its renewal before the partner acked the new binding: still at most the MCLT from now.
+  const r = reply(renew(ctx, 1, address, NOW + 200))!;
+  assert.equal(getLeaseTime(r), MCLT);
+});
+
 Deno.test("DhcpCore as primary allocates FREE addresses only, as secondary BACKUP only (§5.4, §9.9.2)", () => {
   const backup = [POOL[2]!, POOL[3]!];
   const primary = setup("primary", backup.map(backupRow));
