@@ -678,7 +678,14 @@ export class FailoverEndpoint implements FailoverView {
           }
           break;
         case "send":
-          this.#send(e.message, this.#sync.connection);
+          if (e.message.type === MsgType.BNDUPD && this.#o.store.pending > 0) {
+            // §7.1.1: a BNDUPD tells of committed bindings only. The sync reads the store as
+            // it is, and a DHCP write may still wait for its group commit: commit it first.
+            committing = true;
+            this.#sendAfterCommit(e.message, this.#sync.connection);
+          } else {
+            this.#send(e.message, this.#sync.connection);
+          }
           break;
         case "send-after-commit":
           committing = true;
