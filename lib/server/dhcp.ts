@@ -774,7 +774,7 @@ export class DhcpCore {
       hostname: getHostname(msg) ?? reservation?.hostname ?? null,
       starts: renewing ? old.starts : now,
       ends: now + leaseTime,
-      cltt: now,
+      cltt: transactionTime(old, now),
       // §7.1.1: the potential-expiration-time to send is stored with the lease.
       tstp: this.#failover === null ? old?.tstp ?? 0 : Math.max(potential, same ? old.tstp : 0),
       // draft-12 §5.2.1, §7.1.5: the partner's acknowledged and received potential expiration
@@ -860,7 +860,12 @@ export class DhcpCore {
     if (!lease || lease.state !== "active" || !leaseIsClients(lease, c)) {
       return this.#drop("not-ours", msg, formatIpv4(address));
     }
-    const released: Lease = { ...lease, state: "released", ends: now, cltt: now };
+    const released: Lease = {
+      ...lease,
+      state: "released",
+      ends: now,
+      cltt: transactionTime(lease, now),
+    };
     // Standalone: reusable at once. Failover: after the partner's ack (draft-12 §5.11).
     this.#place(subnet, address, released);
     this.#log.info("Released lease", { address: formatIpv4(address), chaddr: formatMac(c.hw) });
@@ -948,6 +953,17 @@ export class DhcpCore {
     }
     return fo.role === "primary" ? subnet.backup.isFree(address) : subnet.free.isFree(address);
   }
+}
+
+/**
+ * The client-last-transaction-time of a client transaction at `now` on a binding (draft-12
+ * §7.1.3): the partner takes a change over its binding only when this time is later than the
+ * binding's (time(1)), and times are whole seconds. A second transaction in the same second
+ * (a renewal, then the RELEASE) therefore counts one second on; otherwise the partner would
+ * reject the RELEASED update and both would keep the address from every client.
+ */
+function transactionTime(old: Lease | undefined, now: number): number {
+  return old !== undefined && old.cltt >= now ? old.cltt + 1 : now;
 }
 
 /** Binding-statuses that PARTNER-DOWN frees after the MCLT (draft-12 Fig. 5.11-1 note 1). */

@@ -9,7 +9,9 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "../../lib/config/config.ts";
 import { buildRequest } from "../../lib/cli/relay_client.ts";
+import { acceptUpdate } from "../../lib/failover/binding.ts";
 import { type FailoverRole, service } from "../../lib/failover/state.ts";
+import { bindingUpdateFromWire, leaseToBindingUpdate } from "../../lib/failover/sync.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { DhcpCore, type DhcpOutcome, type FailoverView } from "../../lib/server/dhcp.ts";
 import type { Arrival } from "../../lib/server/reply.ts";
@@ -271,6 +273,35 @@ Deno.test("DhcpCore does not carry the partner's acks of an ended binding into a
   // Its renewal before the partner acked the new binding: still at most the MCLT from now.
   const r = reply(renew(ctx, 1, address, NOW + 200))!;
   assert.equal(getLeaseTime(r), MCLT);
+});
+
+Deno.test("DhcpCore gives a RELEASE in the second of a renewal a later transaction time (§7.1.3)", () => {
+  // Found by the simulation (seed 4): a client renewed and released in the same second. Both
+  // BNDUPDs carried client-last-transaction-time t, so the partner rejected RELEASED over its
+  // ACTIVE (time(1) wants "later than"), later its own EXPIRED was rejected over RELEASED, and
+  // the address was nobody's on either server.
+  const ctx = setup("primary");
+  ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
+  const address = lease(ctx, 1).yiaddr;
+  renew(ctx, 1, address, NOW + 100);
+  const renewed = ctx.store.get(address)!;
+  assert.equal(renewed.cltt, NOW + 100);
+  run(
+    ctx,
+    buildRequest(DhcpType.DHCPRELEASE, mac(1), { xid: 7, ciaddr: address, serverId: SERVER }),
+    NOW + 100,
+  );
+  const released = ctx.store.get(address)!;
+  assert.equal(released.state, "released");
+  assert.equal(released.cltt, NOW + 101);
+  // The partner, which holds the renewed binding, takes the RELEASED update.
+  const update = bindingUpdateFromWire(leaseToBindingUpdate(released))!;
+  const verdict = acceptUpdate(renewed, update, {
+    role: "secondary",
+    now: NOW + 100,
+    inPool: true,
+  });
+  assert.equal(verdict.accept, true, JSON.stringify(verdict));
 });
 
 Deno.test("DhcpCore as primary allocates FREE addresses only, as secondary BACKUP only (§5.4, §9.9.2)", () => {
