@@ -138,6 +138,16 @@ export function potentialExpirationOf(lease: Lease): number {
   return Math.max(lease.tstp, lease.ends);
 }
 
+/** Whether two rows name the same client: by client identifier if either has one, else chaddr. */
+function sameLeaseClient(a: Lease, b: Lease): boolean {
+  const eq = (x: Uint8Array, y: Uint8Array) =>
+    x.length === y.length && x.every((v, i) => v === y[i]);
+  if (a.clientId !== null || b.clientId !== null) {
+    return a.clientId !== null && b.clientId !== null && eq(a.clientId, b.clientId);
+  }
+  return a.htype === b.htype && eq(a.hwAddress, b.hwAddress);
+}
+
 /** The magic number of DHCPv4 options embedded in client-request/reply-options (§12.7, §12.8). */
 const DHCP_OPTIONS_MAGIC = 0x63825363;
 /** DHCP option codes carried in BNDUPDs (Tables 7.1.1-2 and 7.1.1-3). */
@@ -495,8 +505,15 @@ export class BindingSync {
       };
       const verdict = acceptUpdate(local, update, context);
       if (verdict.accept) {
-        written.set(address, verdict.lease);
-        out.push({ kind: "persist", lease: verdict.lease });
+        // §7.1.1: a binding the partner sent is known to it, so no pass of ours may send it
+        // back: a FREE or BACKUP row takes any update without a time check (Fig. 7.1.3-1), and
+        // a stale FREE would undo the partner's newer move to BACKUP (§5.4). It counts as
+        // acknowledged. An ACTIVE binding keeps tsfp: the MCLT rule reads it (§5.2.1).
+        const lease = verdict.lease.state === "active"
+          ? verdict.lease
+          : { ...verdict.lease, tsfp: potentialExpirationOf(verdict.lease) };
+        written.set(address, lease);
+        out.push({ kind: "persist", lease });
         // §7.1.1: storage updates caused by a BNDUPD SHOULD NOT cause BNDUPDs of our own; the
         // partner's newer binding replaces our queued one.
         this.#queue.delete(address);
@@ -616,10 +633,14 @@ export class BindingSync {
   #recordAck(now: number, item: SentItem, out: SyncEffect[]): void {
     const current = this.#o.view.get(item.lease.address);
     if (current === undefined) return;
+    // The binding has moved on since it was sent (another status, another client, or the
+    // partner's own update taken meanwhile): this ack says nothing about what is stored now,
+    // and its older potential expiration time must not replace tsfp (§7.1.5, §5.2.1).
+    if (current.state !== item.lease.state || !sameLeaseClient(current, item.lease)) return;
     const next: Lease = { ...current, tsfp: item.potentialExpiration };
     // §5.11 (Fig. 5.11-1 "Comm w/Partner"): EXPIRED, RELEASED and RESET become FREE once the
-    // partner acks them, unless the binding has moved on since it was sent.
-    if (FREE_ON_ACK.has(item.lease.state) && current.state === item.lease.state) {
+    // partner acks them.
+    if (FREE_ON_ACK.has(item.lease.state)) {
       next.state = "free";
       next.starts = now;
     }

@@ -471,6 +471,49 @@ Deno.test("BindingSync frees a RELEASED lease once the partner acks it (§5.11)"
   assert.equal(b.store.get(address)?.state, "free");
 });
 
+Deno.test("BindingSync does not send back a FREE binding the partner sent it (§7.1.1, §5.4)", () => {
+  // Found by the simulation (seed 17): the primary's EXPIRED update was stored as FREE on the
+  // secondary; the primary then moved the address to BACKUP, and the secondary, entering
+  // NORMAL, sent the FREE row back as "unacked". The primary's FREE/BACKUP row takes any
+  // update (Fig. 7.1.3-1): it stored FREE, the secondary BACKUP, and they disagreed for good.
+  const [a, b] = pair();
+  const address = NET_A + 20;
+  a.change(activeLease(address, { starts: T0 - 400, cltt: T0 - 400, ends: T0 - 10, tstp: 0 }));
+  run(a, b);
+  a.change({ ...a.store.get(address)!, state: "expired", starts: T0 });
+  run(a, b);
+  assert.equal(b.store.get(address)!.state, "free", "§7.1.3 stores EXPIRED as FREE");
+  a.change({ ...a.store.get(address)!, state: "backup", starts: T0 });
+  b.step({ kind: "send-updates", now: T0 });
+  assert.deepEqual(transactions(b.outbox.filter((m) => m.type === MsgType.BNDUPD)), []);
+  run(a, b);
+  assert.equal(a.store.get(address)!.state, "backup");
+  assert.equal(b.store.get(address)!.state, "backup");
+});
+
+Deno.test("BindingSync ignores the late ack of an update the partner's own one replaced (§7.1.5)", () => {
+  // Seed 17 again: both servers expired the lease and sent EXPIRED at once. Each stored the
+  // other's as FREE, then the ack of its own EXPIRED arrived and put back that update's older
+  // potential expiration time as tsfp, so the FREE row looked unacked and went back.
+  const [a, b] = pair();
+  const address = NET_A + 21;
+  a.change(activeLease(address, { starts: T0 - 400, cltt: T0 - 400, ends: T0 - 10, tstp: 0 }));
+  run(a, b);
+  const copy = b.store.get(address)!;
+  // The primary had renewed the client a little (an update b never got), then it expired.
+  a.store.put({ ...a.store.get(address)!, cltt: T0 - 300, ends: T0 - 5 });
+  a.store.commit();
+  a.change({ ...a.store.get(address)!, state: "expired", starts: T0 });
+  b.change({ ...copy, state: "expired", starts: T0 });
+  run(a, b);
+  for (const n of [a, b]) assert.equal(n.store.get(address)!.state, "free", n.name);
+  a.change({ ...a.store.get(address)!, state: "backup", starts: T0 });
+  b.step({ kind: "send-updates", now: T0 });
+  assert.deepEqual(transactions(b.outbox.filter((m) => m.type === MsgType.BNDUPD)), []);
+  run(a, b);
+  for (const n of [a, b]) assert.equal(n.store.get(address)!.state, "backup", n.name);
+});
+
 Deno.test("BindingSync emits upddone when the partner's UPDDONE arrives (§7.5.2)", () => {
   const [a] = pair();
   const effects = a.sync.step({
