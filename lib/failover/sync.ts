@@ -515,8 +515,12 @@ export class BindingSync {
         written.set(address, lease);
         out.push({ kind: "persist", lease });
         // §7.1.1: storage updates caused by a BNDUPD SHOULD NOT cause BNDUPDs of our own; the
-        // partner's newer binding replaces our queued one.
-        this.#queue.delete(address);
+        // partner's binding replaces our queued change, unless the merged binding still holds
+        // something of ours the partner lacks: the same client's later lease-expiration or
+        // transaction time (§7.1.5 keeps the later one), i.e. an older update crossed ours.
+        const ours = lease.state === "active" && update.state === "active" &&
+          (lease.ends > (update.ends ?? 0) || lease.cltt > (update.cltt ?? 0));
+        if (!ours) this.#queue.delete(address);
         acks.push({ assignedIpAddress: address });
       } else {
         out.push({

@@ -514,6 +514,28 @@ Deno.test("BindingSync ignores the late ack of an update the partner's own one r
   for (const n of [a, b]) assert.equal(n.store.get(address)!.state, "backup", n.name);
 });
 
+Deno.test("BindingSync still sends its newer change when an older partner update crosses it (§7.1.5)", () => {
+  // Found by the simulation (seed 94): after a reconnect the secondary's stale copy of a lease
+  // crossed the primary's queued renewal; the primary accepted it (same client: the later
+  // times are kept), but dropped its queued renewal, so the secondary never learned it.
+  const a = new Node("primary", "primary");
+  const b = new Node("secondary", "secondary");
+  a.linkUp(1);
+  b.linkUp(1);
+  const address = NET_A + 22;
+  a.change(activeLease(address, { ends: T0 + 300 }));
+  // A renewal while the first BNDUPD is in flight: queued (one BNDUPD per address).
+  a.change(activeLease(address, { cltt: T0 + 100, ends: T0 + 600, tstp: T0 + 1000 }));
+  assert.equal(a.sync.status.queued, 1);
+  // The secondary's older copy of the same binding arrives first.
+  a.receive(buildBndupd({ time: T0, xid: 50 }, [
+    leaseToBindingUpdate(activeLease(address, { cltt: T0 - 50, ends: T0 + 200 })),
+  ]));
+  assert.equal(a.store.get(address)!.ends, T0 + 600, "the later time is kept");
+  run(a, b);
+  assert.equal(b.store.get(address)!.ends, T0 + 600, "the renewal reached the partner");
+});
+
 Deno.test("BindingSync emits upddone when the partner's UPDDONE arrives (§7.5.2)", () => {
   const [a] = pair();
   const effects = a.sync.step({
