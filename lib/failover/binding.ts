@@ -481,9 +481,15 @@ function storedLease(local: Lease | undefined, update: BindingUpdate, now: numbe
   // §7.1.5: keep the later lease-expiration-time of the same binding.
   lease.ends = same ? Math.max(base.ends, update.ends ?? 0) : update.ends ?? 0;
   lease.cltt = same ? Math.max(base.cltt, update.cltt ?? 0) : update.cltt ?? 0;
-  // §7.1.5 received-potential-expiration-time: the latest time received and ACKed.
-  lease.atsfp = Math.max(base.atsfp, update.potentialExpiration ?? 0);
-  // tstp and tsfp describe what this server sent; a received update leaves them alone.
+  // §7.1.5 received-potential-expiration-time: the latest time received and ACKed. The
+  // acknowledged and received times of §5.2.1 belong to one ACTIVE binding: when the update
+  // starts a new one (this client's binding here was not ACTIVE, or another client's was),
+  // what was acked or received for the old one does not carry over, or a renewal here could
+  // reach beyond the MCLT past anything the partner holds.
+  const continues = local !== undefined && local.state === "active" && same;
+  lease.atsfp = Math.max(continues ? base.atsfp : 0, update.potentialExpiration ?? 0);
+  // tstp describes what this server sent; a received update leaves it alone.
+  if (state === "active" && !continues) lease.tsfp = 0;
 
   // start-time-of-state (§7.1.1): when the binding first took on its current status.
   if (state !== update.state) {

@@ -299,6 +299,26 @@ Deno.test("acceptUpdate() stores what §5.11 and §7.1.5 say", async (t) => {
     assert.equal(stored.ends, T0 + 9000);
     assert.equal(stored.atsfp, T0 + 9999);
   });
+  await t.step(
+    "a new ACTIVE binding starts without the old one's acked and received times (§5.2.1)",
+    () => {
+      // Found by the simulation (seed 237): the client released, the partner gave it the same
+      // address again, and the renewal here counted the RELEASED update's acked time.
+      const local = leaseIn("free", {
+        hwAddress: MAC_A,
+        tstp: T0 + 7000,
+        tsfp: T0 + 7000,
+        atsfp: T0 + 8000,
+      });
+      const stored = accepted(acceptUpdate(local, update("active"), ctx()));
+      assert.equal(stored.tsfp, 0);
+      assert.equal(stored.atsfp, T0 + 5400, "only the new binding's potential expiration");
+      assert.equal(stored.tstp, T0 + 7000, "what this server sent is untouched");
+      const other = leaseIn("active", { hwAddress: MAC_B, tsfp: T0 + 7000, atsfp: T0 + 8000 });
+      const taken = accepted(acceptUpdate(other, update("active"), ctx({ role: "secondary" })));
+      assert.deepEqual([taken.tsfp, taken.atsfp], [0, T0 + 5400], "another client's binding");
+    },
+  );
   await t.step("accepted EXPIRED, RELEASED and RESET are stored as FREE (§5.11)", () => {
     for (const s of ["expired", "released", "reset"] as const) {
       const stored = accepted(
