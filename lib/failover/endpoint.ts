@@ -427,6 +427,10 @@ export class FailoverEndpoint implements FailoverView {
       },
       mclt: this.#o.settings.role === "secondary" ? partner.mclt : null,
     });
+    // §7.10, §9.2: the handshake's STATE told the state of when the connection opened; one
+    // entered since (while not communicating, so not announced) is sent now. The link sends
+    // nothing when it is the same.
+    this.peer.sendState(this.#localState());
   }
 
   #onDown(reason: string): void {

@@ -14,6 +14,7 @@ import {
   STATE_META_KEY,
 } from "../../lib/failover/endpoint.ts";
 import { silentLogger } from "../../lib/log.ts";
+import type { LocalState, PartnerInfo } from "../../lib/peer/link.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import { emptyLease, type Lease } from "../../lib/store/store.ts";
 import {
@@ -49,6 +50,7 @@ class RecordingLink implements PartnerLink {
   up = false;
   xid = 100;
   sent: { message: FailoverMessage; pending: number }[] = [];
+  states: LocalState[] = [];
   readonly #store: MemoryLeaseStore;
   constructor(store: MemoryLeaseStore) {
     this.#store = store;
@@ -60,7 +62,9 @@ class RecordingLink implements PartnerLink {
   status() {
     return { link: "up" as const, partner: null, skew: null, sinceContact: null, connections: 1 };
   }
-  sendState(): void {}
+  sendState(local: LocalState): void {
+    if (this.up) this.states.push(local);
+  }
   sendMessage(message: FailoverMessage): boolean {
     if (!this.up) return false;
     this.sent.push({ message, pending: this.#store.pending });
@@ -69,6 +73,21 @@ class RecordingLink implements PartnerLink {
   nextXid(): number | null {
     return this.up ? this.xid++ : null;
   }
+}
+
+/** The partner's handshake values and STATE. */
+function partnerIn(serverState: number): PartnerInfo {
+  return {
+    relationship: "duet",
+    vendorClass: null,
+    maxUnackedBndupd: 10,
+    receiveTimer: 30,
+    mclt: null,
+    hba: null,
+    serverState,
+    serverFlags: 0,
+    startTimeOfState: NOW - 1000,
+  };
 }
 
 /** A clock whose timers never fire: the test drives everything. */
@@ -85,34 +104,17 @@ function active(ends: number, tstp: number): Lease {
   };
 }
 
-Deno.test("FailoverEndpoint sends a BNDUPD only for committed bindings (§7.1.1)", async () => {
-  // Found by the simulation (seed 34): the link came back while a renewal waited for its group
-  // commit; the queued change of that address went out on link-up, read from the uncommitted
-  // row, with a potential expiration time that was not durable yet.
+/** An endpoint over `store` and a RecordingLink, the way lib/cli/serve.ts makes one. */
+function endpointOver(
+  store: MemoryLeaseStore,
+): { endpoint: FailoverEndpoint; link: RecordingLink } {
   const config = parseConfig(CONFIG, "test.yaml");
   const settings = linkSettings(config, null)!;
-  const store = new MemoryLeaseStore();
-  // NORMAL before the restart (§9.3.2): STARTUP, then NORMAL again with the partner.
-  store.setMeta(
-    STATE_META_KEY,
-    JSON.stringify({
-      state: ServerState.NORMAL,
-      startTimeOfState: NOW - 1000,
-      previousState: null,
-      partnerState: ServerState.NORMAL,
-      partnerStartTimeOfState: NOW - 1000,
-      commLostAt: null,
-      lastOperational: NOW - 5,
-      mclt: null,
-    }),
-  );
-  store.put(active(NOW + 60, NOW + 630));
-  store.commit();
   const link = new RecordingLink(store);
   const endpoint = new FailoverEndpoint({
     config,
     settings,
-    store: store as MemoryLeaseStore & { getMeta(k: string): string | undefined },
+    store,
     core: { resync: () => {}, utilisation: () => [], giveToBackup: () => [] },
     shell: {
       flush: () => {
@@ -132,6 +134,47 @@ Deno.test("FailoverEndpoint sends a BNDUPD only for committed bindings (§7.1.1)
       return link;
     },
   });
+  return { endpoint, link };
+}
+
+Deno.test("FailoverEndpoint tells the partner a state entered during the handshake (§7.10)", async () => {
+  // Found by the simulation (seed 344): the secondary was paused while its connection was
+  // being set up; the handshake's STATE said RECOVER, and since PAUSED was entered while not
+  // communicating, no STATE followed: the primary believed RECOVER for good.
+  const store = new MemoryLeaseStore();
+  const { endpoint, link } = endpointOver(store);
+  endpoint.start();
+  endpoint.command("pause");
+  link.up = true;
+  link.handlers!.onUp(partnerIn(ServerState.RECOVER));
+  for (let i = 0; i < 5; i++) await null;
+  assert.equal(endpoint.status().state, "PAUSED");
+  assert.equal(link.states.at(-1)?.serverState, ServerState.PAUSED);
+  await endpoint.stop();
+});
+
+Deno.test("FailoverEndpoint sends a BNDUPD only for committed bindings (§7.1.1)", async () => {
+  // Found by the simulation (seed 34): the link came back while a renewal waited for its group
+  // commit; the queued change of that address went out on link-up, read from the uncommitted
+  // row, with a potential expiration time that was not durable yet.
+  const store = new MemoryLeaseStore();
+  // NORMAL before the restart (§9.3.2): STARTUP, then NORMAL again with the partner.
+  store.setMeta(
+    STATE_META_KEY,
+    JSON.stringify({
+      state: ServerState.NORMAL,
+      startTimeOfState: NOW - 1000,
+      previousState: null,
+      partnerState: ServerState.NORMAL,
+      partnerStartTimeOfState: NOW - 1000,
+      commLostAt: null,
+      lastOperational: NOW - 5,
+      mclt: null,
+    }),
+  );
+  store.put(active(NOW + 60, NOW + 630));
+  store.commit();
+  const { endpoint, link } = endpointOver(store);
   endpoint.start();
   // The lease was committed while the link was down: its BNDUPD waits in the queue.
   endpoint.leasesCommitted([ADDRESS]);
@@ -140,17 +183,7 @@ Deno.test("FailoverEndpoint sends a BNDUPD only for committed bindings (§7.1.1)
   store.put(active(NOW + 120, NOW + 690));
   assert.equal(store.pending, 1);
   link.up = true;
-  link.handlers!.onUp({
-    relationship: "duet",
-    vendorClass: null,
-    maxUnackedBndupd: 10,
-    receiveTimer: 30,
-    mclt: null,
-    hba: null,
-    serverState: ServerState.NORMAL,
-    serverFlags: 0,
-    startTimeOfState: NOW - 1000,
-  });
+  link.handlers!.onUp(partnerIn(ServerState.NORMAL));
   for (let i = 0; i < 20; i++) await null;
   assert.equal(endpoint.status().state, "NORMAL");
   const bndupds = link.sent.filter((s) => s.message.type === MsgType.BNDUPD);
