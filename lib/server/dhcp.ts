@@ -286,7 +286,8 @@ export class DhcpCore {
       if (address === undefined) break;
       const old = this.#view.get(address);
       // §5.11 BACKUP: client information MAY appear; the last client's identity is kept.
-      const lease: Lease = { ...(old ?? emptyLease(address)), state: "backup", starts: now };
+      const base = old ?? emptyLease(address);
+      const lease: Lease = { ...base, state: "backup", starts: now, tstp: unsentMark(base, now) };
       subnet.backup.release(address);
       out.push({ kind: "persist", lease });
     }
@@ -893,7 +894,12 @@ export class DhcpCore {
     const effects: DhcpEffect[] = [];
     const change = (lease: Lease, state: LeaseState, message: string): void => {
       // start-time-of-state (draft-12 §7.1.1): when the binding took on its new status.
-      const next: Lease = { ...lease, state, starts: now };
+      const next: Lease = {
+        ...lease,
+        state,
+        starts: now,
+        ...(fo !== null && state === "free" ? { tstp: unsentMark(lease, now) } : {}),
+      };
       effects.push({ kind: "persist", lease: next });
       const subnet = this.#subnetOf(lease.address);
       if (subnet) this.#place(subnet, lease.address, next);
@@ -953,6 +959,17 @@ export class DhcpCore {
     }
     return fo.role === "primary" ? subnet.backup.isFree(address) : subnet.free.isFree(address);
   }
+}
+
+/**
+ * tstp for a change to FREE or BACKUP (draft-12 §7.1.1, §5.4): these carry no new expiration
+ * time, so with the old sent-potential-expiration-time the row could look acked (tsfp equal to
+ * its potential expiration), and after a restart no update pass would send it: the partner
+ * would never learn of the move, and the address would be nobody's. A tstp later than anything
+ * acked keeps it unacked until the partner acks this change.
+ */
+function unsentMark(lease: Lease, now: number): number {
+  return Math.max(lease.tstp, lease.tsfp + 1, now);
 }
 
 /**

@@ -11,7 +11,11 @@ import { parseConfig } from "../../lib/config/config.ts";
 import { buildRequest } from "../../lib/cli/relay_client.ts";
 import { acceptUpdate } from "../../lib/failover/binding.ts";
 import { type FailoverRole, service } from "../../lib/failover/state.ts";
-import { bindingUpdateFromWire, leaseToBindingUpdate } from "../../lib/failover/sync.ts";
+import {
+  bindingUpdateFromWire,
+  leaseToBindingUpdate,
+  potentialExpirationOf,
+} from "../../lib/failover/sync.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { DhcpCore, type DhcpOutcome, type FailoverView } from "../../lib/server/dhcp.ts";
 import type { Arrival } from "../../lib/server/reply.ts";
@@ -366,6 +370,9 @@ Deno.test("DhcpCore expiry with failover: EXPIRED, and FREE in PARTNER-DOWN afte
   const ctx = setup("secondary", POOL.map(backupRow));
   ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
   const ack = lease(ctx, 1);
+  // The partner acked the lease (tsfp), then never heard of its expiry (it is down).
+  ctx.store.put({ ...ctx.store.get(ack.yiaddr)!, tsfp: ctx.store.get(ack.yiaddr)!.tstp });
+  ctx.store.commit();
   const row = ctx.store.get(ack.yiaddr)!;
   const expired = ctx.core.tick(row.ends + 1);
   assert.deepEqual(expired.map((e) => e.kind === "persist" && e.lease.state), ["expired"]);
@@ -381,6 +388,9 @@ Deno.test("DhcpCore expiry with failover: EXPIRED, and FREE in PARTNER-DOWN afte
     freed.map((e) => e.kind === "persist" && [e.lease.address, e.lease.state]),
     [[ack.yiaddr, "free"]],
   );
+  // The partner must hear of it even after a restart: the row stays unacked (§7.1.1).
+  const free = freed[0]?.kind === "persist" ? freed[0].lease : undefined;
+  assert.notEqual(potentialExpirationOf(free!), free!.tsfp);
 });
 
 Deno.test("DhcpCore.resync() learns the partner's bindings: the client keeps its address", () => {
@@ -412,6 +422,26 @@ Deno.test("DhcpCore.giveToBackup() moves available FREE addresses to BACKUP, pri
     [POOL[0], "backup"],
     [POOL[1], "backup"],
   ]);
+  // Found by the simulation (seed 267): the primary moved an address to BACKUP, the link
+  // dropped before the ack, and the primary restarted. A BACKUP row carries no new expiration
+  // time, so it looked acked and no update pass ever sent it: the secondary never had the
+  // address and the primary would not give it out. tstp marks it unacked (§7.1.1).
+  for (const l of leases) assert.notEqual(potentialExpirationOf(l), l.tsfp, "unacked");
+  // Also for a FREE row whose last binding was acked with a time still to come.
+  const used = setup(
+    "primary",
+    POOL.map((a) => ({
+      ...emptyLease(a, "free"),
+      hwAddress: mac(9),
+      tstp: NOW + 5000,
+      tsfp: NOW + 5000,
+    })),
+  );
+  const moved = used.core.giveToBackup(0, 1, NOW).flatMap((e) =>
+    e.kind === "persist" ? [e.lease] : []
+  );
+  assert.equal(moved.length, 1);
+  assert.notEqual(potentialExpirationOf(moved[0]!), moved[0]!.tsfp, "unacked");
   for (const l of leases) ctx.store.put(l);
   ctx.store.commit();
   assert.deepEqual(ctx.core.utilisation(), [
