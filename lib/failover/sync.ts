@@ -293,6 +293,8 @@ export class BindingSync {
   #pass: Pass | null = null;
   /** §7.4.2: an UPDREQALL is owed until its UPDDONE is sent; UPDREQ counts as UPDREQALL. */
   #updreqallOwed = false;
+  /** Leases written by the effects of the step being run (see #persist). */
+  #written = new Map<number, Lease>();
   #sent = 0;
   #accepted = 0;
   #rejected = 0;
@@ -348,6 +350,7 @@ export class BindingSync {
   /** Feeds one input; returns the effects to run in order. */
   step(input: SyncInput): SyncEffect[] {
     const out: SyncEffect[] = [];
+    this.#written.clear();
     switch (input.kind) {
       case "lease-changed":
         this.#queue.delete(input.lease.address);
@@ -367,7 +370,23 @@ export class BindingSync {
         break;
     }
     this.#pump(input.now, out);
+    this.#written.clear();
     return out;
+  }
+
+  /**
+   * Writes a lease (an effect) and remembers it for the rest of this step: the shell applies
+   * effects only after step() returns, and what this step sends must see what it wrote (an ack
+   * that freed an EXPIRED binding, then an update pass over the same address).
+   */
+  #persist(lease: Lease, out: SyncEffect[]): void {
+    this.#written.set(lease.address, lease);
+    out.push({ kind: "persist", lease });
+  }
+
+  /** The binding as this step sees it: the store, with this step's writes. */
+  #read(address: number): Lease | undefined {
+    return this.#written.get(address) ?? this.#o.view.get(address);
   }
 
   #linkUp(maxUnacked: number, nextXid: () => number, out: SyncEffect[]): void {
@@ -496,7 +515,7 @@ export class BindingSync {
         });
         continue;
       }
-      const local = written.get(address) ?? this.#o.view.get(address);
+      const local = written.get(address) ?? this.#read(address);
       const context = {
         role: this.#o.role,
         now,
@@ -513,7 +532,7 @@ export class BindingSync {
           ? verdict.lease
           : { ...verdict.lease, tsfp: potentialExpirationOf(verdict.lease) };
         written.set(address, lease);
-        out.push({ kind: "persist", lease });
+        this.#persist(lease, out);
         // §7.1.1: storage updates caused by a BNDUPD SHOULD NOT cause BNDUPDs of our own; the
         // partner's binding replaces our queued change, unless the merged binding still holds
         // something of ours the partner lacks: the same client's later lease-expiration or
@@ -635,7 +654,7 @@ export class BindingSync {
 
   /** An accepted update: record tsfp (§7.2.2) and free EXPIRED/RELEASED/RESET (§5.11). */
   #recordAck(now: number, item: SentItem, out: SyncEffect[]): void {
-    const current = this.#o.view.get(item.lease.address);
+    const current = this.#read(item.lease.address);
     if (current === undefined) return;
     // The binding has moved on since it was sent (another status, another client, or the
     // partner's own update taken meanwhile): this ack says nothing about what is stored now,
@@ -648,9 +667,7 @@ export class BindingSync {
       next.state = "free";
       next.starts = now;
     }
-    if (next.tsfp !== current.tsfp || next.state !== current.state) {
-      out.push({ kind: "persist", lease: next });
-    }
+    if (next.tsfp !== current.tsfp || next.state !== current.state) this.#persist(next, out);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -694,7 +711,7 @@ export class BindingSync {
         // One BNDUPD per address in flight: the next waits for the ack (§7.2.2 records tsfp).
         if (this.#inFlightByAddress.has(address) || batch.has(address)) continue;
         // The committed row is the latest; the queued copy only stands in for a deleted row.
-        const lease = this.#o.view.get(address) ?? queued;
+        const lease = this.#read(address) ?? queued;
         if (!tryAdd(lease)) {
           full = true;
           break;
@@ -713,6 +730,8 @@ export class BindingSync {
           }
           lease = r.value;
         }
+        // The row as it is now: this step may have written it, a lookahead may be old.
+        lease = this.#read(lease.address) ?? lease;
         const busy = this.#inFlightByAddress.get(lease.address);
         if (busy !== undefined) {
           // Already on its way: the UPDDONE waits for that BNDACK too.
@@ -739,7 +758,7 @@ export class BindingSync {
       let stored = false;
       for (const item of items) {
         if (item.lease.tstp !== item.potentialExpiration) {
-          out.push({ kind: "persist", lease: { ...item.lease, tstp: item.potentialExpiration } });
+          this.#persist({ ...item.lease, tstp: item.potentialExpiration }, out);
           stored = true;
         }
       }

@@ -536,6 +536,37 @@ Deno.test("BindingSync still sends its newer change when an older partner update
   assert.equal(b.store.get(address)!.ends, T0 + 600, "the renewal reached the partner");
 });
 
+Deno.test("BindingSync does not resend an EXPIRED update the ack in the same step freed (§5.11)", () => {
+  // Found by the simulation (seed 374): an update pass was waiting for window space when the
+  // BNDACK of an EXPIRED update came; the ack freed the binding, but the pass read the store
+  // before that write was applied and sent EXPIRED again. The stale EXPIRED reached the
+  // primary after it had moved the address to BACKUP, and both then took it as theirs.
+  const [a, b] = pair(1);
+  const x = NET_A + 30;
+  const y = NET_A + 31;
+  for (const address of [x, y]) {
+    const lease = activeLease(address, {
+      starts: T0 - 400,
+      cltt: T0 - 400,
+      ends: T0 - 10,
+      tstp: 0,
+    });
+    a.store.put(lease);
+    a.store.commit();
+    b.change(lease);
+  }
+  run(a, b);
+  b.sentBndupds.length = 0;
+  b.change({ ...b.store.get(x)!, state: "expired", starts: T0 });
+  b.change({ ...b.store.get(y)!, state: "expired", starts: T0 });
+  b.step({ kind: "send-updates", now: T0 });
+  run(a, b);
+  for (const address of [x, y]) assert.equal(b.store.get(address)!.state, "free");
+  const sent = transactions(b.sentBndupds);
+  assert.deepEqual(sent.filter((t) => t === y), [y], `${y} sent once: ${sent}`);
+  assert.deepEqual(sent.filter((t) => t === x), [x], `${x} sent once: ${sent}`);
+});
+
 Deno.test("BindingSync emits upddone when the partner's UPDDONE arrives (§7.5.2)", () => {
   const [a] = pair();
   const effects = a.sync.step({
