@@ -590,6 +590,24 @@ export function acceptUpdate(
     return reject(RejectReason.IP_NOT_RESERVED, "IP not reserved on this server");
   }
 
+  // §5.4: which server may allocate an available address is the primary's pool decision. An
+  // update that only says the address is available (EXPIRED, RELEASED, RESET or FREE) and is
+  // not newer than this FREE or BACKUP row predates that decision: it is acked, and the row
+  // stays as it is. Storing it would undo a move to BACKUP that crossed it on the wire, and
+  // both servers would take the address as their own.
+  if (
+    local !== undefined && (local.state === "free" || local.state === "backup") &&
+    STORED_AS[update.state] === "free" && local.state !== "free" &&
+    update.startTimeOfState !== undefined && update.startTimeOfState <= local.starts
+  ) {
+    return {
+      accept: true,
+      lease: local,
+      section: "§5.4",
+      rule: `Figure 7.1.3-1 ${pair}: accept; older than this server's pool decision, kept`,
+    };
+  }
+
   return {
     accept: true,
     lease: storedLease(local, update, now),

@@ -523,7 +523,11 @@ export class BindingSync {
         ...(this.#o.isReserved?.(address) === true ? { reserved: true } : {}),
       };
       const verdict = acceptUpdate(local, update, context);
-      if (verdict.accept) {
+      if (verdict.accept && verdict.lease === local) {
+        // Accepted as old news (binding.ts: older than this server's pool decision): acked,
+        // nothing stored, and our own change of the address still goes out.
+        acks.push({ assignedIpAddress: address });
+      } else if (verdict.accept) {
         // §7.1.1: a binding the partner sent is known to it, so no pass of ours may send it
         // back: a FREE or BACKUP row takes any update without a time check (Fig. 7.1.3-1), and
         // a stale FREE would undo the partner's newer move to BACKUP (§5.4). It counts as

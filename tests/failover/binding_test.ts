@@ -57,6 +57,13 @@ function update(state: LeaseState, o: Partial<BindingUpdate> = {}): BindingUpdat
   return { ...base, ...o };
 }
 
+/** An update without start-time-of-state (a SHOULD of Table 7.1-1). */
+function noStartTime(state: LeaseState): BindingUpdate {
+  const u = update(state);
+  delete u.startTimeOfState;
+  return u;
+}
+
 function ctx(o: Partial<AcceptContext> = {}): AcceptContext {
   return { role: "secondary", now: T0, inPool: true, ...o };
 }
@@ -319,6 +326,28 @@ Deno.test("acceptUpdate() stores what §5.11 and §7.1.5 say", async (t) => {
       assert.deepEqual([taken.tsfp, taken.atsfp], [0, T0 + 5400], "another client's binding");
     },
   );
+  await t.step("an availability update older than a BACKUP row keeps it BACKUP (§5.4)", () => {
+    // Found by the simulation (seed 537): on a new connection the secondary's EXPIRED update
+    // crossed the primary's move of the same (then FREE) address to BACKUP. Stored as FREE,
+    // it left the primary with FREE and the secondary with BACKUP: both gave the address out.
+    const backup = leaseIn("backup", { starts: T0 + 100 });
+    for (const s of ["expired", "released", "reset", "free"] as const) {
+      const kept = accepted(acceptUpdate(backup, update(s, { startTimeOfState: T0 + 50 }), ctx()));
+      assert.deepEqual(kept, backup, s);
+    }
+    // A binding that ended after the move (the secondary's client on a BACKUP address, its
+    // ACTIVE update folded into the EXPIRED one) is news: FREE, as its sender will store.
+    const later = accepted(
+      acceptUpdate(backup, update("expired", { startTimeOfState: T0 + 150 }), ctx()),
+    );
+    assert.equal(later.state, "free");
+    // Without a start-time-of-state nothing says it is old.
+    assert.equal(
+      accepted(acceptUpdate(backup, noStartTime("released"), ctx()))
+        .state,
+      "free",
+    );
+  });
   await t.step("accepted EXPIRED, RELEASED and RESET are stored as FREE (§5.11)", () => {
     for (const s of ["expired", "released", "reset"] as const) {
       const stored = accepted(

@@ -567,6 +567,31 @@ Deno.test("BindingSync does not resend an EXPIRED update the ack in the same ste
   assert.deepEqual(sent.filter((t) => t === x), [x], `${x} sent once: ${sent}`);
 });
 
+Deno.test("BindingSync acks an update older than its move to BACKUP and keeps the move (§5.4)", () => {
+  // Seed 537: the secondary's EXPIRED crossed the primary's BACKUP move of the address.
+  const [a, b] = pair();
+  const address = NET_A + 40;
+  a.change({ ...emptyLease(address, "backup"), starts: T0 + 100, tstp: T0 + 100 }, T0 + 100);
+  a.receive(
+    buildBndupd({ time: T0 + 100, xid: 60 }, [
+      leaseToBindingUpdate({
+        ...activeLease(address, { ends: T0 + 40, tstp: T0 + 40 }),
+        state: "expired",
+        starts: T0 + 50,
+      }),
+    ]),
+    T0 + 100,
+  );
+  const row = a.store.get(address)!;
+  assert.equal(row.state, "backup");
+  assert.equal(row.tsfp, 0, "the move is still unacked");
+  const ack = a.outbox.find((m) => m.type === MsgType.BNDACK && m.xid === 60)!;
+  assert.deepEqual(getBindingAcks(ack), [{ assignedIpAddress: address }]);
+  run(a, b);
+  assert.equal(b.store.get(address)!.state, "backup");
+  assert.equal(a.store.get(address)!.state, "backup");
+});
+
 Deno.test("BindingSync emits upddone when the partner's UPDDONE arrives (§7.5.2)", () => {
   const [a] = pair();
   const effects = a.sync.step({
