@@ -528,11 +528,22 @@ export function acceptUpdate(
     );
   }
 
-  // A pool address without a row has never been used: the FREE/BACKUP row (§5.4: owned by the primary).
-  const localState: LeaseState = local?.state ?? "free";
+  const now = context.now;
+  // A pool address without a row has never been used: the FREE/BACKUP row (§5.4: owned by the
+  // primary). An ACTIVE binding whose lease-expiration-time has passed is over (§5.11 ACTIVE ->
+  // EXPIRED), whether or not its server has marked it yet (a server that just started has
+  // not): it counts as EXPIRED on either side, so that it neither refuses a live binding from
+  // the partner (rule 5 on the primary) nor takes the address from one (on the secondary).
+  const localState: LeaseState = local === undefined
+    ? "free"
+    : local.state === "active" && local.ends < now
+    ? "expired"
+    : local.state;
+  if (update.state === "active" && update.ends !== undefined && update.ends < now) {
+    update = { ...update, state: "expired" };
+  }
   const cell = ACCEPT_TABLE[ROW_OF[localState]][COLUMN_OF[update.state]];
   const pair = `${localState.toUpperCase()} <- ${update.state.toUpperCase()}`;
-  const now = context.now;
 
   switch (cell) {
     case "reject(4)":

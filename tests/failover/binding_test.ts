@@ -326,6 +326,22 @@ Deno.test("acceptUpdate() stores what §5.11 and §7.1.5 say", async (t) => {
       assert.deepEqual([taken.tsfp, taken.atsfp], [0, T0 + 5400], "another client's binding");
     },
   );
+  await t.step("an ACTIVE binding past its lease-expiration-time counts as EXPIRED (§5.11)", () => {
+    // Found by the simulation (seed 963): the primary restarted with an ACTIVE row whose lease
+    // had ended while it was down (not yet marked EXPIRED). It refused the secondary's live
+    // binding of another client with reason 2, then sent its ended one, and the secondary,
+    // yielding to the primary (rule 5), dropped the lease its client held.
+    const ended = leaseIn("active", { hwAddress: MAC_B, ends: T0 - 100 });
+    const live = update("active", { cltt: T0, ends: T0 + 3600 });
+    const stored = accepted(acceptUpdate(ended, live, ctx({ role: "primary" })));
+    assert.equal(stored.state, "active");
+    assert.deepEqual(stored.hwAddress, MAC_A);
+    const liveHere = leaseIn("active", { ends: T0 + 3600 });
+    const old = update("active", { hwAddress: MAC_B, cltt: T0 - 400, ends: T0 - 100 });
+    const verdict = acceptUpdate(liveHere, old, ctx({ role: "secondary" }));
+    assert.equal(verdict.accept, false);
+    assert.equal(!verdict.accept && verdict.rejectReason, 15); // Outdated binding information
+  });
   await t.step("an availability update older than a BACKUP row keeps it BACKUP (§5.4)", () => {
     // Found by the simulation (seed 537): on a new connection the secondary's EXPIRED update
     // crossed the primary's move of the same (then FREE) address to BACKUP. Stored as FREE,
