@@ -532,18 +532,20 @@ export function acceptUpdate(
   // A pool address without a row has never been used: the FREE/BACKUP row (§5.4: owned by the
   // primary). An ACTIVE binding whose lease-expiration-time has passed is over (§5.11 ACTIVE ->
   // EXPIRED), whether or not its server has marked it yet (a server that just started has
-  // not): it counts as EXPIRED on either side, so that it neither refuses a live binding from
-  // the partner (rule 5 on the primary) nor takes the address from one (on the secondary).
+  // not): judged as EXPIRED, it does not refuse a live binding from the partner (rule 5 on
+  // the primary), and an ended ACTIVE update does not take the address from a live binding
+  // here (rule 5 on the secondary; time(2) refuses it). What is stored is the update as sent:
+  // an ended ACTIVE becomes FREE only through EXPIRED and the partner's ack (§5.11), since a
+  // newer renewal of it may still be on its way.
   const localState: LeaseState = local === undefined
     ? "free"
     : local.state === "active" && local.ends < now
     ? "expired"
     : local.state;
-  if (update.state === "active" && update.ends !== undefined && update.ends < now) {
-    update = { ...update, state: "expired" };
-  }
-  const cell = ACCEPT_TABLE[ROW_OF[localState]][COLUMN_OF[update.state]];
-  const pair = `${localState.toUpperCase()} <- ${update.state.toUpperCase()}`;
+  const ended = update.state === "active" && update.ends !== undefined && update.ends < now;
+  const column: LeaseState = ended && localState === "active" ? "expired" : update.state;
+  const cell = ACCEPT_TABLE[ROW_OF[localState]][COLUMN_OF[column]];
+  const pair = `${localState.toUpperCase()} <- ${column.toUpperCase()}`;
 
   switch (cell) {
     case "reject(4)":

@@ -341,6 +341,14 @@ Deno.test("acceptUpdate() stores what §5.11 and §7.1.5 say", async (t) => {
     const verdict = acceptUpdate(liveHere, old, ctx({ role: "secondary" }));
     assert.equal(verdict.accept, false);
     assert.equal(!verdict.accept && verdict.rejectReason, 15); // Outdated binding information
+    // Over a binding that is not live here, an ended ACTIVE update is stored as it came, not as
+    // FREE (seed 2498: its renewal was still on the way; FREE here let the primary give the
+    // address to another client while the secondary's client held it).
+    const expired = leaseIn("expired", { cltt: T0 - 400, ends: T0 - 300 });
+    const newer = update("active", { cltt: T0 - 200, ends: T0 - 100 });
+    const kept = accepted(acceptUpdate(expired, newer, ctx()));
+    assert.equal(kept.state, "active");
+    assert.equal(kept.ends, T0 - 100);
   });
   await t.step("an availability update older than a BACKUP row keeps it BACKUP (§5.4)", () => {
     // Found by the simulation (seed 537): on a new connection the secondary's EXPIRED update
