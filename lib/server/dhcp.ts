@@ -161,6 +161,16 @@ function leaseIsClients(lease: Lease, c: Client): boolean {
   return lease.htype === c.htype && bytesEqual(lease.hwAddress, c.hw);
 }
 
+/**
+ * Whether `lease` is the client's running binding: ACTIVE, its client's, and not past its end.
+ * One that has ended (and was not yet marked EXPIRED) is over: a request for it starts a new
+ * binding, which the partner's times for the old one do not cover (draft-12 §5.2.1, §5.11).
+ */
+function isCurrent(lease: Lease | undefined, c: Client, now: number): lease is Lease {
+  return lease !== undefined && lease.state === "active" && lease.ends >= now &&
+    leaseIsClients(lease, c);
+}
+
 /** The standalone DHCPv4 server core. */
 export class DhcpCore {
   readonly config: Config;
@@ -546,9 +556,7 @@ export class DhcpCore {
     const desired = this.#desiredLeaseTime(msg, subnet);
     const fo = this.#failover;
     if (fo === null) return { leaseTime: desired, potential: 0 };
-    const own = old !== undefined && old.state === "active" && leaseIsClients(old, c)
-      ? old
-      : undefined;
+    const own = isCurrent(old, c, now) ? old : undefined;
     const t = maxLeaseTime({ now, mclt: fo.mclt(), desired, ...(own ? { lease: own } : {}) });
     return { leaseTime: t.leaseTime, potential: t.potentialExpiration };
   }
@@ -764,7 +772,7 @@ export class DhcpCore {
     old: Lease | undefined,
   ): DhcpOutcome {
     const { leaseTime, potential } = this.#leaseTimes(msg, subnet, c, old, now);
-    const renewing = old !== undefined && old.state === "active" && leaseIsClients(old, c);
+    const renewing = isCurrent(old, c, now);
     // What we told the partner about this client stays a promise (tstp only grows).
     const same = old !== undefined && leaseIsClients(old, c);
     const lease: Lease = {

@@ -279,6 +279,33 @@ Deno.test("DhcpCore does not carry the partner's acks of an ended binding into a
   assert.equal(getLeaseTime(r), MCLT);
 });
 
+Deno.test("DhcpCore treats a request for an ended, unmarked ACTIVE binding as a new one (§5.2.1)", () => {
+  // Found by the simulation (seed 4360): the primary took the secondary's update of a lease
+  // that had already ended (ACTIVE, not yet marked EXPIRED here), the partner stored FREE for
+  // it, and the client's request got MCLT beyond the ended binding's received time (atsfp).
+  const ctx = setup("primary");
+  ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
+  const address = POOL[0]!;
+  ctx.store.put({
+    ...emptyLease(address, "active"),
+    hwAddress: mac(1),
+    starts: NOW - 400,
+    cltt: NOW - 400,
+    ends: NOW - 30,
+    tsfp: NOW + 40,
+    atsfp: NOW + 40,
+  });
+  ctx.store.commit();
+  ctx.core.resync([address]);
+  const r = reply(
+    run(ctx, buildRequest(DhcpType.DHCPREQUEST, mac(1), { xid: 5, requested: address })),
+  )!;
+  assert.equal(getMessageType(r), DhcpType.DHCPACK);
+  assert.equal(getLeaseTime(r), MCLT);
+  const row = ctx.store.get(address)!;
+  assert.deepEqual([row.tsfp, row.atsfp, row.starts], [0, 0, NOW]);
+});
+
 Deno.test("DhcpCore gives a RELEASE in the second of a renewal a later transaction time (§7.1.3)", () => {
   // Found by the simulation (seed 4): a client renewed and released in the same second. Both
   // BNDUPDs carried client-last-transaction-time t, so the partner rejected RELEASED over its
