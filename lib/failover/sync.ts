@@ -293,6 +293,11 @@ export class BindingSync {
   #pass: Pass | null = null;
   /** §7.4.2: an UPDREQALL is owed until its UPDDONE is sent; UPDREQ counts as UPDREQALL. */
   #updreqallOwed = false;
+  /**
+   * Addresses whose EXPIRED, RELEASED or RESET status went out in a BNDUPD (whatever became of
+   * it) since this server last made them ACTIVE: never "unsent" again (§5.11).
+   */
+  #statusSent = new Set<number>();
   /** Leases written by the effects of the step being run (see #persist). */
   #written = new Map<number, Lease>();
   #sent = 0;
@@ -324,12 +329,14 @@ export class BindingSync {
   }
 
   /**
-   * Whether this server's change of `address` is waiting to be sent: queued and not in a
-   * BNDUPD in flight (§5.11: an EXPIRED/RELEASED binding may go back to the same client
-   * until the partner is told).
+   * Whether this server's change of `address` is waiting to be sent: queued, not in a BNDUPD
+   * in flight, and no EXPIRED/RELEASED/RESET of the address sent since this server last made
+   * it ACTIVE (§5.11: an EXPIRED/RELEASED binding may go back to the same client until the
+   * partner is told; one that was on the wire when a connection dropped may have been told).
    */
   isUnsent(address: number): boolean {
-    return this.#queue.has(address) && !this.#inFlightByAddress.has(address);
+    return this.#queue.has(address) && !this.#inFlightByAddress.has(address) &&
+      !this.#statusSent.has(address);
   }
 
   /** Counters for status pages and metrics. */
@@ -355,6 +362,7 @@ export class BindingSync {
       case "lease-changed":
         this.#queue.delete(input.lease.address);
         this.#queue.set(input.lease.address, input.lease);
+        if (input.lease.state === "active") this.#statusSent.delete(input.lease.address);
         break;
       case "link-up":
         this.#linkUp(input.maxUnackedBndupd, input.nextXid, out);
@@ -708,6 +716,7 @@ export class BindingSync {
           lease,
           potentialExpiration: update.potentialExpirationTime ?? 0,
         });
+        if (FREE_ON_ACK.has(lease.state)) this.#statusSent.add(lease.address);
         return true;
       };
       // Local changes first: they are what a DHCP client was just told.

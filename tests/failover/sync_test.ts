@@ -592,6 +592,29 @@ Deno.test("BindingSync acks an update older than its move to BACKUP and keeps th
   assert.equal(a.store.get(address)!.state, "backup");
 });
 
+Deno.test("BindingSync.isUnsent() is false for an EXPIRED update that was on the wire (§5.11)", () => {
+  // Found by the simulation (seed 1592591935): the secondary's EXPIRED update was in flight
+  // when the link dropped; requeued, it counted as unsent, and the secondary gave the address
+  // back to the same client, but the primary had taken the EXPIRED, freed the address, and
+  // gave it to another client.
+  const [a, b] = pair();
+  const address = NET_A + 50;
+  a.change(activeLease(address, { ends: T0 - 10 }));
+  run(a, b);
+  a.change({ ...a.store.get(address)!, state: "expired", starts: T0 });
+  assert.equal(a.sync.isUnsent(address), false, "in flight");
+  a.step({ kind: "link-down", now: T0 });
+  assert.equal(a.sync.status.queued, 1, "requeued");
+  assert.equal(a.sync.isUnsent(address), false, "the partner may have it");
+  // A change that was never sent is unsent; a new ACTIVE binding starts afresh.
+  const other = NET_A + 51;
+  a.change({ ...activeLease(other), state: "released" });
+  assert.equal(a.sync.isUnsent(other), true);
+  a.change(activeLease(address, { cltt: T0 + 5 }));
+  a.change({ ...a.store.get(address)!, state: "released", cltt: T0 + 6 });
+  assert.equal(a.sync.isUnsent(address), true);
+});
+
 Deno.test("BindingSync emits upddone when the partner's UPDDONE arrives (§7.5.2)", () => {
   const [a] = pair();
   const effects = a.sync.step({
