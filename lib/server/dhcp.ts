@@ -468,13 +468,17 @@ export class DhcpCore {
     }
     if (!subnet.free.contains(address)) return false;
     if (this.#mayAllocate(subnet, address, service)) return true;
-    if (offer !== undefined && offer.key === c.key) return true;
+    const ended = lease !== undefined && (lease.state === "expired" || lease.state === "released");
+    // An offer held for this client keeps the address for it, except with failover once the
+    // binding it offered has ended: then §5.11 below decides (the partner may have freed it).
+    if (offer !== undefined && offer.key === c.key && !(ended && this.#failover !== null)) {
+      return true;
+    }
     if (lease === undefined || !leaseIsClients(lease, c)) return false;
     if (this.#failover === null) return true;
     // draft-12 §5.11: EXPIRED or RELEASED may go back to the same client until the partner
     // has been told; a FREE or BACKUP row is only the owner's to give (§5.4).
-    return (lease.state === "expired" || lease.state === "released") &&
-      this.#failover.unsent(address);
+    return ended && this.#failover.unsent(address);
   }
 
   /** Allocation order of the issue: reservation, current binding, requested, previous, any free. */

@@ -306,6 +306,40 @@ Deno.test("DhcpCore treats a request for an ended, unmarked ACTIVE binding as a 
   assert.deepEqual([row.tsfp, row.atsfp, row.starts], [0, 0, NOW]);
 });
 
+Deno.test("DhcpCore does not ACK an offer whose binding ended and was told to the partner (§5.11)", () => {
+  // Found by the simulation (seed 1592590593): the secondary offered a client the address of
+  // its current binding (the primary's lease), the lease then expired and the secondary sent
+  // EXPIRED, the primary freed the address and gave it to another client, and the held offer
+  // still let the secondary ACK the first client's REQUEST.
+  const ctx = setup("secondary", [POOL[3]!].map(backupRow));
+  ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
+  const address = POOL[0]!;
+  ctx.store.put({
+    ...emptyLease(address, "active"),
+    hwAddress: mac(1),
+    starts: NOW - 100,
+    cltt: NOW - 100,
+    ends: NOW + 2,
+  });
+  ctx.store.commit();
+  ctx.core.resync([address]);
+  assert.equal(reply(discover(ctx, 1))!.yiaddr, address, "its current binding is offered");
+  for (const e of ctx.core.tick(NOW + 3)) if (e.kind === "persist") ctx.store.put(e.lease);
+  ctx.store.commit();
+  assert.equal(ctx.store.get(address)!.state, "expired");
+  // The EXPIRED update has gone out (unsent() is false).
+  const out = run(
+    ctx,
+    buildRequest(DhcpType.DHCPREQUEST, mac(1), { xid: 1, requested: address, serverId: SERVER }),
+    NOW + 4,
+  );
+  const r = reply(out);
+  assert.ok(
+    r === undefined || getMessageType(r) !== DhcpType.DHCPACK,
+    `got ${out.dropped ?? "an ACK"}`,
+  );
+});
+
 Deno.test("DhcpCore gives a RELEASE in the second of a renewal a later transaction time (§7.1.3)", () => {
   // Found by the simulation (seed 4): a client renewed and released in the same second. Both
   // BNDUPDs carried client-last-transaction-time t, so the partner rejected RELEASED over its
