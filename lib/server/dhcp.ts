@@ -127,6 +127,8 @@ interface Offer {
   key: string;
   until: number;
   subnet: SubnetRuntime;
+  /** The address's binding-status when offered (no row: null). */
+  state: LeaseState | null;
 }
 
 /** How long an address stays ABANDONED after a DHCPDECLINE before it is reused (Kea's default). */
@@ -469,11 +471,12 @@ export class DhcpCore {
     if (!subnet.free.contains(address)) return false;
     if (this.#mayAllocate(subnet, address, service)) return true;
     const ended = lease !== undefined && (lease.state === "expired" || lease.state === "released");
-    // An offer held for this client keeps the address for it, except with failover once the
-    // binding it offered has ended: then §5.11 below decides (the partner may have freed it).
-    if (offer !== undefined && offer.key === c.key && !(ended && this.#failover !== null)) {
-      return true;
-    }
+    // An offer held for this client keeps the address for it. With failover only while the
+    // binding is as it was when offered, and not an ended one: the partner may have freed the
+    // address since (an EXPIRED sent and acked) or taken it; then the rules below decide.
+    const held = offer !== undefined && offer.key === c.key &&
+      (this.#failover === null || (offer.state === (lease?.state ?? null) && !ended));
+    if (held) return true;
     if (lease === undefined || !leaseIsClients(lease, c)) return false;
     if (this.#failover === null) return true;
     // draft-12 §5.11: EXPIRED or RELEASED may go back to the same client until the partner
@@ -521,7 +524,13 @@ export class DhcpCore {
     const previous = this.#offerByKey.get(c.key);
     if (previous !== undefined && previous !== address) this.#dropOffer(previous, true);
     this.#claim(subnet, address);
-    const offer = { address, key: c.key, until: now + this.config.offerHold, subnet };
+    const offer: Offer = {
+      address,
+      key: c.key,
+      until: now + this.config.offerHold,
+      subnet,
+      state: this.#view.get(address)?.state ?? null,
+    };
     this.#offers.set(address, offer);
     this.#offerByKey.set(c.key, address);
   }

@@ -21,7 +21,13 @@ import { DhcpCore, type DhcpOutcome, type FailoverView } from "../../lib/server/
 import type { Arrival } from "../../lib/server/reply.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import { emptyLease, type Lease } from "../../lib/store/store.ts";
-import { type DhcpMessage, DhcpType, getLeaseTime, getMessageType } from "../../lib/wire/dhcp.ts";
+import {
+  type DhcpMessage,
+  DhcpType,
+  dhcpTypeName,
+  getLeaseTime,
+  getMessageType,
+} from "../../lib/wire/dhcp.ts";
 import { ServerState } from "../../lib/wire/failover.ts";
 import { parseIpv4 } from "../../lib/wire/ip.ts";
 
@@ -328,16 +334,21 @@ Deno.test("DhcpCore does not ACK an offer whose binding ended and was told to th
   ctx.store.commit();
   assert.equal(ctx.store.get(address)!.state, "expired");
   // The EXPIRED update has gone out (unsent() is false).
-  const out = run(
-    ctx,
-    buildRequest(DhcpType.DHCPREQUEST, mac(1), { xid: 1, requested: address, serverId: SERVER }),
-    NOW + 4,
-  );
-  const r = reply(out);
-  assert.ok(
-    r === undefined || getMessageType(r) !== DhcpType.DHCPACK,
-    `got ${out.dropped ?? "an ACK"}`,
-  );
+  const request = (now: number) => {
+    const out = run(
+      ctx,
+      buildRequest(DhcpType.DHCPREQUEST, mac(1), { xid: 1, requested: address, serverId: SERVER }),
+      now,
+    );
+    const r = reply(out);
+    return r === undefined ? `dropped ${out.dropped}` : dhcpTypeName(getMessageType(r));
+  };
+  assert.notEqual(request(NOW + 4), "DHCPACK");
+  // Nor once the partner acked it and the sync stored FREE: FREE is the primary's (§5.4).
+  ctx.store.put({ ...ctx.store.get(address)!, state: "free", starts: NOW + 4 });
+  ctx.store.commit();
+  ctx.core.resync([address]);
+  assert.notEqual(request(NOW + 5), "DHCPACK");
 });
 
 Deno.test("DhcpCore gives a RELEASE in the second of a renewal a later transaction time (§7.1.3)", () => {
