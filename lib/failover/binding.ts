@@ -604,14 +604,18 @@ export function acceptUpdate(
   }
 
   // §5.4: which server may allocate an available address is the primary's pool decision. An
-  // update that only says the address is available (EXPIRED, RELEASED, RESET or FREE) and is
-  // not newer than this FREE or BACKUP row predates that decision: it is acked, and the row
-  // stays as it is. Storing it would undo a move to BACKUP that crossed it on the wire, and
-  // both servers would take the address as their own.
+  // update that tells of a binding that had ended (EXPIRED, RELEASED, RESET or FREE since its
+  // start-time-of-state, or an ACTIVE past its end) before this FREE or BACKUP row began
+  // predates that decision: it is acked, and the row stays as it is. Storing it would undo a
+  // move to BACKUP that crossed it on the wire, and both servers would take the address.
+  const endedAt = STORED_AS[update.state] === "free"
+    ? update.startTimeOfState
+    : ended
+    ? update.ends
+    : undefined;
   if (
     local !== undefined && (local.state === "free" || local.state === "backup") &&
-    STORED_AS[update.state] === "free" && local.state !== "free" &&
-    update.startTimeOfState !== undefined && update.startTimeOfState <= local.starts
+    endedAt !== undefined && endedAt <= local.starts
   ) {
     return {
       accept: true,

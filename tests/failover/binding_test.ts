@@ -365,6 +365,15 @@ Deno.test("acceptUpdate() stores what §5.11 and §7.1.5 say", async (t) => {
       acceptUpdate(backup, update("expired", { startTimeOfState: T0 + 150 }), ctx()),
     );
     assert.equal(later.state, "free");
+    // Seed 9075: an ACTIVE binding that had ended before the move, sent back by the secondary
+    // after a restart, is old news too.
+    const endedBefore = update("active", { cltt: T0 - 200, ends: T0 + 80 });
+    assert.deepEqual(accepted(acceptUpdate(backup, endedBefore, ctx({ now: T0 + 200 }))), backup);
+    const endedAfter = update("active", { cltt: T0 + 110, ends: T0 + 150 });
+    assert.equal(
+      accepted(acceptUpdate(backup, endedAfter, ctx({ now: T0 + 200 }))).state,
+      "active",
+    );
     // Without a start-time-of-state nothing says it is old.
     assert.equal(
       accepted(acceptUpdate(backup, noStartTime("released"), ctx()))
