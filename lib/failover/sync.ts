@@ -672,6 +672,15 @@ export class BindingSync {
     // partner's own update taken meanwhile): this ack says nothing about what is stored now,
     // and its older potential expiration time must not replace tsfp (§7.1.5, §5.2.1).
     if (current.state !== item.lease.state || !sameLeaseClient(current, item.lease)) return;
+    // The same status again, but a later one (EXPIRED, then the partner's ACTIVE, then EXPIRED
+    // once more): this ack is for the earlier one; the later one is still to be sent and acked
+    // before the address may be freed (§5.11).
+    if (
+      FREE_ON_ACK.has(item.lease.state) &&
+      (current.cltt !== item.lease.cltt || current.starts !== item.lease.starts)
+    ) {
+      return;
+    }
     const next: Lease = { ...current, tsfp: item.potentialExpiration };
     // §5.11 (Fig. 5.11-1 "Comm w/Partner"): EXPIRED, RELEASED and RESET become FREE once the
     // partner acks them.

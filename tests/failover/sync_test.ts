@@ -615,6 +615,40 @@ Deno.test("BindingSync.isUnsent() is false for an EXPIRED update that was on the
   assert.equal(a.sync.isUnsent(address), true);
 });
 
+Deno.test("BindingSync frees on the ack of an EXPIRED only that same EXPIRED (§5.11)", () => {
+  // Found by the simulation (seed 2182): the secondary's EXPIRED was delayed on the wire; the
+  // primary's newer (ended) ACTIVE of the same client came, expired again here, and the late
+  // ack of the first EXPIRED freed the address, which then went out as FREE.
+  const a = new Node("primary", "primary");
+  const b = new Node("secondary", "secondary");
+  a.linkUp(10);
+  b.linkUp(10);
+  const address = NET_A + 60;
+  const first = {
+    ...activeLease(address, { cltt: T0 - 500, ends: T0 - 400 }),
+    state: "expired" as const,
+    starts: T0 - 399,
+  };
+  b.change(first);
+  const inFlight = b.outbox.splice(0);
+  b.receive(
+    buildBndupd({ time: T0, xid: 70 }, [
+      leaseToBindingUpdate(activeLease(address, { cltt: T0 - 100, ends: T0 + 10, tstp: T0 + 10 })),
+    ]),
+    T0,
+  );
+  assert.equal(b.store.get(address)!.state, "active");
+  b.change({ ...b.store.get(address)!, state: "expired", starts: T0 + 11 }, T0 + 11);
+  for (const m of inFlight) a.receive(m, T0 + 12);
+  for (const m of a.outbox.splice(0)) if (m.type === MsgType.BNDACK) b.receive(m, T0 + 12);
+  assert.equal(b.store.get(address)!.state, "expired", "the later EXPIRED is not acked yet");
+  const next = b.outbox.filter((m) => m.type === MsgType.BNDUPD).flatMap(getBindingUpdates);
+  assert.deepEqual(
+    next.map((u) => [u?.bindingStatus, u?.clientLastTransactionTime]),
+    [[3, T0 - 100]], // EXPIRED, with the later transaction time
+  );
+});
+
 Deno.test("BindingSync emits upddone when the partner's UPDDONE arrives (§7.5.2)", () => {
   const [a] = pair();
   const effects = a.sync.step({
