@@ -502,6 +502,13 @@ function storedLease(local: Lease | undefined, update: BindingUpdate, now: numbe
   return lease;
 }
 
+/** The earlier of two optional times, or undefined when neither is known. */
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.min(a, b);
+}
+
 /**
  * Decides one binding update transaction from the partner (draft-12 §7.1.2, §7.1.3,
  * Figure 7.1.3-1) and, when accepted, returns the lease to store before the BNDACK.
@@ -604,14 +611,16 @@ export function acceptUpdate(
   }
 
   // §5.4: which server may allocate an available address is the primary's pool decision. An
-  // update that tells of a binding that had ended (EXPIRED, RELEASED, RESET or FREE since its
-  // start-time-of-state, or an ACTIVE past its end) before this FREE or BACKUP row began
+  // update that tells of a binding that had ended before this FREE or BACKUP row began
   // predates that decision: it is acked, and the row stays as it is. Storing it would undo a
-  // move to BACKUP that crossed it on the wire, and both servers would take the address.
-  const endedAt = STORED_AS[update.state] === "free"
-    ? update.startTimeOfState
-    : ended
-    ? update.ends
+  // move to BACKUP that crossed it on the wire, and both servers would take the address. A
+  // binding ended at its lease-expiration-time (EXPIRED, RELEASED, an ACTIVE past its end; a
+  // server may mark it EXPIRED late) or when it took its status (RESET, FREE).
+  const endedAt = ended ? update.ends : STORED_AS[update.state] === "free"
+    ? earliest(
+      update.state === "expired" || update.state === "released" ? update.ends : undefined,
+      update.startTimeOfState,
+    )
     : undefined;
   if (
     local !== undefined && (local.state === "free" || local.state === "backup") &&

@@ -374,6 +374,10 @@ Deno.test("acceptUpdate() stores what §5.11 and §7.1.5 say", async (t) => {
       accepted(acceptUpdate(backup, endedAfter, ctx({ now: T0 + 200 }))).state,
       "active",
     );
+    // Seed 2182: an EXPIRED marked late (start-time-of-state after the move) of a lease that
+    // ended before it is old news as well: the binding ended at its lease-expiration-time.
+    const lateMark = update("expired", { startTimeOfState: T0 + 150, ends: T0 + 90 });
+    assert.deepEqual(accepted(acceptUpdate(backup, lateMark, ctx({ now: T0 + 200 }))), backup);
     // Without a start-time-of-state nothing says it is old.
     assert.equal(
       accepted(acceptUpdate(backup, noStartTime("released"), ctx()))
