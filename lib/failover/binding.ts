@@ -502,11 +502,10 @@ function storedLease(local: Lease | undefined, update: BindingUpdate, now: numbe
   return lease;
 }
 
-/** The earlier of two optional times, or undefined when neither is known. */
+/** The earlier of two optional times (0 is absent, as ISC sends it), or undefined. */
 function earliest(a: number | undefined, b: number | undefined): number | undefined {
-  if (a === undefined) return b;
-  if (b === undefined) return a;
-  return Math.min(a, b);
+  const known = [a, b].filter((t): t is number => t !== undefined && t > 0);
+  return known.length === 0 ? undefined : Math.min(...known);
 }
 
 /**

@@ -378,6 +378,9 @@ Deno.test("acceptUpdate() stores what §5.11 and §7.1.5 say", async (t) => {
     // ended before it is old news as well: the binding ended at its lease-expiration-time.
     const lateMark = update("expired", { startTimeOfState: T0 + 150, ends: T0 + 90 });
     assert.deepEqual(accepted(acceptUpdate(backup, lateMark, ctx({ now: T0 + 200 }))), backup);
+    // A time of 0 is absent (ISC sends 0): it says nothing.
+    const zero = update("released", { startTimeOfState: T0 + 150, ends: 0 });
+    assert.equal(accepted(acceptUpdate(backup, zero, ctx({ now: T0 + 200 }))).state, "free");
     // Without a start-time-of-state nothing says it is old.
     assert.equal(
       accepted(acceptUpdate(backup, noStartTime("released"), ctx()))
