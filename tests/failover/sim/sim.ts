@@ -704,6 +704,15 @@ export class Sim implements SimHost, ClientNet {
     return s.proc?.endpoint.state ?? 0;
   }
 
+  /**
+   * The state a server is in or will resume: a server that is down, starting (§9.3.2) or
+   * PAUSED (§9.13, it resumes with a restart) counts in the state its database records.
+   */
+  effectiveState(s: SimServer): number | null {
+    const live = this.#stateOf(s);
+    return s.alive && live !== S.STARTUP && live !== S.PAUSED ? live : this.storedState(s);
+  }
+
   /** The state a server's database will have it resume (§9.3.2; PAUSED/SHUTDOWN: the one before). */
   storedState(s: SimServer): number | null {
     const text = s.store.getMeta(STATE_META_KEY);
@@ -743,12 +752,11 @@ export class Sim implements SimHost, ClientNet {
       if (s.role === "secondary" && st === S.CONFLICT_DONE) this.fail("secondary in CONFLICT-DONE");
     }
     this.#operatorJustNow = false;
-    // The draft's exception (§9.4, §10): PARTNER-DOWN (live, or stored by a server that is down
-    // or starting and will resume it) while the partner in fact serves.
+    // The draft's exception (§9.4, §10): PARTNER-DOWN (live, or stored by a server that is down,
+    // starting or PAUSED and will resume it) while the partner in fact serves.
     for (const s of [this.primary, this.secondary]) {
-      // In STARTUP a server is about to resume its stored state (§9.3.2).
       const live = this.#stateOf(s);
-      const pd = s.alive && live !== S.STARTUP ? live : this.storedState(s);
+      const pd = this.effectiveState(s);
       if (pd !== S.PARTNER_DOWN) continue;
       const other = this.partnerOf(s);
       const a = this.#answers(other);
@@ -758,7 +766,7 @@ export class Sim implements SimHost, ClientNet {
       const serves = a === "all" || a === "balanced" || (a === "renewals" && !talking);
       if (serves && this.relaxed === null) {
         this.relaxed = `${s.role} in PARTNER-DOWN${
-          s.alive ? "" : " (down, stored)"
+          pd === live ? "" : ` (stored, ${s.alive ? serverStateName(live) : "down"} now)`
         } while the ${other.role} serves (${serverStateName(this.#stateOf(other))}) at t+${
           Math.round(this.sched.now - T0)
         }`;
@@ -827,6 +835,26 @@ export class Sim implements SimHost, ClientNet {
         [this.primary, this.secondary].some((s) =>
           s.store.durable.get(l.address)?.state === "abandoned"
         );
+      // In a schedule under the draft's exception both servers may have given the address
+      // out; POTENTIAL-CONFLICT resolution keeps one binding (§9.10, §7.1.3 rule 5), and the
+      // other client loses its lease. Counted with the duplicates, not failed.
+      const taken = !known && this.relaxed !== null &&
+        [this.primary, this.secondary].some((s) => {
+          const row = s.store.durable.get(l.address);
+          return row !== undefined && row.state === "active" &&
+            !c.owns(row.hwAddress, row.clientId);
+        });
+      if (taken) {
+        if (!this.#duplicated.has(l.address)) {
+          this.#duplicated.add(l.address);
+          this.stats.duplicates++;
+          this.duplicates.push(
+            `(2) c${c.index} lost ${formatIpv4(l.address)} to another client's binding`,
+          );
+          this.note(`CONFLICT: c${c.index} lost ${formatIpv4(l.address)}`);
+        }
+        continue;
+      }
       if (abandoned) {
         if (!this.#abandonedOverActive.has(l.address)) {
           this.#abandonedOverActive.add(l.address);
@@ -1062,7 +1090,7 @@ export class Sim implements SimHost, ClientNet {
   #mayRestart(s: SimServer): boolean {
     if (this.p.misoperation) return true;
     const other = this.partnerOf(s);
-    if (other.alive) return !(this.#stateOf(other) === S.PARTNER_DOWN && this.net.cut);
+    if (other.alive) return !(this.effectiveState(other) === S.PARTNER_DOWN && this.net.cut);
     return !(this.storedState(other) === S.PARTNER_DOWN && this.storedState(s) !== S.PARTNER_DOWN);
   }
 
