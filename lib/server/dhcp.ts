@@ -472,10 +472,19 @@ export class DhcpCore {
     if (this.#mayAllocate(subnet, address, service)) return true;
     const ended = lease !== undefined && (lease.state === "expired" || lease.state === "released");
     // An offer held for this client keeps the address for it. With failover only while the
-    // binding is as it was when offered, and not an ended one: the partner may have freed the
-    // address since (an EXPIRED sent and acked) or taken it; then the rules below decide.
+    // binding is as it was when offered, and not an ended one (the partner may have freed the
+    // address since: an EXPIRED sent and acked, or taken it), and an address of the partner's
+    // pool only while this server may still use that pool (an offer made in PARTNER-DOWN is
+    // not the secondary's once NORMAL is back, §9.4.2, §5.4); else the rules below decide.
+    const fo = this.#failover;
+    const partnersPool = fo !== null && offer !== undefined &&
+      (fo.role === "primary"
+        ? offer.state === "backup"
+        : offer.state === "free" || offer.state === null);
     const held = offer !== undefined && offer.key === c.key &&
-      (this.#failover === null || (offer.state === (lease?.state ?? null) && !ended));
+      (fo === null ||
+        (offer.state === (lease?.state ?? null) && !ended &&
+          (!partnersPool || service?.partnerPool === true)));
     if (held) return true;
     if (lease === undefined || !leaseIsClients(lease, c)) return false;
     if (this.#failover === null) return true;

@@ -351,6 +351,29 @@ Deno.test("DhcpCore does not ACK an offer whose binding ended and was told to th
   assert.notEqual(request(NOW + 5), "DHCPACK");
 });
 
+Deno.test("DhcpCore does not ACK in NORMAL an offer of the partner's address made in PARTNER-DOWN (§9.4.2)", () => {
+  // Found by the simulation (seed 1592596640): the primary in PARTNER-DOWN offered a BACKUP
+  // address, the secondary came back and both went NORMAL, and the held offer let the primary
+  // ACK the secondary's address while the secondary gave it to another client.
+  const ctx = setup("primary", POOL.map(backupRow));
+  ctx.view.state = ServerState.PARTNER_DOWN;
+  ctx.view.startTimeOfState = NOW - 2 * MCLT;
+  const offer = reply(discover(ctx, 1))!;
+  assert.ok(POOL.includes(offer.yiaddr), "a BACKUP address, after the MCLT");
+  ctx.view.state = ServerState.NORMAL;
+  const out = run(
+    ctx,
+    buildRequest(DhcpType.DHCPREQUEST, mac(1), {
+      xid: 1,
+      requested: offer.yiaddr,
+      serverId: SERVER,
+    }),
+    NOW + 1,
+  );
+  const r = reply(out);
+  assert.ok(r === undefined || getMessageType(r) !== DhcpType.DHCPACK, out.dropped ?? "an ACK");
+});
+
 Deno.test("DhcpCore gives a RELEASE in the second of a renewal a later transaction time (§7.1.3)", () => {
   // Found by the simulation (seed 4): a client renewed and released in the same second. Both
   // BNDUPDs carried client-last-transaction-time t, so the partner rejected RELEASED over its
