@@ -633,6 +633,25 @@ export function acceptUpdate(
     };
   }
 
+  // The other way round: a FREE or BACKUP update (a pool decision) made before the last
+  // client transaction of this server's binding, which has ended here but is not yet acked
+  // (EXPIRED, RELEASED), is older than that binding. It is acked and the row kept: its own
+  // EXPIRED or RELEASED will take the address back to the pool on both servers (§5.11).
+  const decidedAt = update.state === "free" || update.state === "backup"
+    ? update.startTimeOfState
+    : undefined;
+  if (
+    local !== undefined && (localState === "expired" || localState === "released") &&
+    decidedAt !== undefined && decidedAt > 0 && decidedAt <= local.cltt
+  ) {
+    return {
+      accept: true,
+      lease: local,
+      section: "§5.4",
+      rule: `Figure 7.1.3-1 ${pair}: accept; older than this server's binding, kept`,
+    };
+  }
+
   return {
     accept: true,
     lease: storedLease(local, update, now),

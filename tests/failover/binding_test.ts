@@ -388,6 +388,21 @@ Deno.test("acceptUpdate() stores what §5.11 and §7.1.5 say", async (t) => {
       "free",
     );
   });
+  await t.step(
+    "a FREE or BACKUP update older than an ended binding here keeps the row (§5.4)",
+    () => {
+      // Found by the simulation (seed 1592598749): the secondary gave a BACKUP address to a
+      // client while the primary was down; the restarted primary resent its old move to BACKUP,
+      // which crossed the secondary's EXPIRED. Stored, it left the secondary with BACKUP and the
+      // primary (after the EXPIRED) with FREE: both gave the address out.
+      const mine = leaseIn("expired", { cltt: T0 + 100, ends: T0 + 150, starts: T0 + 151 });
+      const oldMove = update("backup", { startTimeOfState: T0 + 20 });
+      assert.deepEqual(accepted(acceptUpdate(mine, oldMove, ctx({ now: T0 + 200 }))), mine);
+      // A move after the binding's last transaction (our EXPIRED's ack was lost) is news.
+      const newMove = update("backup", { startTimeOfState: T0 + 160 });
+      assert.equal(accepted(acceptUpdate(mine, newMove, ctx({ now: T0 + 200 }))).state, "backup");
+    },
+  );
   await t.step("accepted EXPIRED, RELEASED and RESET are stored as FREE (§5.11)", () => {
     for (const s of ["expired", "released", "reset"] as const) {
       const stored = accepted(
