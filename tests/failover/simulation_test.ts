@@ -185,8 +185,10 @@ Deno.test("simulation: random schedules keep the invariants", async () => {
     assert.ok(t.operatorPartnerDown > 0 && t.autoPartnerDown > 0, "both kinds of PARTNER-DOWN");
     assert.ok(t.loadBalanceChecks > 0, "load balancing checked in NORMAL");
     assert.ok(r.relaxed > 0, "some schedules exercise the draft's exception");
-    for (const p of ["NORMAL/NORMAL", "PARTNER-DOWN/RECOVER-WAIT", "RECOVER-DONE/PARTNER-DOWN"]) {
+    // Primary/secondary state pairs over a quiet link: recovery from PARTNER-DOWN and PAUSED.
+    for (const p of ["NORMAL/NORMAL", "PARTNER-DOWN/RECOVER-WAIT", "RECOVER-WAIT/PARTNER-DOWN"]) {
       assert.ok(r.pairs.includes(p), `never saw ${p}`);
     }
+    assert.ok(r.pairs.some((p) => p.includes("PAUSED")), "never saw PAUSED");
   }
 });

@@ -109,7 +109,7 @@ export function paramsFor(seed: number): SimParams {
     leaseMax: leaseDefault * 2,
     maxUnacked: [int(1, 10), int(1, 10)],
     maxResponseDelay: pick([8, 15, 30, 30, 60]),
-    autoPartnerDown: r() < 0.3 ? mclt * int(1, 4) : 0,
+    autoPartnerDown: r() < 0.15 ? mclt * int(1, 4) : 0,
     split: pick([128, 128, 128, 64, 200, 0, 256]),
     polarity: pick(["isc", "draft"] as const),
     loadBalanceMaxSeconds: int(3, 8),
@@ -122,7 +122,7 @@ export function paramsFor(seed: number): SimParams {
     netSpikeRate: pick([0, 0.01, 0.05]),
     dhcpDelayMs: pick([1, 5, 30]),
     loss: pick([0, 0, 0.02, 0.1]),
-    misoperation: r() < 0.1,
+    misoperation: r() < 0.06,
     steps: int(40, 120),
   };
 }
