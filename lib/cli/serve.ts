@@ -32,7 +32,7 @@ import { openFfiTransport } from "../server/udp_ffi.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
 import { hbaFromSplit, wireHba } from "../balance/hba.ts";
 import type { LinkSettings } from "../peer/link.ts";
-import type { PeerService } from "../peer/tcp.ts";
+import { PeerService } from "../peer/tcp.ts";
 import { type EndpointClock, FailoverEndpoint } from "../failover/endpoint.ts";
 import type { MachineOptions } from "../failover/state.ts";
 import { cidrContains, formatIpv4 } from "../wire/ip.ts";
@@ -271,8 +271,12 @@ export function startServer(config: Config, options: StartOptions): RunningServe
   // The core reads the leases on the protocol clock's timeline (lib/server/clock.ts).
   const view = new CoreLeaseView(store, clock);
   let failover: FailoverEndpoint | null = null;
+  let peer: PeerService | null = null;
   const settings = linkSettings(config, options.secret ?? null, options.tls ?? null);
-  if (settings && config.failover) {
+  const f = config.failover;
+  // The failover endpoint and its link run on the stored timeline (lib/server/clock.ts).
+  const storedClock = endpointClock(clock);
+  if (settings && f) {
     // draft-12 §7-§9: the state machine and binding sync behind the partner link. The core and
     // the shell it calls into are made below; it uses them only once started. It reaches the
     // core through `core`, which a reload replaces.
@@ -291,9 +295,22 @@ export function startServer(config: Config, options: StartOptions): RunningServe
         apply: (e) => shell.apply(e),
       },
       logger,
-      clock: endpointClock(clock),
+      clock: storedClock,
       ...(options.machine ? { machine: options.machine } : {}),
-      ...(options.peerRetrySeconds !== undefined ? { retrySeconds: options.peerRetrySeconds } : {}),
+      // draft-12 §8: the partner link over TCP.
+      link: (handlers) => {
+        peer = new PeerService({
+          settings,
+          addresses: { address: f.address, port: f.port, peer: f.peer, peerPort: f.peerPort },
+          logger: options.logger,
+          ...handlers,
+          now: () => storedClock.now(),
+          ...(options.peerRetrySeconds !== undefined
+            ? { retrySeconds: options.peerRetrySeconds }
+            : {}),
+        });
+        return peer;
+      },
     });
   }
   let core: DhcpCore;
@@ -334,9 +351,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
       });
     }
   }
-  let peer: PeerService | null = null;
   if (failover) {
-    peer = failover.peer;
     try {
       failover.start();
     } catch (e) {

@@ -482,9 +482,15 @@ function storedLease(local: Lease | undefined, update: BindingUpdate, now: numbe
   // §7.1.5: keep the later lease-expiration-time of the same binding.
   lease.ends = same ? Math.max(base.ends, update.ends ?? 0) : update.ends ?? 0;
   lease.cltt = same ? Math.max(base.cltt, update.cltt ?? 0) : update.cltt ?? 0;
-  // §7.1.5 received-potential-expiration-time: the latest time received and ACKed.
-  lease.atsfp = Math.max(base.atsfp, update.potentialExpiration ?? 0);
-  // tstp and tsfp describe what this server sent; a received update leaves them alone.
+  // §7.1.5 received-potential-expiration-time: the latest time received and ACKed. The
+  // acknowledged and received times of §5.2.1 belong to one ACTIVE binding: when the update
+  // starts a new one (this client's binding here was not ACTIVE, or another client's was),
+  // what was acked or received for the old one does not carry over, or a renewal here could
+  // reach beyond the MCLT past anything the partner holds.
+  const continues = local !== undefined && local.state === "active" && same;
+  lease.atsfp = Math.max(continues ? base.atsfp : 0, update.potentialExpiration ?? 0);
+  // tstp describes what this server sent; a received update leaves it alone.
+  if (state === "active" && !continues) lease.tsfp = 0;
 
   // start-time-of-state (§7.1.1): when the binding first took on its current status.
   if (state !== update.state) {
@@ -495,6 +501,12 @@ function storedLease(local: Lease | undefined, update: BindingUpdate, now: numbe
     lease.starts = local !== undefined && local.state === state && same ? base.starts : now;
   }
   return lease;
+}
+
+/** The earlier of two optional times (0 is absent, as ISC sends it), or undefined. */
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  const known = [a, b].filter((t): t is number => t !== undefined && t > 0);
+  return known.length === 0 ? undefined : Math.min(...known);
 }
 
 /**
@@ -523,11 +535,24 @@ export function acceptUpdate(
     );
   }
 
-  // A pool address without a row has never been used: the FREE/BACKUP row (§5.4: owned by the primary).
-  const localState: LeaseState = local?.state ?? "free";
-  const cell = ACCEPT_TABLE[ROW_OF[localState]][COLUMN_OF[update.state]];
-  const pair = `${localState.toUpperCase()} <- ${update.state.toUpperCase()}`;
   const now = context.now;
+  // A pool address without a row has never been used: the FREE/BACKUP row (§5.4: owned by the
+  // primary). An ACTIVE binding whose lease-expiration-time has passed is over (§5.11 ACTIVE ->
+  // EXPIRED), whether or not its server has marked it yet (a server that just started has
+  // not): judged as EXPIRED, it does not refuse a live binding from the partner (rule 5 on
+  // the primary), and an ended ACTIVE update does not take the address from a live binding
+  // here (rule 5 on the secondary; time(2) refuses it). What is stored is the update as sent:
+  // an ended ACTIVE becomes FREE only through EXPIRED and the partner's ack (§5.11), since a
+  // newer renewal of it may still be on its way.
+  const localState: LeaseState = local === undefined
+    ? "free"
+    : local.state === "active" && local.ends < now
+    ? "expired"
+    : local.state;
+  const ended = update.state === "active" && update.ends !== undefined && update.ends < now;
+  const column: LeaseState = ended && localState === "active" ? "expired" : update.state;
+  const cell = ACCEPT_TABLE[ROW_OF[localState]][COLUMN_OF[column]];
+  const pair = `${localState.toUpperCase()} <- ${column.toUpperCase()}`;
 
   switch (cell) {
     case "reject(4)":
@@ -594,6 +619,49 @@ export function acceptUpdate(
   // §7.1.3 after Figure 7.1.3-1: a reserved BACKUP the receiver does not reserve -> 19 (SHOULD).
   if (update.state === "backup" && update.reserved === true && context.reserved !== true) {
     return reject(RejectReason.IP_NOT_RESERVED, "IP not reserved on this server");
+  }
+
+  // §5.4: which server may allocate an available address is the primary's pool decision. An
+  // update that tells of a binding that had ended before this FREE or BACKUP row began
+  // predates that decision: it is acked, and the row stays as it is. Storing it would undo a
+  // move to BACKUP that crossed it on the wire, and both servers would take the address. A
+  // binding ended at its lease-expiration-time (EXPIRED, RELEASED, an ACTIVE past its end; a
+  // server may mark it EXPIRED late) or when it took its status (RESET, FREE).
+  const endedAt = ended ? update.ends : STORED_AS[update.state] === "free"
+    ? earliest(
+      update.state === "expired" || update.state === "released" ? update.ends : undefined,
+      update.startTimeOfState,
+    )
+    : undefined;
+  if (
+    local !== undefined && (local.state === "free" || local.state === "backup") &&
+    endedAt !== undefined && endedAt <= local.starts
+  ) {
+    return {
+      accept: true,
+      lease: local,
+      section: "§5.4",
+      rule: `Figure 7.1.3-1 ${pair}: accept; older than this server's pool decision, kept`,
+    };
+  }
+
+  // The other way round: a FREE or BACKUP update (a pool decision) made before the last
+  // client transaction of this server's binding, which has ended here but is not yet acked
+  // (EXPIRED, RELEASED), is older than that binding. It is acked and the row kept: its own
+  // EXPIRED or RELEASED will take the address back to the pool on both servers (§5.11).
+  const decidedAt = update.state === "free" || update.state === "backup"
+    ? update.startTimeOfState
+    : undefined;
+  if (
+    local !== undefined && (localState === "expired" || localState === "released") &&
+    decidedAt !== undefined && decidedAt > 0 && decidedAt <= local.cltt
+  ) {
+    return {
+      accept: true,
+      lease: local,
+      section: "§5.4",
+      rule: `Figure 7.1.3-1 ${pair}: accept; older than this server's binding, kept`,
+    };
   }
 
   return {

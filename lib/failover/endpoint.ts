@@ -10,8 +10,8 @@ import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import type { DhcpEffect, FailoverView } from "../server/dhcp.ts";
 import { type DhcpMessage, Opt } from "../wire/dhcp.ts";
-import type { LinkSettings, PartnerInfo } from "../peer/link.ts";
-import { PeerService, type PeerStatus } from "../peer/tcp.ts";
+import type { LinkSettings, LocalState, PartnerInfo } from "../peer/link.ts";
+import type { PeerStatus } from "../peer/tcp.ts";
 import type { LeaseStore, LeaseView } from "../store/store.ts";
 import {
   buildPoolreq,
@@ -68,6 +68,37 @@ export interface EndpointClock {
   cancel(handle: unknown): void;
 }
 
+/**
+ * The partner link as the endpoint uses it (draft-12 §8): lib/peer/tcp.ts PeerService runs it
+ * over TCP; the deterministic simulation runs the same link engine (lib/peer/link.ts) over a
+ * simulated network.
+ */
+export interface PartnerLink {
+  /** Starts listening and dialing; throws when the failover port cannot be bound. */
+  start(): void;
+  /** Closes every connection; resolves once nothing of the link is left running. */
+  stop(): Promise<void>;
+  status(): PeerStatus;
+  /** Sends STATE on the up link (§7.10); nothing while it is down. */
+  sendState(local: LocalState): void;
+  /** Sends a message built with nextXid() on the up link; false when the link is down. */
+  sendMessage(message: FailoverMessage): boolean;
+  /** The next xid on the up link (draft-12 §7.2.2), or null when the link is down. */
+  nextXid(): number | null;
+}
+
+/** What the endpoint hands its PartnerLink: its state for STATE messages and the link events. */
+export interface PartnerLinkHandlers {
+  /** This server's state for STATE messages (§7.10). */
+  localState(): LocalState;
+  /** Communications OK (§8.3): the handshake is done and the partner's STATE received. */
+  onUp(partner: PartnerInfo): void;
+  /** Communications lost (§8.3). */
+  onDown(reason: string): void;
+  /** A message after the link is up. */
+  onMessage(message: FailoverMessage): void;
+}
+
 /** The store an endpoint needs: leases, the write batch and the meta table. */
 export type EndpointStore = LeaseStore & LeaseView & {
   getMeta(key: string): string | undefined;
@@ -97,8 +128,8 @@ export interface FailoverEndpointOptions {
   clock: EndpointClock;
   /** Overrides of the machine's options (tests: startupTimeout and the like). */
   machine?: Partial<MachineOptions>;
-  /** Passed to PeerService. */
-  retrySeconds?: number;
+  /** Makes the partner link, given the endpoint's handlers (lib/cli/serve.ts: a PeerService). */
+  link(handlers: PartnerLinkHandlers): PartnerLink;
 }
 
 /** What `status()` reports beyond the link. */
@@ -120,7 +151,7 @@ export interface CommandResult {
 
 /** A failover endpoint: partner link + state machine + binding sync, wired to the database. */
 export class FailoverEndpoint implements FailoverView {
-  readonly peer: PeerService;
+  readonly peer: PartnerLink;
   readonly role: "primary" | "secondary";
   readonly #o: FailoverEndpointOptions;
   readonly #log: Logger;
@@ -168,16 +199,11 @@ export class FailoverEndpoint implements FailoverView {
       view: options.store,
       inPool: (address) => this.inPool(address),
     });
-    this.peer = new PeerService({
-      settings: options.settings,
-      addresses: { address: f.address, port: f.port, peer: f.peer, peerPort: f.peerPort },
-      logger: options.logger,
+    this.peer = options.link({
       localState: () => this.#localState(),
       onUp: (partner) => this.#onUp(partner),
       onDown: (reason) => this.#onDown(reason),
       onMessage: (message) => this.#onMessage(message),
-      now: () => options.clock.now(),
-      ...(options.retrySeconds !== undefined ? { retrySeconds: options.retrySeconds } : {}),
     });
   }
 
@@ -292,7 +318,7 @@ export class FailoverEndpoint implements FailoverView {
     return this.#machine?.state ?? 1;
   }
 
-  /** Link status, for lib/control (the PeerService's). */
+  /** Link status, for lib/control (the PartnerLink's). */
   peerStatus(): PeerStatus {
     return this.peer.status();
   }
@@ -387,7 +413,7 @@ export class FailoverEndpoint implements FailoverView {
     }
   }
 
-  #localState() {
+  #localState(): LocalState {
     const m = this.#machine;
     if (m === null) {
       // Before start(): STARTUP with no previous state (§9.3.1).
@@ -423,6 +449,10 @@ export class FailoverEndpoint implements FailoverView {
       },
       mclt: this.#o.settings.role === "secondary" ? partner.mclt : null,
     });
+    // §7.10, §9.2: the handshake's STATE told the state of when the connection opened; one
+    // entered since (while not communicating, so not announced) is sent now. The link sends
+    // nothing when it is the same.
+    this.peer.sendState(this.#localState());
   }
 
   #onDown(reason: string): void {
@@ -684,7 +714,14 @@ export class FailoverEndpoint implements FailoverView {
           }
           break;
         case "send":
-          this.#send(e.message, this.#sync.connection);
+          if (e.message.type === MsgType.BNDUPD && this.#o.store.pending > 0) {
+            // §7.1.1: a BNDUPD tells of committed bindings only. The sync reads the store as
+            // it is, and a DHCP write may still wait for its group commit: commit it first.
+            committing = true;
+            this.#sendAfterCommit(e.message, this.#sync.connection);
+          } else {
+            this.#send(e.message, this.#sync.connection);
+          }
           break;
         case "send-after-commit":
           committing = true;

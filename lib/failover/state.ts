@@ -374,6 +374,15 @@ export const TRANSITIONS: readonly TransitionRow[] = [
     to: S.PARTNER_DOWN,
     cite: "§9.8.4: partner changed into SHUTDOWN -> PARTNER-DOWN",
   },
+  {
+    from: S.NORMAL,
+    on: "partner-state",
+    partner: [S.CONFLICT_DONE],
+    role: "secondary",
+    to: null,
+    cite: "§9.8.4: an expected change: the secondary resolved the conflict first (§9.10.3) " +
+      "and the primary passes CONFLICT-DONE on its way to NORMAL (§9.12.3) -> stay in NORMAL",
+  },
   // ---- COMMUNICATIONS-INTERRUPTED (§9.9.3) ----
   {
     from: S.COMMUNICATIONS_INTERRUPTED,

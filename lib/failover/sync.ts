@@ -157,6 +157,16 @@ export function partnerTakesBatches(vendorClass: string | null): boolean {
   return vendorClass !== null && vendorClass.startsWith("duet-");
 }
 
+/** Whether two rows name the same client: by client identifier if either has one, else chaddr. */
+function sameLeaseClient(a: Lease, b: Lease): boolean {
+  const eq = (x: Uint8Array, y: Uint8Array) =>
+    x.length === y.length && x.every((v, i) => v === y[i]);
+  if (a.clientId !== null || b.clientId !== null) {
+    return a.clientId !== null && b.clientId !== null && eq(a.clientId, b.clientId);
+  }
+  return a.htype === b.htype && eq(a.hwAddress, b.hwAddress);
+}
+
 /** The magic number of DHCPv4 options embedded in client-request/reply-options (§12.7, §12.8). */
 const DHCP_OPTIONS_MAGIC = 0x63825363;
 /** DHCP option codes carried in BNDUPDs (Tables 7.1.1-2 and 7.1.1-3). */
@@ -304,6 +314,13 @@ export class BindingSync {
   #pass: Pass | null = null;
   /** §7.4.2: an UPDREQALL is owed until its UPDDONE is sent; UPDREQ counts as UPDREQALL. */
   #updreqallOwed = false;
+  /**
+   * Addresses whose EXPIRED, RELEASED or RESET status went out in a BNDUPD (whatever became of
+   * it) since this server last made them ACTIVE: never "unsent" again (§5.11).
+   */
+  #statusSent = new Set<number>();
+  /** Leases written by the effects of the step being run (see #persist). */
+  #written = new Map<number, Lease>();
   #sent = 0;
   #accepted = 0;
   #rejected = 0;
@@ -334,12 +351,14 @@ export class BindingSync {
   }
 
   /**
-   * Whether this server's change of `address` is waiting to be sent: queued and not in a
-   * BNDUPD in flight (§5.11: an EXPIRED/RELEASED binding may go back to the same client
-   * until the partner is told).
+   * Whether this server's change of `address` is waiting to be sent: queued, not in a BNDUPD
+   * in flight, and no EXPIRED/RELEASED/RESET of the address sent since this server last made
+   * it ACTIVE (§5.11: an EXPIRED/RELEASED binding may go back to the same client until the
+   * partner is told; one that was on the wire when a connection dropped may have been told).
    */
   isUnsent(address: number): boolean {
-    return this.#queue.has(address) && !this.#inFlightByAddress.has(address);
+    return this.#queue.has(address) && !this.#inFlightByAddress.has(address) &&
+      !this.#statusSent.has(address);
   }
 
   /** Counters for status pages and metrics. */
@@ -360,10 +379,12 @@ export class BindingSync {
   /** Feeds one input; returns the effects to run in order. */
   step(input: SyncInput): SyncEffect[] {
     const out: SyncEffect[] = [];
+    this.#written.clear();
     switch (input.kind) {
       case "lease-changed":
         this.#queue.delete(input.lease.address);
         this.#queue.set(input.lease.address, input.lease);
+        if (input.lease.state === "active") this.#statusSent.delete(input.lease.address);
         break;
       case "link-up": {
         const per = input.maxBindingsPerBndupd;
@@ -385,7 +406,23 @@ export class BindingSync {
         break;
     }
     this.#pump(input.now, out);
+    this.#written.clear();
     return out;
+  }
+
+  /**
+   * Writes a lease (an effect) and remembers it for the rest of this step: the shell applies
+   * effects only after step() returns, and what this step sends must see what it wrote (an ack
+   * that freed an EXPIRED binding, then an update pass over the same address).
+   */
+  #persist(lease: Lease, out: SyncEffect[]): void {
+    this.#written.set(lease.address, lease);
+    out.push({ kind: "persist", lease });
+  }
+
+  /** The binding as this step sees it: the store, with this step's writes. */
+  #read(address: number): Lease | undefined {
+    return this.#written.get(address) ?? this.#o.view.get(address);
   }
 
   #linkUp(maxUnacked: number, nextXid: () => number, out: SyncEffect[]): void {
@@ -514,7 +551,7 @@ export class BindingSync {
         });
         continue;
       }
-      const local = written.get(address) ?? this.#o.view.get(address);
+      const local = written.get(address) ?? this.#read(address);
       const context = {
         role: this.#o.role,
         now,
@@ -522,12 +559,27 @@ export class BindingSync {
         ...(this.#o.isReserved?.(address) === true ? { reserved: true } : {}),
       };
       const verdict = acceptUpdate(local, update, context);
-      if (verdict.accept) {
-        written.set(address, verdict.lease);
-        out.push({ kind: "persist", lease: verdict.lease });
+      if (verdict.accept && verdict.lease === local) {
+        // Accepted as old news (binding.ts: older than this server's pool decision): acked,
+        // nothing stored, and our own change of the address still goes out.
+        acks.push({ assignedIpAddress: address });
+      } else if (verdict.accept) {
+        // §7.1.1: a binding the partner sent is known to it, so no pass of ours may send it
+        // back: a FREE or BACKUP row takes any update without a time check (Fig. 7.1.3-1), and
+        // a stale FREE would undo the partner's newer move to BACKUP (§5.4). It counts as
+        // acknowledged. An ACTIVE binding keeps tsfp: the MCLT rule reads it (§5.2.1).
+        const lease = verdict.lease.state === "active"
+          ? verdict.lease
+          : { ...verdict.lease, tsfp: potentialExpirationOf(verdict.lease) };
+        written.set(address, lease);
+        this.#persist(lease, out);
         // §7.1.1: storage updates caused by a BNDUPD SHOULD NOT cause BNDUPDs of our own; the
-        // partner's newer binding replaces our queued one.
-        this.#queue.delete(address);
+        // partner's binding replaces our queued change, unless the merged binding still holds
+        // something of ours the partner lacks: the same client's later lease-expiration or
+        // transaction time (§7.1.5 keeps the later one), i.e. an older update crossed ours.
+        const ours = lease.state === "active" && update.state === "active" &&
+          (lease.ends > (update.ends ?? 0) || lease.cltt > (update.cltt ?? 0));
+        if (!ours) this.#queue.delete(address);
         acks.push({ assignedIpAddress: address });
       } else {
         out.push({
@@ -642,18 +694,29 @@ export class BindingSync {
 
   /** An accepted update: record tsfp (§7.2.2) and free EXPIRED/RELEASED/RESET (§5.11). */
   #recordAck(now: number, item: SentItem, out: SyncEffect[]): void {
-    const current = this.#o.view.get(item.lease.address);
+    const current = this.#read(item.lease.address);
     if (current === undefined) return;
+    // The binding has moved on since it was sent (another status, another client, or the
+    // partner's own update taken meanwhile): this ack says nothing about what is stored now,
+    // and its older potential expiration time must not replace tsfp (§7.1.5, §5.2.1).
+    if (current.state !== item.lease.state || !sameLeaseClient(current, item.lease)) return;
+    // The same status again, but a later one (EXPIRED, then the partner's ACTIVE, then EXPIRED
+    // once more): this ack is for the earlier one; the later one is still to be sent and acked
+    // before the address may be freed (§5.11).
+    if (
+      FREE_ON_ACK.has(item.lease.state) &&
+      (current.cltt !== item.lease.cltt || current.starts !== item.lease.starts)
+    ) {
+      return;
+    }
     const next: Lease = { ...current, tsfp: item.potentialExpiration };
     // §5.11 (Fig. 5.11-1 "Comm w/Partner"): EXPIRED, RELEASED and RESET become FREE once the
-    // partner acks them, unless the binding has moved on since it was sent.
-    if (FREE_ON_ACK.has(item.lease.state) && current.state === item.lease.state) {
+    // partner acks them.
+    if (FREE_ON_ACK.has(item.lease.state)) {
       next.state = "free";
       next.starts = now;
     }
-    if (next.tsfp !== current.tsfp || next.state !== current.state) {
-      out.push({ kind: "persist", lease: next });
-    }
+    if (next.tsfp !== current.tsfp || next.state !== current.state) this.#persist(next, out);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -690,6 +753,7 @@ export class BindingSync {
           lease,
           potentialExpiration: update.potentialExpirationTime ?? 0,
         });
+        if (FREE_ON_ACK.has(lease.state)) this.#statusSent.add(lease.address);
         return true;
       };
       // Local changes first: they are what a DHCP client was just told.
@@ -697,7 +761,7 @@ export class BindingSync {
         // One BNDUPD per address in flight: the next waits for the ack (§7.2.2 records tsfp).
         if (this.#inFlightByAddress.has(address) || batch.has(address)) continue;
         // The committed row is the latest; the queued copy only stands in for a deleted row.
-        const lease = this.#o.view.get(address) ?? queued;
+        const lease = this.#read(address) ?? queued;
         if (!tryAdd(lease)) {
           full = true;
           break;
@@ -716,6 +780,8 @@ export class BindingSync {
           }
           lease = r.value;
         }
+        // The row as it is now: this step may have written it, a lookahead may be old.
+        lease = this.#read(lease.address) ?? lease;
         const busy = this.#inFlightByAddress.get(lease.address);
         if (busy !== undefined) {
           // Already on its way: the UPDDONE waits for that BNDACK too.
@@ -742,7 +808,7 @@ export class BindingSync {
       let stored = false;
       for (const item of items) {
         if (item.lease.tstp !== item.potentialExpiration) {
-          out.push({ kind: "persist", lease: { ...item.lease, tstp: item.potentialExpiration } });
+          this.#persist({ ...item.lease, tstp: item.potentialExpiration }, out);
           stored = true;
         }
       }

@@ -189,6 +189,8 @@ export class FailoverLink {
   #lastSent = 0;
   #replay: ReplayGuard;
   #local: LocalState = { serverState: 1, serverFlags: 0, startTimeOfState: 0 };
+  /** What the last STATE on this connection said, or null before the first. */
+  #sentLocal: LocalState | null = null;
   #partner: PartnerInfo | null = null;
   #connectInfo: ConnectInfo | null = null;
   /** The handshake finished over TLS (§11.2). */
@@ -234,7 +236,10 @@ export class FailoverLink {
         break;
       case "state":
         this.#local = i.local;
-        if (this.#phase === "up") this.#send(i.now, buildState(this.#h(i.now), i.local), out);
+        // §7.10: the partner hears of a change; the same state again is no news.
+        if (this.#phase === "up" && !sameLocal(i.local, this.#sentLocal)) {
+          this.#sendState(i.now, out);
+        }
         break;
       case "send":
         if (this.#phase === "up") this.#send(i.now, i.message, out);
@@ -320,6 +325,11 @@ export class FailoverLink {
       out,
     );
     this.#phase = "await-connectack";
+  }
+
+  #sendState(now: number, out: LinkEffect[]): void {
+    this.#sentLocal = this.#local;
+    this.#send(now, buildState(this.#h(now), this.#local), out);
   }
 
   #send(now: number, msg: FailoverMessage, out: LinkEffect[]): void {
@@ -822,7 +832,7 @@ export class FailoverLink {
       ),
       out,
     );
-    this.#send(now, buildState(this.#h(now), this.#local), out);
+    this.#sendState(now, out);
     this.#phase = "await-state";
   }
 
@@ -923,9 +933,14 @@ export class FailoverLink {
       return;
     }
     this.#connectInfo = connectInfo(msg, name, s.mclt, s.hba);
-    this.#send(now, buildState(this.#h(now), this.#local), out);
+    this.#sendState(now, out);
     this.#phase = "await-state";
   }
+}
+
+function sameLocal(a: LocalState, b: LocalState | null): boolean {
+  return b !== null && a.serverState === b.serverState && a.serverFlags === b.serverFlags &&
+    a.startTimeOfState === b.startTimeOfState;
 }
 
 /** The partner's handshake values from its CONNECT or CONNECTACK. */

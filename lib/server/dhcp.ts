@@ -149,6 +149,8 @@ interface Offer {
   subnet: SubnetRuntime;
   /** In `subnet.offered` (guard.ts OfferQueue). */
   queued: boolean;
+  /** The address's binding-status when offered (no row: null). */
+  state: LeaseState | null;
 }
 
 /**
@@ -183,6 +185,16 @@ interface Client {
 function leaseIsClients(lease: Lease, c: Client): boolean {
   if (c.clientId && lease.clientId) return bytesEqual(c.clientId, lease.clientId);
   return lease.htype === c.htype && bytesEqual(lease.hwAddress, c.hw);
+}
+
+/**
+ * Whether `lease` is the client's running binding: ACTIVE, its client's, and not past its end.
+ * One that has ended (and was not yet marked EXPIRED) is over: a request for it starts a new
+ * binding, which the partner's times for the old one do not cover (draft-12 §5.2.1, §5.11).
+ */
+function isCurrent(lease: Lease | undefined, c: Client, now: number): lease is Lease {
+  return lease !== undefined && lease.state === "active" && lease.ends >= now &&
+    leaseIsClients(lease, c);
 }
 
 /** The standalone DHCPv4 server core. */
@@ -315,7 +327,8 @@ export class DhcpCore {
       if (address === undefined) break;
       const old = this.#view.get(address);
       // §5.11 BACKUP: client information MAY appear; the last client's identity is kept.
-      const lease: Lease = { ...(old ?? emptyLease(address)), state: "backup", starts: now };
+      const base = old ?? emptyLease(address);
+      const lease: Lease = { ...base, state: "backup", starts: now, tstp: unsentMark(base, now) };
       subnet.backup.release(address);
       out.push({ kind: "persist", lease });
     }
@@ -515,13 +528,27 @@ export class DhcpCore {
     }
     if (!subnet.free.contains(address)) return false;
     if (this.#mayAllocate(subnet, address, service)) return true;
-    if (offer !== undefined && offer.key === c.key) return true;
+    const ended = lease !== undefined && (lease.state === "expired" || lease.state === "released");
+    // An offer held for this client keeps the address for it. With failover only while the
+    // binding is as it was when offered, and not an ended one (the partner may have freed the
+    // address since: an EXPIRED sent and acked, or taken it), and an address of the partner's
+    // pool only while this server may still use that pool (an offer made in PARTNER-DOWN is
+    // not the secondary's once NORMAL is back, §9.4.2, §5.4); else the rules below decide.
+    const fo = this.#failover;
+    const partnersPool = fo !== null && offer !== undefined &&
+      (fo.role === "primary"
+        ? offer.state === "backup"
+        : offer.state === "free" || offer.state === null);
+    const held = offer !== undefined && offer.key === c.key &&
+      (fo === null ||
+        (offer.state === (lease?.state ?? null) && !ended &&
+          (!partnersPool || service?.partnerPool === true)));
+    if (held) return true;
     if (lease === undefined || !leaseIsClients(lease, c)) return false;
     if (this.#failover === null) return true;
     // draft-12 §5.11: EXPIRED or RELEASED may go back to the same client until the partner
     // has been told; a FREE or BACKUP row is only the owner's to give (§5.4).
-    return (lease.state === "expired" || lease.state === "released") &&
-      this.#failover.unsent(address);
+    return ended && this.#failover.unsent(address);
   }
 
   /** Allocation order of the issue: reservation, current binding, requested, previous, any free. */
@@ -566,12 +593,13 @@ export class DhcpCore {
     this.#claim(subnet, address);
     const replaced = this.#offers.get(address);
     if (replaced !== undefined) subnet.offered.remove(replaced);
-    const offer = {
+    const offer: Offer = {
       address,
       key: c.key,
       until: now + this.config.offerHold,
       subnet,
       queued: false,
+      state: this.#view.get(address)?.state ?? null,
     };
     this.#offers.set(address, offer);
     this.#offerByKey.set(c.key, address);
@@ -634,9 +662,7 @@ export class DhcpCore {
     const desired = this.#desiredLeaseTime(msg, subnet);
     const fo = this.#failover;
     if (fo === null) return { leaseTime: desired, potential: 0 };
-    const own = old !== undefined && old.state === "active" && leaseIsClients(old, c)
-      ? old
-      : undefined;
+    const own = isCurrent(old, c, now) ? old : undefined;
     const t = maxLeaseTime({ now, mclt: fo.mclt(), desired, ...(own ? { lease: own } : {}) });
     return { leaseTime: t.leaseTime, potential: t.potentialExpiration };
   }
@@ -866,8 +892,8 @@ export class DhcpCore {
     old: Lease | undefined,
   ): DhcpOutcome {
     const { leaseTime, potential } = this.#leaseTimes(msg, subnet, c, old, now);
-    const renewing = old !== undefined && old.state === "active" && leaseIsClients(old, c);
-    // The partner's acknowledgements belong to the client's binding: a new client starts at 0.
+    const renewing = isCurrent(old, c, now);
+    // What we told the partner about this client stays a promise (tstp only grows).
     const same = old !== undefined && leaseIsClients(old, c);
     const lease: Lease = {
       ...emptyLease(address, "active"),
@@ -878,11 +904,15 @@ export class DhcpCore {
       hostname: getHostname(msg) ?? reservation?.hostname ?? (same ? old.hostname : null),
       starts: renewing ? old.starts : now,
       ends: now + leaseTime,
-      cltt: now,
+      cltt: transactionTime(old, now),
       // §7.1.1: the potential-expiration-time to send is stored with the lease.
       tstp: this.#failover === null ? old?.tstp ?? 0 : Math.max(potential, same ? old.tstp : 0),
-      tsfp: same ? old.tsfp : 0,
-      atsfp: same ? old.atsfp : 0,
+      // draft-12 §5.2.1, §7.1.5: the partner's acknowledged and received potential expiration
+      // times belong to the ACTIVE binding they were given for. A new binding, even to the same
+      // client after EXPIRED or RELEASED (which the partner stores as FREE and may give away),
+      // starts with none, or a renewal of it could reach beyond the MCLT.
+      tsfp: renewing ? old.tsfp : 0,
+      atsfp: renewing ? old.atsfp : 0,
       relayInfo: msg.giaddr !== 0 ? getRelayAgentInfo(msg) ?? null : null,
     };
     this.#dropOffer(address, false);
@@ -980,7 +1010,12 @@ export class DhcpCore {
     if (!lease || lease.state !== "active" || !leaseIsClients(lease, c)) {
       return this.#drop("not-ours", msg, formatIpv4(address));
     }
-    const released: Lease = { ...lease, state: "released", ends: now, cltt: now };
+    const released: Lease = {
+      ...lease,
+      state: "released",
+      ends: now,
+      cltt: transactionTime(lease, now),
+    };
     // Standalone: reusable at once. Failover: after the partner's ack (draft-12 §5.11).
     this.#place(subnet, address, released);
     this.#log.info("Released lease", { address: formatIpv4(address), chaddr: formatMac(c.hw) });
@@ -1008,7 +1043,12 @@ export class DhcpCore {
     const effects: DhcpEffect[] = [];
     const change = (lease: Lease, state: LeaseState, message: string): void => {
       // start-time-of-state (draft-12 §7.1.1): when the binding took on its new status.
-      const next: Lease = { ...lease, state, starts: now };
+      const next: Lease = {
+        ...lease,
+        state,
+        starts: now,
+        ...(fo !== null && state === "free" ? { tstp: unsentMark(lease, now) } : {}),
+      };
       effects.push({ kind: "persist", lease: next });
       const subnet = this.#subnetOf(lease.address);
       if (subnet) this.#place(subnet, lease.address, next);
@@ -1068,6 +1108,28 @@ export class DhcpCore {
     }
     return fo.role === "primary" ? subnet.backup.isFree(address) : subnet.free.isFree(address);
   }
+}
+
+/**
+ * tstp for a change to FREE or BACKUP (draft-12 §7.1.1, §5.4): these carry no new expiration
+ * time, so with the old sent-potential-expiration-time the row could look acked (tsfp equal to
+ * its potential expiration), and after a restart no update pass would send it: the partner
+ * would never learn of the move, and the address would be nobody's. A tstp later than anything
+ * acked keeps it unacked until the partner acks this change.
+ */
+function unsentMark(lease: Lease, now: number): number {
+  return Math.max(lease.tstp, lease.tsfp + 1, now);
+}
+
+/**
+ * The client-last-transaction-time of a client transaction at `now` on a binding (draft-12
+ * §7.1.3): the partner takes a change over its binding only when this time is later than the
+ * binding's (time(1)), and times are whole seconds. A second transaction in the same second
+ * (a renewal, then the RELEASE) therefore counts one second on; otherwise the partner would
+ * reject the RELEASED update and both would keep the address from every client.
+ */
+function transactionTime(old: Lease | undefined, now: number): number {
+  return old !== undefined && old.cltt >= now ? old.cltt + 1 : now;
 }
 
 /** Binding-statuses that PARTNER-DOWN frees after the MCLT (draft-12 Fig. 5.11-1 note 1). */

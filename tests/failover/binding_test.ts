@@ -57,6 +57,13 @@ function update(state: LeaseState, o: Partial<BindingUpdate> = {}): BindingUpdat
   return { ...base, ...o };
 }
 
+/** An update without start-time-of-state (a SHOULD of Table 7.1-1). */
+function noStartTime(state: LeaseState): BindingUpdate {
+  const u = update(state);
+  delete u.startTimeOfState;
+  return u;
+}
+
 function ctx(o: Partial<AcceptContext> = {}): AcceptContext {
   return { role: "secondary", now: T0, inPool: true, ...o };
 }
@@ -317,6 +324,103 @@ Deno.test("acceptUpdate() stores what §5.11 and §7.1.5 say", async (t) => {
     assert.equal(stored.ends, T0 + 9000);
     assert.equal(stored.atsfp, T0 + 9999);
   });
+  await t.step(
+    "a new ACTIVE binding starts without the old one's acked and received times (§5.2.1)",
+    () => {
+      // Found by the simulation (seed 237): the client released, the partner gave it the same
+      // address again, and the renewal here counted the RELEASED update's acked time.
+      const local = leaseIn("free", {
+        hwAddress: MAC_A,
+        tstp: T0 + 7000,
+        tsfp: T0 + 7000,
+        atsfp: T0 + 8000,
+      });
+      const stored = accepted(acceptUpdate(local, update("active"), ctx()));
+      assert.equal(stored.tsfp, 0);
+      assert.equal(stored.atsfp, T0 + 5400, "only the new binding's potential expiration");
+      assert.equal(stored.tstp, T0 + 7000, "what this server sent is untouched");
+      const other = leaseIn("active", { hwAddress: MAC_B, tsfp: T0 + 7000, atsfp: T0 + 8000 });
+      const taken = accepted(acceptUpdate(other, update("active"), ctx({ role: "secondary" })));
+      assert.deepEqual([taken.tsfp, taken.atsfp], [0, T0 + 5400], "another client's binding");
+    },
+  );
+  await t.step("an ACTIVE binding past its lease-expiration-time counts as EXPIRED (§5.11)", () => {
+    // Found by the simulation (seed 963): the primary restarted with an ACTIVE row whose lease
+    // had ended while it was down (not yet marked EXPIRED). It refused the secondary's live
+    // binding of another client with reason 2, then sent its ended one, and the secondary,
+    // yielding to the primary (rule 5), dropped the lease its client held.
+    const ended = leaseIn("active", { hwAddress: MAC_B, ends: T0 - 100 });
+    const live = update("active", { cltt: T0, ends: T0 + 3600 });
+    const stored = accepted(acceptUpdate(ended, live, ctx({ role: "primary" })));
+    assert.equal(stored.state, "active");
+    assert.deepEqual(stored.hwAddress, MAC_A);
+    const liveHere = leaseIn("active", { ends: T0 + 3600 });
+    const old = update("active", { hwAddress: MAC_B, cltt: T0 - 400, ends: T0 - 100 });
+    const verdict = acceptUpdate(liveHere, old, ctx({ role: "secondary" }));
+    assert.equal(verdict.accept, false);
+    assert.equal(!verdict.accept && verdict.rejectReason, 15); // Outdated binding information
+    // Over a binding that is not live here, an ended ACTIVE update is stored as it came, not as
+    // FREE (seed 2498: its renewal was still on the way; FREE here let the primary give the
+    // address to another client while the secondary's client held it).
+    const expired = leaseIn("expired", { cltt: T0 - 400, ends: T0 - 300 });
+    const newer = update("active", { cltt: T0 - 200, ends: T0 - 100 });
+    const kept = accepted(acceptUpdate(expired, newer, ctx()));
+    assert.equal(kept.state, "active");
+    assert.equal(kept.ends, T0 - 100);
+  });
+  await t.step("an availability update older than a BACKUP row keeps it BACKUP (§5.4)", () => {
+    // Found by the simulation (seed 537): on a new connection the secondary's EXPIRED update
+    // crossed the primary's move of the same (then FREE) address to BACKUP. Stored as FREE,
+    // it left the primary with FREE and the secondary with BACKUP: both gave the address out.
+    const backup = leaseIn("backup", { starts: T0 + 100 });
+    for (const s of ["expired", "released", "reset", "free"] as const) {
+      const kept = accepted(acceptUpdate(backup, update(s, { startTimeOfState: T0 + 50 }), ctx()));
+      assert.deepEqual(kept, backup, s);
+    }
+    // A binding that ended after the move (the secondary's client on a BACKUP address, its
+    // ACTIVE update folded into the EXPIRED one) is news: FREE, as its sender will store.
+    const later = accepted(
+      acceptUpdate(backup, update("expired", { startTimeOfState: T0 + 150 }), ctx()),
+    );
+    assert.equal(later.state, "free");
+    // Seed 9075: an ACTIVE binding that had ended before the move, sent back by the secondary
+    // after a restart, is old news too.
+    const endedBefore = update("active", { cltt: T0 - 200, ends: T0 + 80 });
+    assert.deepEqual(accepted(acceptUpdate(backup, endedBefore, ctx({ now: T0 + 200 }))), backup);
+    const endedAfter = update("active", { cltt: T0 + 110, ends: T0 + 150 });
+    assert.equal(
+      accepted(acceptUpdate(backup, endedAfter, ctx({ now: T0 + 200 }))).state,
+      "active",
+    );
+    // Seed 2182: an EXPIRED marked late (start-time-of-state after the move) of a lease that
+    // ended before it is old news as well: the binding ended at its lease-expiration-time.
+    const lateMark = update("expired", { startTimeOfState: T0 + 150, ends: T0 + 90 });
+    assert.deepEqual(accepted(acceptUpdate(backup, lateMark, ctx({ now: T0 + 200 }))), backup);
+    // A time of 0 is absent (ISC sends 0): it says nothing.
+    const zero = update("released", { startTimeOfState: T0 + 150, ends: 0 });
+    assert.equal(accepted(acceptUpdate(backup, zero, ctx({ now: T0 + 200 }))).state, "free");
+    // Without a start-time-of-state nothing says it is old.
+    assert.equal(
+      accepted(acceptUpdate(backup, noStartTime("released"), ctx()))
+        .state,
+      "free",
+    );
+  });
+  await t.step(
+    "a FREE or BACKUP update older than an ended binding here keeps the row (§5.4)",
+    () => {
+      // Found by the simulation (seed 1592598749): the secondary gave a BACKUP address to a
+      // client while the primary was down; the restarted primary resent its old move to BACKUP,
+      // which crossed the secondary's EXPIRED. Stored, it left the secondary with BACKUP and the
+      // primary (after the EXPIRED) with FREE: both gave the address out.
+      const mine = leaseIn("expired", { cltt: T0 + 100, ends: T0 + 150, starts: T0 + 151 });
+      const oldMove = update("backup", { startTimeOfState: T0 + 20 });
+      assert.deepEqual(accepted(acceptUpdate(mine, oldMove, ctx({ now: T0 + 200 }))), mine);
+      // A move after the binding's last transaction (our EXPIRED's ack was lost) is news.
+      const newMove = update("backup", { startTimeOfState: T0 + 160 });
+      assert.equal(accepted(acceptUpdate(mine, newMove, ctx({ now: T0 + 200 }))).state, "backup");
+    },
+  );
   await t.step("accepted EXPIRED, RELEASED and RESET are stored as FREE (§5.11)", () => {
     for (const s of ["expired", "released", "reset"] as const) {
       const stored = accepted(

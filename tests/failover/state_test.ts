@@ -378,6 +378,20 @@ Deno.test("transition() takes each arrow of Figure 9.2-1", async (t) => {
     const r = transition(m, st(S.SHUTDOWN));
     assert.equal(r.machine.state, S.PARTNER_DOWN);
   });
+  await t.step("NORMAL secondary, primary moves POTENTIAL-CONFLICT -> CONFLICT-DONE: stays", () => {
+    // §9.8.4 "expected" change. Found by the simulation (seed 10117): the secondary got its
+    // UPDDONE first and went NORMAL, then the primary's STATE CONFLICT-DONE arrived; taken as
+    // unexpected, it sent the secondary back to POTENTIAL-CONFLICT, the primary followed from
+    // NORMAL, and the two went round the conflict resolution for ever.
+    const m = machineIn(S.NORMAL, {
+      role: "secondary",
+      communicating: true,
+      partner: S.POTENTIAL_CONFLICT,
+    });
+    const r = transition(m, st(S.CONFLICT_DONE));
+    assert.equal(r.machine.state, S.NORMAL);
+    assert.deepEqual(acts(r.actions), ["persist:2"], "only the partner's new state is stored");
+  });
   await t.step(
     "NORMAL, partner moves to PARTNER-DOWN -> through COMM-INT into POTENTIAL-CONFLICT",
     () => {

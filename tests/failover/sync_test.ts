@@ -513,6 +513,184 @@ Deno.test("BindingSync frees a RELEASED lease once the partner acks it (§5.11)"
   assert.equal(b.store.get(address)?.state, "free");
 });
 
+Deno.test("BindingSync does not send back a FREE binding the partner sent it (§7.1.1, §5.4)", () => {
+  // Found by the simulation (seed 17): the primary's EXPIRED update was stored as FREE on the
+  // secondary; the primary then moved the address to BACKUP, and the secondary, entering
+  // NORMAL, sent the FREE row back as "unacked". The primary's FREE/BACKUP row takes any
+  // update (Fig. 7.1.3-1): it stored FREE, the secondary BACKUP, and they disagreed for good.
+  const [a, b] = pair();
+  const address = NET_A + 20;
+  a.change(activeLease(address, { starts: T0 - 400, cltt: T0 - 400, ends: T0 - 10, tstp: 0 }));
+  run(a, b);
+  a.change({ ...a.store.get(address)!, state: "expired", starts: T0 });
+  run(a, b);
+  assert.equal(b.store.get(address)!.state, "free", "§7.1.3 stores EXPIRED as FREE");
+  a.change({ ...a.store.get(address)!, state: "backup", starts: T0 });
+  b.step({ kind: "send-updates", now: T0 });
+  assert.deepEqual(transactions(b.outbox.filter((m) => m.type === MsgType.BNDUPD)), []);
+  run(a, b);
+  assert.equal(a.store.get(address)!.state, "backup");
+  assert.equal(b.store.get(address)!.state, "backup");
+});
+
+Deno.test("BindingSync ignores the late ack of an update the partner's own one replaced (§7.1.5)", () => {
+  // Seed 17 again: both servers expired the lease and sent EXPIRED at once. Each stored the
+  // other's as FREE, then the ack of its own EXPIRED arrived and put back that update's older
+  // potential expiration time as tsfp, so the FREE row looked unacked and went back.
+  const [a, b] = pair();
+  const address = NET_A + 21;
+  a.change(activeLease(address, { starts: T0 - 400, cltt: T0 - 400, ends: T0 - 10, tstp: 0 }));
+  run(a, b);
+  const copy = b.store.get(address)!;
+  // The primary had renewed the client a little (an update b never got), then it expired.
+  a.store.put({ ...a.store.get(address)!, cltt: T0 - 300, ends: T0 - 5 });
+  a.store.commit();
+  a.change({ ...a.store.get(address)!, state: "expired", starts: T0 });
+  b.change({ ...copy, state: "expired", starts: T0 });
+  run(a, b);
+  for (const n of [a, b]) assert.equal(n.store.get(address)!.state, "free", n.name);
+  a.change({ ...a.store.get(address)!, state: "backup", starts: T0 });
+  b.step({ kind: "send-updates", now: T0 });
+  assert.deepEqual(transactions(b.outbox.filter((m) => m.type === MsgType.BNDUPD)), []);
+  run(a, b);
+  for (const n of [a, b]) assert.equal(n.store.get(address)!.state, "backup", n.name);
+});
+
+Deno.test("BindingSync still sends its newer change when an older partner update crosses it (§7.1.5)", () => {
+  // Found by the simulation (seed 94): after a reconnect the secondary's stale copy of a lease
+  // crossed the primary's queued renewal; the primary accepted it (same client: the later
+  // times are kept), but dropped its queued renewal, so the secondary never learned it.
+  const a = new Node("primary", "primary");
+  const b = new Node("secondary", "secondary");
+  a.linkUp(1);
+  b.linkUp(1);
+  const address = NET_A + 22;
+  a.change(activeLease(address, { ends: T0 + 300 }));
+  // A renewal while the first BNDUPD is in flight: queued (one BNDUPD per address).
+  a.change(activeLease(address, { cltt: T0 + 100, ends: T0 + 600, tstp: T0 + 1000 }));
+  assert.equal(a.sync.status.queued, 1);
+  // The secondary's older copy of the same binding arrives first.
+  a.receive(buildBndupd({ time: T0, xid: 50 }, [
+    leaseToBindingUpdate(activeLease(address, { cltt: T0 - 50, ends: T0 + 200 })),
+  ]));
+  assert.equal(a.store.get(address)!.ends, T0 + 600, "the later time is kept");
+  run(a, b);
+  assert.equal(b.store.get(address)!.ends, T0 + 600, "the renewal reached the partner");
+});
+
+Deno.test("BindingSync does not resend an EXPIRED update the ack in the same step freed (§5.11)", () => {
+  // Found by the simulation (seed 374): an update pass was waiting for window space when the
+  // BNDACK of an EXPIRED update came; the ack freed the binding, but the pass read the store
+  // before that write was applied and sent EXPIRED again. The stale EXPIRED reached the
+  // primary after it had moved the address to BACKUP, and both then took it as theirs.
+  const [a, b] = pair(1);
+  const x = NET_A + 30;
+  const y = NET_A + 31;
+  for (const address of [x, y]) {
+    const lease = activeLease(address, {
+      starts: T0 - 400,
+      cltt: T0 - 400,
+      ends: T0 - 10,
+      tstp: 0,
+    });
+    a.store.put(lease);
+    a.store.commit();
+    b.change(lease);
+  }
+  run(a, b);
+  b.sentBndupds.length = 0;
+  b.change({ ...b.store.get(x)!, state: "expired", starts: T0 });
+  b.change({ ...b.store.get(y)!, state: "expired", starts: T0 });
+  b.step({ kind: "send-updates", now: T0 });
+  run(a, b);
+  for (const address of [x, y]) assert.equal(b.store.get(address)!.state, "free");
+  const sent = transactions(b.sentBndupds);
+  assert.deepEqual(sent.filter((t) => t === y), [y], `${y} sent once: ${sent}`);
+  assert.deepEqual(sent.filter((t) => t === x), [x], `${x} sent once: ${sent}`);
+});
+
+Deno.test("BindingSync acks an update older than its move to BACKUP and keeps the move (§5.4)", () => {
+  // Seed 537: the secondary's EXPIRED crossed the primary's BACKUP move of the address.
+  const [a, b] = pair();
+  const address = NET_A + 40;
+  a.change({ ...emptyLease(address, "backup"), starts: T0 + 100, tstp: T0 + 100 }, T0 + 100);
+  a.receive(
+    buildBndupd({ time: T0 + 100, xid: 60 }, [
+      leaseToBindingUpdate({
+        ...activeLease(address, { ends: T0 + 40, tstp: T0 + 40 }),
+        state: "expired",
+        starts: T0 + 50,
+      }),
+    ]),
+    T0 + 100,
+  );
+  const row = a.store.get(address)!;
+  assert.equal(row.state, "backup");
+  assert.equal(row.tsfp, 0, "the move is still unacked");
+  const ack = a.outbox.find((m) => m.type === MsgType.BNDACK && m.xid === 60)!;
+  assert.deepEqual(getBindingAcks(ack), [{ assignedIpAddress: address }]);
+  run(a, b);
+  assert.equal(b.store.get(address)!.state, "backup");
+  assert.equal(a.store.get(address)!.state, "backup");
+});
+
+Deno.test("BindingSync.isUnsent() is false for an EXPIRED update that was on the wire (§5.11)", () => {
+  // Found by the simulation (seed 1592591935): the secondary's EXPIRED update was in flight
+  // when the link dropped; requeued, it counted as unsent, and the secondary gave the address
+  // back to the same client, but the primary had taken the EXPIRED, freed the address, and
+  // gave it to another client.
+  const [a, b] = pair();
+  const address = NET_A + 50;
+  a.change(activeLease(address, { ends: T0 - 10 }));
+  run(a, b);
+  a.change({ ...a.store.get(address)!, state: "expired", starts: T0 });
+  assert.equal(a.sync.isUnsent(address), false, "in flight");
+  a.step({ kind: "link-down", now: T0 });
+  assert.equal(a.sync.status.queued, 1, "requeued");
+  assert.equal(a.sync.isUnsent(address), false, "the partner may have it");
+  // A change that was never sent is unsent; a new ACTIVE binding starts afresh.
+  const other = NET_A + 51;
+  a.change({ ...activeLease(other), state: "released" });
+  assert.equal(a.sync.isUnsent(other), true);
+  a.change(activeLease(address, { cltt: T0 + 5 }));
+  a.change({ ...a.store.get(address)!, state: "released", cltt: T0 + 6 });
+  assert.equal(a.sync.isUnsent(address), true);
+});
+
+Deno.test("BindingSync frees on the ack of an EXPIRED only that same EXPIRED (§5.11)", () => {
+  // Found by the simulation (seed 2182): the secondary's EXPIRED was delayed on the wire; the
+  // primary's newer (ended) ACTIVE of the same client came, expired again here, and the late
+  // ack of the first EXPIRED freed the address, which then went out as FREE.
+  const a = new Node("primary", "primary");
+  const b = new Node("secondary", "secondary");
+  a.linkUp(10);
+  b.linkUp(10);
+  const address = NET_A + 60;
+  const first = {
+    ...activeLease(address, { cltt: T0 - 500, ends: T0 - 400 }),
+    state: "expired" as const,
+    starts: T0 - 399,
+  };
+  b.change(first);
+  const inFlight = b.outbox.splice(0);
+  b.receive(
+    buildBndupd({ time: T0, xid: 70 }, [
+      leaseToBindingUpdate(activeLease(address, { cltt: T0 - 100, ends: T0 + 10, tstp: T0 + 10 })),
+    ]),
+    T0,
+  );
+  assert.equal(b.store.get(address)!.state, "active");
+  b.change({ ...b.store.get(address)!, state: "expired", starts: T0 + 11 }, T0 + 11);
+  for (const m of inFlight) a.receive(m, T0 + 12);
+  for (const m of a.outbox.splice(0)) if (m.type === MsgType.BNDACK) b.receive(m, T0 + 12);
+  assert.equal(b.store.get(address)!.state, "expired", "the later EXPIRED is not acked yet");
+  const next = b.outbox.filter((m) => m.type === MsgType.BNDUPD).flatMap(getBindingUpdates);
+  assert.deepEqual(
+    next.map((u) => [u?.bindingStatus, u?.clientLastTransactionTime]),
+    [[3, T0 - 100]], // EXPIRED, with the later transaction time
+  );
+});
+
 Deno.test("BindingSync emits upddone when the partner's UPDDONE arrives (§7.5.2)", () => {
   const [a] = pair();
   const effects = a.sync.step({

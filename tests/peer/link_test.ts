@@ -502,6 +502,16 @@ Deno.test("FailoverLink passes messages after up to the failover layer and STATE
   assert.deepEqual(kinds(deliver(p, changed, T0 + 2)), ["message"]);
 });
 
+Deno.test("FailoverLink sends STATE once up only when the state differs from the last one sent", () => {
+  // The endpoint hands over its state after every connect (endpoint.ts #onUp): the state of
+  // the handshake's STATE again is no news; a state entered since is (§7.10).
+  const { s } = upPair();
+  assert.deepEqual(kinds(s.input({ kind: "state", now: T0 + 1, local: SECONDARY_STATE })), []);
+  const paused = { serverState: ServerState.PAUSED, serverFlags: 0, startTimeOfState: T0 + 1 };
+  assert.deepEqual(kinds(s.input({ kind: "state", now: T0 + 1, local: paused })), ["write:STATE"]);
+  assert.deepEqual(kinds(s.input({ kind: "state", now: T0 + 2, local: paused })), []);
+});
+
 Deno.test("FailoverLink with a shared secret refuses a replayed (non-increasing) xid (§11.1)", () => {
   const secret = new TextEncoder().encode("k");
   const { p, s } = upPair({ secret }, { secret });

@@ -9,13 +9,25 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "../../lib/config/config.ts";
 import { buildRequest } from "../../lib/cli/relay_client.ts";
+import { acceptUpdate } from "../../lib/failover/binding.ts";
 import { type FailoverRole, service } from "../../lib/failover/state.ts";
+import {
+  bindingUpdateFromWire,
+  leaseToBindingUpdate,
+  potentialExpirationOf,
+} from "../../lib/failover/sync.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { DhcpCore, type DhcpOutcome, type FailoverView } from "../../lib/server/dhcp.ts";
 import type { Arrival } from "../../lib/server/reply.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import { emptyLease, type Lease } from "../../lib/store/store.ts";
-import { type DhcpMessage, DhcpType, getLeaseTime, getMessageType } from "../../lib/wire/dhcp.ts";
+import {
+  type DhcpMessage,
+  DhcpType,
+  dhcpTypeName,
+  getLeaseTime,
+  getMessageType,
+} from "../../lib/wire/dhcp.ts";
 import { ServerState } from "../../lib/wire/failover.ts";
 import { parseIpv4 } from "../../lib/wire/ip.ts";
 
@@ -243,6 +255,154 @@ Deno.test("DhcpCore gives a new client at most the MCLT, and the full time once 
   assert.equal(getLeaseTime(r), 3600, "the acknowledged interval lets the desired time through");
 });
 
+Deno.test("DhcpCore does not carry the partner's acks of an ended binding into a new one (§5.2.1)", () => {
+  // Found by the simulation (seed 18): a client released its address, the partner acked the
+  // RELEASED update (and stored FREE), the client took the same address again and its first
+  // renewal got the full lease on the strength of the old binding's acknowledgement.
+  const ctx = setup("primary");
+  ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
+  const ack = lease(ctx, 1);
+  const address = ack.yiaddr;
+  // The partner acked the lease (tsfp), then the RELEASED update: the sync frees the address.
+  ctx.store.put({ ...ctx.store.get(address)!, tsfp: ctx.store.get(address)!.tstp });
+  ctx.store.commit();
+  run(
+    ctx,
+    buildRequest(DhcpType.DHCPRELEASE, mac(1), { xid: 7, ciaddr: address, serverId: SERVER }),
+  );
+  const released = ctx.store.get(address)!;
+  assert.equal(released.state, "released");
+  ctx.store.put({ ...released, state: "free", tsfp: released.tstp });
+  ctx.store.commit();
+  ctx.core.resync([address]);
+  // The same client again: a new binding, the MCLT, and no acknowledgement to build on.
+  const again = lease(ctx, 1, NOW + 60);
+  assert.equal(again.yiaddr, address);
+  assert.equal(getLeaseTime(again), MCLT);
+  assert.equal(ctx.store.get(address)!.tsfp, 0);
+  // Its renewal before the partner acked the new binding: still at most the MCLT from now.
+  const r = reply(renew(ctx, 1, address, NOW + 200))!;
+  assert.equal(getLeaseTime(r), MCLT);
+});
+
+Deno.test("DhcpCore treats a request for an ended, unmarked ACTIVE binding as a new one (§5.2.1)", () => {
+  // Found by the simulation (seed 4360): the primary took the secondary's update of a lease
+  // that had already ended (ACTIVE, not yet marked EXPIRED here), the partner stored FREE for
+  // it, and the client's request got MCLT beyond the ended binding's received time (atsfp).
+  const ctx = setup("primary");
+  ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
+  const address = POOL[0]!;
+  ctx.store.put({
+    ...emptyLease(address, "active"),
+    hwAddress: mac(1),
+    starts: NOW - 400,
+    cltt: NOW - 400,
+    ends: NOW - 30,
+    tsfp: NOW + 40,
+    atsfp: NOW + 40,
+  });
+  ctx.store.commit();
+  ctx.core.resync([address]);
+  const r = reply(
+    run(ctx, buildRequest(DhcpType.DHCPREQUEST, mac(1), { xid: 5, requested: address })),
+  )!;
+  assert.equal(getMessageType(r), DhcpType.DHCPACK);
+  assert.equal(getLeaseTime(r), MCLT);
+  const row = ctx.store.get(address)!;
+  assert.deepEqual([row.tsfp, row.atsfp, row.starts], [0, 0, NOW]);
+});
+
+Deno.test("DhcpCore does not ACK an offer whose binding ended and was told to the partner (§5.11)", () => {
+  // Found by the simulation (seed 1592590593): the secondary offered a client the address of
+  // its current binding (the primary's lease), the lease then expired and the secondary sent
+  // EXPIRED, the primary freed the address and gave it to another client, and the held offer
+  // still let the secondary ACK the first client's REQUEST.
+  const ctx = setup("secondary", [POOL[3]!].map(backupRow));
+  ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
+  const address = POOL[0]!;
+  ctx.store.put({
+    ...emptyLease(address, "active"),
+    hwAddress: mac(1),
+    starts: NOW - 100,
+    cltt: NOW - 100,
+    ends: NOW + 2,
+  });
+  ctx.store.commit();
+  ctx.core.resync([address]);
+  assert.equal(reply(discover(ctx, 1))!.yiaddr, address, "its current binding is offered");
+  for (const e of ctx.core.tick(NOW + 3)) if (e.kind === "persist") ctx.store.put(e.lease);
+  ctx.store.commit();
+  assert.equal(ctx.store.get(address)!.state, "expired");
+  // The EXPIRED update has gone out (unsent() is false).
+  const request = (now: number) => {
+    const out = run(
+      ctx,
+      buildRequest(DhcpType.DHCPREQUEST, mac(1), { xid: 1, requested: address, serverId: SERVER }),
+      now,
+    );
+    const r = reply(out);
+    return r === undefined ? `dropped ${out.dropped}` : dhcpTypeName(getMessageType(r));
+  };
+  assert.notEqual(request(NOW + 4), "DHCPACK");
+  // Nor once the partner acked it and the sync stored FREE: FREE is the primary's (§5.4).
+  ctx.store.put({ ...ctx.store.get(address)!, state: "free", starts: NOW + 4 });
+  ctx.store.commit();
+  ctx.core.resync([address]);
+  assert.notEqual(request(NOW + 5), "DHCPACK");
+});
+
+Deno.test("DhcpCore does not ACK in NORMAL an offer of the partner's address made in PARTNER-DOWN (§9.4.2)", () => {
+  // Found by the simulation (seed 1592596640): the primary in PARTNER-DOWN offered a BACKUP
+  // address, the secondary came back and both went NORMAL, and the held offer let the primary
+  // ACK the secondary's address while the secondary gave it to another client.
+  const ctx = setup("primary", POOL.map(backupRow));
+  ctx.view.state = ServerState.PARTNER_DOWN;
+  ctx.view.startTimeOfState = NOW - 2 * MCLT;
+  const offer = reply(discover(ctx, 1))!;
+  assert.ok(POOL.includes(offer.yiaddr), "a BACKUP address, after the MCLT");
+  ctx.view.state = ServerState.NORMAL;
+  const out = run(
+    ctx,
+    buildRequest(DhcpType.DHCPREQUEST, mac(1), {
+      xid: 1,
+      requested: offer.yiaddr,
+      serverId: SERVER,
+    }),
+    NOW + 1,
+  );
+  const r = reply(out);
+  assert.ok(r === undefined || getMessageType(r) !== DhcpType.DHCPACK, out.dropped ?? "an ACK");
+});
+
+Deno.test("DhcpCore gives a RELEASE in the second of a renewal a later transaction time (§7.1.3)", () => {
+  // Found by the simulation (seed 4): a client renewed and released in the same second. Both
+  // BNDUPDs carried client-last-transaction-time t, so the partner rejected RELEASED over its
+  // ACTIVE (time(1) wants "later than"), later its own EXPIRED was rejected over RELEASED, and
+  // the address was nobody's on either server.
+  const ctx = setup("primary");
+  ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
+  const address = lease(ctx, 1).yiaddr;
+  renew(ctx, 1, address, NOW + 100);
+  const renewed = ctx.store.get(address)!;
+  assert.equal(renewed.cltt, NOW + 100);
+  run(
+    ctx,
+    buildRequest(DhcpType.DHCPRELEASE, mac(1), { xid: 7, ciaddr: address, serverId: SERVER }),
+    NOW + 100,
+  );
+  const released = ctx.store.get(address)!;
+  assert.equal(released.state, "released");
+  assert.equal(released.cltt, NOW + 101);
+  // The partner, which holds the renewed binding, takes the RELEASED update.
+  const update = bindingUpdateFromWire(leaseToBindingUpdate(released))!;
+  const verdict = acceptUpdate(renewed, update, {
+    role: "secondary",
+    now: NOW + 100,
+    inPool: true,
+  });
+  assert.equal(verdict.accept, true, JSON.stringify(verdict));
+});
+
 Deno.test("DhcpCore as primary allocates FREE addresses only, as secondary BACKUP only (§5.4, §9.9.2)", () => {
   const backup = [POOL[2]!, POOL[3]!];
   const primary = setup("primary", backup.map(backupRow));
@@ -305,6 +465,9 @@ Deno.test("DhcpCore expiry with failover: EXPIRED, and FREE in PARTNER-DOWN afte
   const ctx = setup("secondary", POOL.map(backupRow));
   ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
   const ack = lease(ctx, 1);
+  // The partner acked the lease (tsfp), then never heard of its expiry (it is down).
+  ctx.store.put({ ...ctx.store.get(ack.yiaddr)!, tsfp: ctx.store.get(ack.yiaddr)!.tstp });
+  ctx.store.commit();
   const row = ctx.store.get(ack.yiaddr)!;
   const expired = ctx.core.tick(row.ends + 1);
   assert.deepEqual(expired.map((e) => e.kind === "persist" && e.lease.state), ["expired"]);
@@ -320,6 +483,9 @@ Deno.test("DhcpCore expiry with failover: EXPIRED, and FREE in PARTNER-DOWN afte
     freed.map((e) => e.kind === "persist" && [e.lease.address, e.lease.state]),
     [[ack.yiaddr, "free"]],
   );
+  // The partner must hear of it even after a restart: the row stays unacked (§7.1.1).
+  const free = freed[0]?.kind === "persist" ? freed[0].lease : undefined;
+  assert.notEqual(potentialExpirationOf(free!), free!.tsfp);
 });
 
 Deno.test("DhcpCore.resync() learns the partner's bindings: the client keeps its address", () => {
@@ -351,6 +517,26 @@ Deno.test("DhcpCore.giveToBackup() moves available FREE addresses to BACKUP, pri
     [POOL[0], "backup"],
     [POOL[1], "backup"],
   ]);
+  // Found by the simulation (seed 267): the primary moved an address to BACKUP, the link
+  // dropped before the ack, and the primary restarted. A BACKUP row carries no new expiration
+  // time, so it looked acked and no update pass ever sent it: the secondary never had the
+  // address and the primary would not give it out. tstp marks it unacked (§7.1.1).
+  for (const l of leases) assert.notEqual(potentialExpirationOf(l), l.tsfp, "unacked");
+  // Also for a FREE row whose last binding was acked with a time still to come.
+  const used = setup(
+    "primary",
+    POOL.map((a) => ({
+      ...emptyLease(a, "free"),
+      hwAddress: mac(9),
+      tstp: NOW + 5000,
+      tsfp: NOW + 5000,
+    })),
+  );
+  const moved = used.core.giveToBackup(0, 1, NOW).flatMap((e) =>
+    e.kind === "persist" ? [e.lease] : []
+  );
+  assert.equal(moved.length, 1);
+  assert.notEqual(potentialExpirationOf(moved[0]!), moved[0]!.tsfp, "unacked");
   for (const l of leases) ctx.store.put(l);
   ctx.store.commit();
   assert.deepEqual(ctx.core.utilisation(), [
