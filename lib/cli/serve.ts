@@ -362,6 +362,18 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     }
   }
   shell.start();
+  // The wall time the database was last known good at, for the next start (alignStoredTimes).
+  const recordWall = () => {
+    try {
+      store.setMeta(CLOCK_META_KEY, String(Math.floor(clock.wall())));
+      shell.flush();
+    } catch (e) {
+      // A database that refuses writes is the shell's to report; the next try comes later.
+      if (!(e instanceof StoreError)) throw e;
+    }
+  };
+  recordWall();
+  const wallTimer = setInterval(recordWall, CLOCK_RECORD_SECONDS * 1000);
   let stopping: Promise<void> | undefined;
   const history: ReloadHistory = {
     count: Object.fromEntries(RELOAD_OUTCOMES.map((o) => [o, 0])) as Record<ReloadOutcome, number>,
@@ -498,6 +510,8 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     stop(stopOptions = {}) {
       stopping ??= (async () => {
         await reloading;
+        clearInterval(wallTimer);
+        recordWall();
         if (stopOptions.shutdown === true) await failover?.shutdown();
         else await failover?.stop();
         await shell.stop();
@@ -510,13 +524,15 @@ export function startServer(config: Config, options: StartOptions): RunningServe
 }
 
 /**
- * Before the core loads the leases: when the database holds lease times later than the system
- * clock (it went backwards across the restart, e.g. a router without a battery-backed clock
+ * Before the core loads the leases: when the wall time last recorded is later than the system
+ * clock by more than a minute (it went backwards across the restart, e.g. a router without a battery-backed clock
  * that has not synchronised yet), every stored time moves back by the difference, so that each
  * lease keeps the time it had left (lib/server/clock.ts startStep()).
  */
 function alignStoredTimes(store: SqliteLeaseStore, clock: ProtocolClock, logger: Logger): void {
-  const newest = store.newestTime();
+  // The wall time this server last recorded, not the leases' own times: those may come from a
+  // partner whose clock is ahead (draft-12 §5.10 lets partners differ by any amount).
+  const newest = Number(store.getMeta(CLOCK_META_KEY) ?? 0) || 0;
   const step = startStep(newest, clock.wall());
   if (step === 0) return;
   logger.warn("System clock is behind the lease database: moving every lease time back", {
@@ -535,6 +551,11 @@ function alignStoredTimes(store: SqliteLeaseStore, clock: ProtocolClock, logger:
     });
   }
 }
+
+/** The meta key of the wall time the server last recorded, epoch seconds. */
+const CLOCK_META_KEY = "clock.wall";
+/** How often it is recorded while serving (one small commit), seconds. */
+const CLOCK_RECORD_SECONDS = 60;
 
 /** Stops an endpoint whose start failed, in the background (its timers must not linger). */
 function await0(failover: FailoverEndpoint): void {

@@ -904,7 +904,9 @@ export class DhcpCore {
       hostname: getHostname(msg) ?? reservation?.hostname ?? (same ? old.hostname : null),
       starts: renewing ? old.starts : now,
       ends: now + leaseTime,
-      cltt: transactionTime(old, now),
+      // Never behind the binding's own (a RELEASE may have counted one second on), never
+      // ahead of it: a client renewing many times a second must not push it into the future.
+      cltt: same ? Math.max(now, old.cltt) : now,
       // §7.1.1: the potential-expiration-time to send is stored with the lease.
       tstp: this.#failover === null ? old?.tstp ?? 0 : Math.max(potential, same ? old.tstp : 0),
       // draft-12 §5.2.1, §7.1.5: the partner's acknowledged and received potential expiration

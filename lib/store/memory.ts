@@ -191,13 +191,6 @@ export class MemoryLeaseStore implements LeaseStore, MetaStore {
     return n;
   }
 
-  newestTime(): number {
-    this.#checkOpen();
-    let newest = 0;
-    for (const l of this.#leases.values()) newest = Math.max(newest, l.cltt);
-    return newest;
-  }
-
   rollback(): void {
     this.#checkOpen();
     if (this.#pending > 0 || this.#undo.size > 0 || this.#metaUndo.size > 0) {

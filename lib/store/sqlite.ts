@@ -88,7 +88,6 @@ const SQL = {
                  tstp = CASE WHEN tstp = 0 THEN 0 ELSE max(1, tstp + ?1) END,
                  tsfp = CASE WHEN tsfp = 0 THEN 0 ELSE max(1, tsfp + ?1) END,
                  atsfp = CASE WHEN atsfp = 0 THEN 0 ELSE max(1, atsfp + ?1) END`,
-  newestTime: "SELECT coalesce(max(cltt), 0) AS t FROM leases",
   getMeta: "SELECT value FROM meta WHERE key = ?",
   setMeta: `INSERT INTO meta (key, value) VALUES (?, ?)
             ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
@@ -363,11 +362,6 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
       changed = Number(this.#s.shiftTimes.run(delta).changes);
     });
     return changed;
-  }
-
-  newestTime(): number {
-    const row = this.#read(() => this.#s.newestTime.get() as Row | undefined);
-    return Number(row?.t ?? 0);
   }
 
   /** Commits the batch with one fsync (synchronous=FULL); on failure rolls it back and throws. */

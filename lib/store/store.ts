@@ -129,8 +129,6 @@ export interface LeaseStore extends LeaseView {
    * Returns the number of rows changed.
    */
   shiftTimes(delta: number): number;
-  /** The latest client-last-transaction time (cltt) of any lease, or 0 when there is none. */
-  newestTime(): number;
   close(): void;
 }
 

@@ -322,6 +322,18 @@ Deno.test("DhcpCore keeps the client's host name across a renewal without option
   assert.equal(ctx.store.get(offer.yiaddr)?.hostname, null);
 });
 
+Deno.test("DhcpCore keeps cltt at the request's time however often a client renews in one second", () => {
+  const ctx = setup();
+  const ack = lease(ctx, 6);
+  // 20: within the per-client rate limit's burst (32).
+  for (let i = 0; i < 20; i++) {
+    const renew = buildRequest(DhcpType.DHCPREQUEST, mac(6), { xid: 100 + i, ciaddr: ack.yiaddr });
+    replyOf(run(ctx, renew, { ...DIRECT, srcAddress: ack.yiaddr, dstAddress: SERVER }, NOW + 5));
+  }
+  // A cltt ahead of the clock would reorder the partner's updates (draft-12 §7.1.3).
+  assert.equal(ctx.store.get(ack.yiaddr)?.cltt, NOW + 5);
+});
+
 Deno.test("DhcpCore RELEASE frees the address; a returning client gets it back", () => {
   const ctx = setup();
   const ack = lease(ctx, 1);

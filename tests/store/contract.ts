@@ -344,13 +344,6 @@ export function leaseStoreContract(name: string, make: () => LeaseStore): void {
     assert.throws(() => s.shiftTimes(0.5), RangeError);
   });
 
-  t("newestTime() is the latest cltt of any lease, 0 without leases", (s) => {
-    assert.equal(s.newestTime(), 0);
-    s.put(lease("192.0.2.10", { cltt: 1_795_930_000 }));
-    s.put(lease("192.0.2.11", { hwAddress: mac(2), cltt: 1_795_940_000 }));
-    assert.equal(s.newestTime(), 1_795_940_000, "uncommitted writes count for this store");
-  });
-
   t("close() makes later calls throw StoreError and can be repeated", (s) => {
     s.put(lease("192.0.2.10"));
     s.commit();

@@ -60,9 +60,6 @@ class TempFileStore implements LeaseStore, MetaStore {
   shiftTimes(delta: number): number {
     return this.#store.shiftTimes(delta);
   }
-  newestTime(): number {
-    return this.#store.newestTime();
-  }
   getMeta(key: string): string | undefined {
     return this.#store.getMeta(key);
   }
