@@ -434,6 +434,10 @@ function sameClient(local: Lease, update: BindingUpdate): boolean {
 
 /** Table 7.1-1 / §5.11: what an update MUST carry to be processed; null if complete. */
 function missingInformation(update: BindingUpdate): string | null {
+  // RFC 2131 §2: chaddr is 16 octets; a longer client-hardware-address fits no lease.
+  if (update.hwAddress !== undefined && update.hwAddress.length > 16) {
+    return `a client-hardware-address of at most 16 octets (got ${update.hwAddress.length})`;
+  }
   if (update.state !== "active") return null;
   const missing: string[] = [];
   // §5.11 ACTIVE: "Client identification MUST appear"; Table 7.1-1: client-hardware-address MUST.

@@ -14,6 +14,7 @@ import {
   buildBndack,
   buildBndupd,
   buildUpddone,
+  DIGEST_LENGTH,
   FAILOVER_HEADER_LENGTH,
   FAILOVER_MAX_LENGTH,
   type FailoverMessage,
@@ -624,7 +625,9 @@ export class BindingSync {
         0,
       );
     const list = acks.map((a) => ({ ...a }));
-    for (let i = list.length - 1; i >= 0 && size(list) > this.#maxLength; i--) {
+    // Room for the message-digest option a shared secret adds (§11.1: code, length, type, MD5).
+    const limit = this.#maxLength - (4 + 1 + DIGEST_LENGTH);
+    for (let i = list.length - 1; i >= 0 && size(list) > limit; i--) {
       delete (list[i] as BindingAck).message;
     }
     return list;

@@ -287,6 +287,18 @@ Deno.test("acceptUpdate() applies the §7.1.3 checks before the table", async (t
       rejected(acceptUpdate(leaseIn("free"), u, ctx()), 3);
     }
   });
+  await t.step(
+    "a client-hardware-address longer than chaddr's 16 octets is rejected with 3",
+    () => {
+      for (const state of ["active", "released", "free"] as const) {
+        const u = update(state, { hwAddress: new Uint8Array(17) });
+        rejected(acceptUpdate(leaseIn("free"), u, ctx()), 3);
+      }
+      accepted(
+        acceptUpdate(leaseIn("free"), update("active", { hwAddress: new Uint8Array(16) }), ctx()),
+      );
+    },
+  );
   await t.step("FREE without client or times is complete (Table 7.1-1: all MAY)", () => {
     accepted(acceptUpdate(leaseIn("backup"), { address: ADDRESS, state: "free" }, ctx()));
   });

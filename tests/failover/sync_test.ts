@@ -16,6 +16,8 @@ import type { FailoverRole } from "../../lib/failover/state.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import { emptyLease, type Lease } from "../../lib/store/store.ts";
 import {
+  assignedIpAddressOption,
+  bindingStatusOption,
   buildBndupd,
   buildUpdreq,
   buildUpdreqall,
@@ -27,6 +29,7 @@ import {
   getBindingUpdates,
   MsgType,
   RejectReason,
+  signFailover,
 } from "../../lib/wire/failover.ts";
 
 const T0 = 1_800_000_000;
@@ -742,4 +745,28 @@ Deno.test("unpackOptions() stops at END and at an option running past the block"
   );
   assert.deepEqual([...unpackOptions(new Uint8Array([12, 9, 0x61]))], []);
   assert.deepEqual([...unpackOptions(new Uint8Array([12]))], []);
+});
+
+Deno.test("BindingSync drops reject texts until its BNDACK fits with a message-digest added (§6.1, §7.2.1, §11.1)", () => {
+  const node = new Node("secondary", "secondary");
+  node.linkUp(10);
+  // 120 transactions with a binding-status no table knows: each is rejected with reason 3 and a
+  // text, which together would be far beyond 2048 octets.
+  const options = [];
+  for (const a of testAddresses(120)) {
+    options.push(assignedIpAddressOption(a), bindingStatusOption(99));
+  }
+  const bndupd: FailoverMessage = {
+    type: MsgType.BNDUPD,
+    time: T0,
+    xid: 7,
+    additionalHeader: new Uint8Array(0),
+    options,
+  };
+  node.step({ kind: "message", now: T0, message: bndupd });
+  const ack = node.outbox.find((m) => m.type === MsgType.BNDACK);
+  assert.ok(ack, "a BNDACK");
+  assert.equal(getBindingAcks(ack).length, 120, "one answer per transaction (§6.3)");
+  const signed = signFailover(ack, new TextEncoder().encode("secret"));
+  assert.ok(signed.length <= FAILOVER_MAX_LENGTH, `${signed.length} octets signed`);
 });
