@@ -362,14 +362,23 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     }
   }
   shell.start();
-  // The wall time the database was last known good at, for the next start (alignStoredTimes).
+  // The wall time the database was last known good at, for the next start (alignStoredTimes):
+  // a small commit of its own, between the shell's batches (no reply waits for it, and it is
+  // no lease), skipped while a batch is open; the next minute will do.
   const recordWall = () => {
+    if (store.pending > 0) return;
     try {
       store.setMeta(CLOCK_META_KEY, String(Math.floor(clock.wall())));
-      shell.flush();
+      store.commit();
     } catch (e) {
-      // A database that refuses writes is the shell's to report; the next try comes later.
+      // A database that refuses writes is the shell's to report.
       if (!(e instanceof StoreError)) throw e;
+      try {
+        store.rollback();
+      } catch {
+        // Already rolled back.
+      }
+      store.takeDiscarded();
     }
   };
   recordWall();
@@ -511,10 +520,10 @@ export function startServer(config: Config, options: StartOptions): RunningServe
       stopping ??= (async () => {
         await reloading;
         clearInterval(wallTimer);
-        recordWall();
         if (stopOptions.shutdown === true) await failover?.shutdown();
         else await failover?.stop();
         await shell.stop();
+        recordWall();
         await hooks.stop(HOOK_STOP_GRACE_MS);
         store.close();
       })();

@@ -275,6 +275,15 @@ export function renderMetrics(s: StatusSnapshot): string {
   if (f !== null) {
     families.push(
       {
+        name: "duet_pool_backup_addresses",
+        help:
+          "Free addresses of a subnet that are the secondary's (BACKUP); the other free ones are the primary's (draft-12 5.4).",
+        type: "gauge",
+        samples: s.subnets.flatMap((n) =>
+          n.backup === undefined ? [] : [{ labels: [["subnet", n.subnet]], value: n.backup }]
+        ),
+      },
+      {
         name: "duet_failover_link_up",
         help: "1 when the failover partner link is up (draft-12 §8.3), else 0.",
         type: "gauge",

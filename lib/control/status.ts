@@ -22,6 +22,11 @@ export interface SubnetStatus {
   size: number;
   /** Of those, how many are free to offer. */
   free: number;
+  /**
+   * Failover only: how many of the free ones are the secondary's (BACKUP); the rest are the
+   * primary's (FREE, draft-12 §5.4).
+   */
+  backup?: number;
 }
 
 /** One histogram bucket: the count of observations in (previous `le`, `le`]. */
@@ -321,7 +326,12 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
     uptimeSeconds: Math.max(0, Math.floor(parts.now - parts.startedAt)),
     database: parts.database,
     listen: [...parts.listen],
-    subnets: parts.utilisation.map((u) => ({ subnet: u.subnet, size: u.size, free: u.free })),
+    subnets: parts.utilisation.map((u) => ({
+      subnet: u.subnet,
+      size: u.size,
+      free: u.free,
+      ...(parts.failover !== null && u.backup !== undefined ? { backup: u.backup } : {}),
+    })),
     pools: (parts.pools ?? []).map((p) => ({ ...p })),
     leases,
     dhcp: {
@@ -409,7 +419,9 @@ export function renderStatus(s: StatusSnapshot): string {
       "subnet",
       `${n.subnet.padEnd(width)}  ${n.size - n.free}/${n.size} used (${
         utilisationPercent(n)
-      }), ${n.free} free`,
+      }), ${n.free} free${
+        n.backup === undefined ? "" : ` (primary ${n.free - n.backup}, secondary ${n.backup})`
+      }`,
     );
     for (const p of s.pools.filter((x) => x.subnet === n.subnet)) {
       row(

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { buildStatus, formatDuration, renderStatus } from "../../lib/control/status.ts";
+import { renderMetrics } from "../../lib/control/metrics.ts";
 import { ServerState } from "../../lib/wire/failover.ts";
 import { standaloneParts } from "./fixtures.ts";
 
@@ -263,4 +264,20 @@ Deno.test("renderStatus() shows the partner's state, skew and last contact", () 
     /^failover {2}secondary of "pair", link up, partner NORMAL \(clock skew 0\.0 s, last contact 2s ago\)$/m,
   );
   assert.match(text, /DATABASE REFUSING WRITES/);
+});
+
+Deno.test("buildStatus(), renderStatus() and renderMetrics() show the FREE/BACKUP split of a failover pair (draft-12 §5.4)", () => {
+  const parts = standaloneParts();
+  parts.utilisation = [{ subnet: "192.0.2.0/24", size: 200, free: 150, backup: 70 }];
+  // Without failover the split means nothing and is left out.
+  assert.deepEqual(buildStatus(parts).subnets, [{ subnet: "192.0.2.0/24", size: 200, free: 150 }]);
+  parts.failover = { role: "secondary", relationship: "duet", peer: null };
+  const s = buildStatus(parts);
+  assert.deepEqual(s.subnets, [{ subnet: "192.0.2.0/24", size: 200, free: 150, backup: 70 }]);
+  assert.match(
+    renderStatus(s),
+    /^subnet {4}192\.0\.2\.0\/24 {2}50\/200 used \(25\.0%\), 150 free \(primary 80, secondary 70\)$/m,
+  );
+  assert.match(renderMetrics(s), /^duet_pool_backup_addresses\{subnet="192\.0\.2\.0\/24"\} 70$/m);
+  assert.doesNotMatch(renderMetrics(buildStatus(standaloneParts())), /duet_pool_backup/);
 });
