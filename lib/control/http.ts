@@ -42,7 +42,12 @@ export interface ControlSource {
   /** The failover endpoint (lib/failover/endpoint.ts), when failover is configured. */
   failover?: {
     command(command: "partner-down"): { accepted: boolean; state: string; previous: string };
-    status(): { state: string; stateCode: number; startTimeOfState: number };
+    status(): {
+      state: string;
+      stateCode: number;
+      startTimeOfState: number;
+      partnerState?: string | null;
+    };
   } | null;
 }
 

@@ -130,7 +130,16 @@ export interface StatusParts {
     relationship: string;
     peer: PeerStatus | null;
     /** The state machine's state (lib/failover/endpoint.ts), when it runs. */
-    local?: { state: string; stateCode: number; startTimeOfState: number } | null;
+    local?: {
+      state: string;
+      stateCode: number;
+      startTimeOfState: number;
+      /**
+       * The partner's last known state as the machine keeps it (draft-12 §9.2), also while
+       * the link is down; null if it never heard from the partner.
+       */
+      partnerState?: string | null;
+    } | null;
   } | null;
 }
 
@@ -187,9 +196,12 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
   const leases = {} as Record<LeaseState, number>;
   for (const s of LEASE_STATES) leases[s] = parts.leases[s] ?? 0;
   const failover = parts.failover === null ? null : failoverOf(parts.failover);
+  // The machine's record outlives the link: after the partner's STATE SHUTDOWN or a lost
+  // connection it still names what the partner last said (draft-12 §9.2).
+  const partnerState = parts.failover?.local?.partnerState ?? failover?.partner?.state ?? null;
   return {
     state: failover?.state?.toLowerCase() ?? null,
-    "partner-state": failover?.partner?.state.toLowerCase() ?? null,
+    "partner-state": partnerState?.toLowerCase() ?? null,
     version: parts.version,
     pid: parts.pid,
     startedAt: new Date(parts.startedAt * 1000).toISOString().replace(/\.\d{3}Z$/, "Z"),

@@ -100,6 +100,8 @@ export interface EndpointStatus {
   state: string;
   stateCode: number;
   startTimeOfState: number;
+  /** The partner's last known state (§9.2), kept while the link is down; null if never heard. */
+  partnerState: string | null;
   communicating: boolean;
   sync: SyncStatus;
 }
@@ -284,6 +286,7 @@ export class FailoverEndpoint implements FailoverView {
       state: serverStateName(m?.state ?? 1),
       stateCode: m?.state ?? 1,
       startTimeOfState: m?.startTimeOfState ?? 0,
+      partnerState: m?.partner ? serverStateName(m.partner.serverState) : null,
       communicating: m?.communicating ?? false,
       sync: this.#sync.status,
     };

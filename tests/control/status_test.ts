@@ -102,6 +102,27 @@ Deno.test("buildStatus() says the link is down when the peer service is missing"
   assert.equal(f?.clockSkewSeconds, null);
 });
 
+Deno.test("buildStatus() keeps the partner's last known state once the link is down", () => {
+  // draft-12 §9.2, §9.8.4: the partner said SHUTDOWN and closed the link; the machine still
+  // knows it, and the top-level partner-state says so (it was null before this fix).
+  const parts = standaloneParts();
+  parts.failover = {
+    role: "primary",
+    relationship: "pair",
+    peer: null,
+    local: {
+      state: "PARTNER-DOWN",
+      stateCode: ServerState.PARTNER_DOWN,
+      startTimeOfState: 1_700_000_000,
+      partnerState: "SHUTDOWN",
+    },
+  };
+  const s = buildStatus(parts);
+  assert.equal(s.state, "partner-down");
+  assert.equal(s["partner-state"], "shutdown");
+  assert.equal(s.failover?.partner, null, "the link itself has no partner");
+});
+
 Deno.test("formatDuration() drops leading zero units", async (t) => {
   const cases: [number, string][] = [
     [0, "0s"],
