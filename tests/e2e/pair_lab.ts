@@ -145,9 +145,9 @@ ${failover.map((l) => `  ${l}\n`).join("")}`;
   }
 
   /** Starts (or restarts, with its database) one server and waits for `duet serving`. */
-  async start(role: Role): Promise<DuetProcess> {
+  async start(role: Role, logLevel = "debug"): Promise<DuetProcess> {
     const ns = this.ns[role === "primary" ? "p" : "s"] as string;
-    const p = new DuetProcess(["--config", this.configPath(role), "--log-level", "debug"], [
+    const p = new DuetProcess(["--config", this.configPath(role), "--log-level", logLevel], [
       "ip",
       "netns",
       "exec",
@@ -270,11 +270,42 @@ ${failover.map((l) => `  ${l}\n`).join("")}`;
   }
 }
 
-/** Which server answers a client with this MAC in NORMAL under `split` (RFC 3074, ISC bits). */
-export function ownerOf(mac: string, split = 128): Role {
-  const chaddr = Uint8Array.from(mac.split(":").map((h) => parseInt(h, 16)));
-  const bucket = loadBalanceHash(hashKey({ htype: 1, hlen: 6, chaddr }));
-  return isMine("primary", hbaFromSplit(split), bucket, "isc") ? "primary" : "secondary";
+/**
+ * DUET_E2E_KEEP=DIR: where a test keeps its server logs and a capture of the DHCP traffic
+ * (DIR/<lab id>, created), or null when unset.
+ */
+export async function keepDir(pair: PairLab): Promise<string | null> {
+  const root = Deno.env.get("DUET_E2E_KEEP");
+  if (!root) return null;
+  const dir = `${root}/${pair.lab.id}`;
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.chmod(dir, 0o777); // dumpcap drops its privileges to write
+  return dir;
+}
+
+function hexBytes(text: string): Uint8Array {
+  return Uint8Array.from(text.split(":").map((h) => parseInt(h, 16)));
+}
+
+/**
+ * Which server answers a client in NORMAL under `split` (RFC 3074 §4, ISC bit order): the hash
+ * is over its client identifier (option 61) when it sends one, else over chaddr.
+ */
+export function ownerOf(mac: string, split = 128, clientId: string | null = null): Role {
+  const key = hashKey({
+    htype: 1,
+    hlen: 6,
+    chaddr: hexBytes(mac),
+    clientId: clientId === null ? undefined : hexBytes(clientId),
+  });
+  return isMine("primary", hbaFromSplit(split), loadBalanceHash(key), "isc")
+    ? "primary"
+    : "secondary";
+}
+
+/** ownerOf() for a lease row: perfdhcp, for one, sends option 61 (01 + its MAC). */
+export function ownerOfLease(row: LeaseRow, split = 128): Role {
+  return ownerOf(row["hw-address"] as string, split, row["client-id"]);
 }
 
 /** The first MAC `02:00:00:00:<hi>:NN` whose client the given server serves in NORMAL. */
@@ -323,6 +354,71 @@ export function perfdhcpCounts(out: string): { do: number[]; ra: number[] } {
     ...out.matchAll(/sent packets: (\d+)[\s\S]*?received packets: (\d+)[\s\S]*?drops: (\d+)/g),
   ].map((m) => [Number(m[1]), Number(m[2]), Number(m[3])]);
   return { do: sections[0] ?? [0, 0, 0], ra: sections[1] ?? [0, 0, 0] };
+}
+
+/** The rows that matter for agreement (draft-12 §7.1.1): state, client and lease end. */
+interface Binding {
+  state: string;
+  hw: string | null;
+  clientId: string | null;
+  ends: number | null;
+}
+
+/** Every pool address's binding; an address without a row is FREE (draft-12 §5.4). */
+function bindings(pool: readonly string[], rows: LeaseRow[]): Map<string, Binding> {
+  const out = new Map<string, Binding>();
+  for (const a of pool) {
+    out.set(a, { state: "free", hw: null, clientId: null, ends: null });
+  }
+  for (const r of rows) {
+    if (!out.has(r.address)) continue;
+    out.set(r.address, {
+      state: r.state,
+      hw: r["hw-address"],
+      clientId: r["client-id"],
+      ends: r.ends === null ? null : Date.parse(r.ends) / 1000,
+    });
+  }
+  return out;
+}
+
+/**
+ * What differs between the two tables, over every address of `pool`: state, hardware address or client id, or a lease end
+ * more than 2 s apart (the partners' clocks are the same here; §5.10 allows for skew).
+ */
+export function differences(
+  pool: readonly string[],
+  a: LeaseRow[],
+  b: LeaseRow[],
+): string[] {
+  const x = bindings(pool, a);
+  const y = bindings(pool, b);
+  const out: string[] = [];
+  for (const address of pool) {
+    const p = x.get(address) as Binding;
+    const s = y.get(address) as Binding;
+    // Only ACTIVE bindings carry a client whose lease end both must know.
+    const endsApart = p.state === "active" && p.ends !== null && s.ends !== null &&
+      Math.abs(p.ends - s.ends) > 2;
+    if (
+      p.state !== s.state ||
+      (p.state === "active" && (p.hw !== s.hw || p.clientId !== s.clientId)) ||
+      endsApart
+    ) {
+      out.push(`${address}: primary ${JSON.stringify(p)} secondary ${JSON.stringify(s)}`);
+    }
+  }
+  return out;
+}
+
+/** Every address from `first` to `last` (inclusive), as dotted strings. */
+export function addressRange(first: string, last: string): string[] {
+  const n = (a: string) => a.split(".").reduce((x, o) => x * 256 + Number(o), 0);
+  const out: string[] = [];
+  for (let v = n(first); v <= n(last); v++) {
+    out.push([v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join("."));
+  }
+  return out;
 }
 
 /** The leases of `rows` whose state is `state`, by address. */
