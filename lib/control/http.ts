@@ -14,6 +14,7 @@
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
+import type { SyncStatus } from "../failover/sync.ts";
 import type { DhcpCounters } from "../server/dhcp.ts";
 import type { ShellCounters } from "../server/shell.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
@@ -47,6 +48,7 @@ export interface ControlSource {
       stateCode: number;
       startTimeOfState: number;
       partnerState?: string | null;
+      sync?: SyncStatus;
     };
   } | null;
 }

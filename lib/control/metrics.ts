@@ -200,6 +200,33 @@ export function renderMetrics(s: StatusSnapshot): string {
         samples: f.sinceContactSeconds === null ? [] : [{ value: f.sinceContactSeconds }],
       },
     );
+    const b = f.bndupd;
+    if (b !== undefined) {
+      const lat = b.ackLatency;
+      families.push(
+        {
+          name: "duet_failover_bndupd_queued",
+          help: "Lease changes waiting to be sent to the partner (draft-12 §7.1.1).",
+          type: "gauge",
+          samples: [{ value: b.queued }],
+        },
+        {
+          name: "duet_failover_bndupd_in_flight",
+          help: "BNDUPD messages sent and not yet acknowledged (draft-12 §8.4).",
+          type: "gauge",
+          samples: [{ value: b.inFlight }],
+        },
+        {
+          name: "duet_failover_bndack_latency_ms",
+          help: "BNDUPD to BNDACK round trip in milliseconds, over the recent round trips.",
+          type: "gauge",
+          samples: lat === null || lat.p50Ms === null || lat.p99Ms === null ? [] : [
+            { labels: [["quantile", "0.5"]], value: lat.p50Ms },
+            { labels: [["quantile", "0.99"]], value: lat.p99Ms },
+          ],
+        },
+      );
+    }
   }
   return families.map(renderFamily).join("");
 }

@@ -6,6 +6,8 @@
 import type { DhcpCounters } from "../server/dhcp.ts";
 import type { ShellCounters } from "../server/shell.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
+import type { AckLatencySummary } from "../peer/ack_latency.ts";
+import type { SyncStatus } from "../failover/sync.ts";
 import { LEASE_STATES, type LeaseState } from "../store/store.ts";
 import { serverStateName } from "../wire/failover.ts";
 
@@ -67,6 +69,27 @@ export interface FailoverStatus {
   clockSkewSeconds: number | null;
   /** Seconds since the partner last sent anything, or null. */
   sinceContactSeconds: number | null;
+  /**
+   * Binding updates (draft-12 §7.1-§7.2), when the state machine runs: the backlog of lease
+   * changes not yet acknowledged by the partner and the BNDUPD -> BNDACK round trips.
+   */
+  bndupd?: BndupdStatus;
+}
+
+/** The binding-update backlog and its acknowledgement times. */
+export interface BndupdStatus {
+  /** Lease changes waiting to be sent (the partner's window is full, or the link is down). */
+  queued: number;
+  /** BNDUPD messages sent and not yet acknowledged. */
+  inFlight: number;
+  /** The partner's max-unacked-bndupd (§8.4), 0 while the link is down. */
+  window: number;
+  /** Binding updates sent, and the partner's answers: accepted and rejected (§7.2). */
+  sent: number;
+  accepted: number;
+  rejected: number;
+  /** BNDUPD -> BNDACK round trips in milliseconds (this side's clock). */
+  ackLatency: AckLatencySummary | null;
 }
 
 /** GET /status: everything an operator or a scraper needs, as plain JSON. */
@@ -139,6 +162,8 @@ export interface StatusParts {
        * the link is down; null if it never heard from the partner.
        */
       partnerState?: string | null;
+      /** The binding sync's counters (lib/failover/sync.ts). */
+      sync?: SyncStatus;
     } | null;
   } | null;
 }
@@ -188,6 +213,17 @@ function failoverOf(f: NonNullable<StatusParts["failover"]>): FailoverStatus {
     },
     clockSkewSeconds: p?.skew ?? null,
     sinceContactSeconds: p?.sinceContact ?? null,
+    ...(local?.sync === undefined ? {} : {
+      bndupd: {
+        queued: local.sync.queued,
+        inFlight: local.sync.inFlight,
+        window: local.sync.window,
+        sent: local.sync.updatesSent,
+        accepted: local.sync.updatesAccepted,
+        rejected: local.sync.updatesRejected,
+        ackLatency: p?.bndupdAck ?? null,
+      },
+    }),
   };
 }
 

@@ -123,6 +123,48 @@ Deno.test("buildStatus() keeps the partner's last known state once the link is d
   assert.equal(s.failover?.partner, null, "the link itself has no partner");
 });
 
+Deno.test("buildStatus() reports the binding-update backlog and the BNDACK round trips", () => {
+  const parts = standaloneParts();
+  const bndupdAck = {
+    count: 40,
+    pending: 2,
+    samples: 40,
+    meanMs: 3.1,
+    p50Ms: 2.5,
+    p99Ms: 9,
+    maxMs: 12,
+  };
+  parts.failover = {
+    role: "primary",
+    relationship: "pair",
+    peer: { link: "up", partner: null, skew: 0, sinceContact: 0, connections: 1, bndupdAck },
+    local: {
+      state: "NORMAL",
+      stateCode: ServerState.NORMAL,
+      startTimeOfState: 1_700_000_000,
+      sync: {
+        queued: 5,
+        inFlight: 2,
+        window: 10,
+        pass: "none",
+        updreqallOwed: false,
+        updatesSent: 400,
+        updatesAccepted: 390,
+        updatesRejected: 1,
+      },
+    },
+  };
+  assert.deepEqual(buildStatus(parts).failover?.bndupd, {
+    queued: 5,
+    inFlight: 2,
+    window: 10,
+    sent: 400,
+    accepted: 390,
+    rejected: 1,
+    ackLatency: bndupdAck,
+  });
+});
+
 Deno.test("formatDuration() drops leading zero units", async (t) => {
   const cases: [number, string][] = [
     [0, "0s"],
