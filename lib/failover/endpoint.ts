@@ -325,15 +325,14 @@ export class FailoverEndpoint implements FailoverView {
     const list = [...addresses];
     queueMicrotask(() => {
       if (this.#stopped) return;
-      const now = this.#now();
-      const effects: SyncEffect[] = [];
+      const leases = [];
       for (const address of new Set(list)) {
         if (!this.inPool(address)) continue;
         const lease = this.#o.store.get(address);
-        if (lease === undefined) continue;
-        effects.push(...this.#sync.step({ kind: "lease-changed", now, lease }));
+        if (lease !== undefined) leases.push(lease);
       }
-      this.#runSync(effects);
+      // §6.3: the leases of one commit share BNDUPDs.
+      this.#runSync(this.#sync.step({ kind: "leases-changed", now: this.#now(), leases }));
       this.#balance(false);
     });
   }

@@ -51,6 +51,11 @@ export type SyncInput =
   /** A local lease was written (and committed): tell the partner (§7.1.1). Latest wins. */
   | { kind: "lease-changed"; now: number; lease: Lease }
   /**
+   * Several leases committed together (one group commit): queued first and then sent, so that
+   * they share BNDUPDs (§6.3) instead of leaving one binding per BNDUPD while the window allows.
+   */
+  | { kind: "leases-changed"; now: number; leases: readonly Lease[] }
+  /**
    * Communications are up (§8.3). `maxUnackedBndupd` is the partner's CONNECT/CONNECTACK
    * value (§8.4); `nextXid` numbers the messages this end originates on this connection.
    */
@@ -342,6 +347,12 @@ export class BindingSync {
       case "lease-changed":
         this.#queue.delete(input.lease.address);
         this.#queue.set(input.lease.address, input.lease);
+        break;
+      case "leases-changed":
+        for (const lease of input.leases) {
+          this.#queue.delete(lease.address);
+          this.#queue.set(lease.address, lease);
+        }
         break;
       case "link-up":
         this.#linkUp(input.maxUnackedBndupd, input.nextXid, out);

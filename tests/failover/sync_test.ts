@@ -270,6 +270,21 @@ Deno.test("BindingSync batches several bindings per BNDUPD within 2048 octets (ย
   for (const address of addresses) assert.equal(b.store.get(address)?.state, "active");
 });
 
+Deno.test("BindingSync sends the leases of one commit in one BNDUPD while the link is up (ยง6.3)", () => {
+  const [a, b] = pair(10);
+  const leases = testAddresses(5).map((address) => activeLease(address));
+  for (const lease of leases) a.store.put(lease);
+  a.store.commit();
+  // One group commit of five leases: before this input existed, each lease-changed pumped at
+  // once and the five went out as five BNDUPDs of one binding each.
+  a.step({ kind: "leases-changed", now: T0, leases });
+  assert.equal(a.sentBndupds.length, 1);
+  assert.equal(getBindingUpdates(a.sentBndupds[0] as FailoverMessage).length, 5);
+  run(a, b);
+  for (const lease of leases) assert.equal(b.store.get(lease.address)?.state, "active");
+  assert.equal(a.sync.status.inFlight, 0);
+});
+
 Deno.test("BindingSync answers UPDREQALL with every binding, then UPDDONE after all BNDACKs", () => {
   const [a, b] = pair(10);
   const addresses = testAddresses(768);
