@@ -143,6 +143,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
       shell: {
         flush: () => shell.flush(),
         commitNow: () => shell.commitNow(),
+        commitSoon: () => shell.commitSoon(),
         apply: (e) => shell.apply(e),
       },
       logger: options.logger,

@@ -86,7 +86,13 @@ export interface FailoverEndpointOptions {
    * The DHCP shell: commits the shared write batch (DhcpShell.flush / commitNow) and runs the
    * core's effects like its own (DhcpShell.apply), so their BNDUPDs follow the commit.
    */
-  shell: { flush(): boolean; commitNow(): Promise<void>; apply(effects: DhcpEffect[]): void };
+  shell: {
+    flush(): boolean;
+    commitNow(): Promise<void>;
+    /** Has the pending writes committed with the next group commit; default: flush(). */
+    commitSoon?(): void;
+    apply(effects: DhcpEffect[]): void;
+  };
   logger: Logger;
   clock: EndpointClock;
   /** Overrides of the machine's options (tests: startupTimeout and the like). */
@@ -668,11 +674,12 @@ export class FailoverEndpoint implements FailoverView {
           break;
       }
     }
-    // Writes with nothing waiting on them still belong in the next commit, which nothing else
-    // would start.
+    // Writes with nothing waiting on them (a BNDACK's acked times) still belong in a commit,
+    // which nothing else would start: the next group commit takes them.
     if (wrote && !committing) {
       try {
-        this.#o.shell.flush();
+        if (this.#o.shell.commitSoon) this.#o.shell.commitSoon();
+        else this.#o.shell.flush();
       } catch (err) {
         this.#log.error("Cannot commit bindings from the partner", {
           error: (err as Error).message,

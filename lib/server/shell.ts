@@ -47,10 +47,10 @@ export interface ShellCounters {
 
 const LATENCY_BOUNDS = [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000, Infinity];
 
-interface Pending {
-  effect: ReplyEffect;
-  transport: Transport;
-}
+/** A DHCP reply waiting for durability, or a caller of commitNow() (a failover BNDACK). */
+type Pending =
+  | { kind: "reply"; effect: ReplyEffect; transport: Transport }
+  | { kind: "durable"; resolve: () => void; reject: (e: StoreError) => void };
 
 /** Runs a DHCP server until stop() is called. */
 export class DhcpShell {
@@ -156,13 +156,22 @@ export class DhcpShell {
         continue;
       } else if (e.afterCommit) {
         // An ACK waits until the lease it grants is durable (draft §3.1.3, RFC 2131 §4.3.1).
-        this.#waiting.push({ effect: e, transport });
+        this.#waiting.push({ kind: "reply", effect: e, transport });
       } else {
         this.#send(e, transport);
       }
     }
+    this.#armCommit(false);
+  }
+
+  /**
+   * Group commit: commits now when a batch is full, else within commitDelayMs (and at the end
+   * of the current burst of packets). `waiting` also arms the timer when nothing is pending,
+   * for a commitNow() caller that needs an earlier commit's sync.
+   */
+  #armCommit(waiting: boolean): void {
     if (this.#o.store.pending >= this.#o.commitBatch) this.flush();
-    else if (this.#o.store.pending > 0 && this.#commitTimer === undefined) {
+    else if ((this.#o.store.pending > 0 || waiting) && this.#commitTimer === undefined) {
       this.#commitTimer = setTimeout(() => {
         this.#commitTimer = undefined;
         this.#flushWhenIdle();
@@ -219,6 +228,7 @@ export class DhcpShell {
         this.#o.core.resync(this.#dirty);
         this.#dirty = [];
         // Nothing acknowledged may be lost: the replies that needed this commit are dropped.
+        for (const w of waiting) if (w.kind === "durable") w.reject(e);
         return false;
       }
     }
@@ -231,12 +241,24 @@ export class DhcpShell {
   }
 
   /**
-   * Commits the pending writes now and resolves once they are on stable storage; rejects
-   * when the commit or the sync fails (a BNDACK waits for this, draft-12 §7.1.1).
+   * Resolves once every write made so far is committed and on stable storage; rejects when
+   * that commit or its sync fails (a BNDACK waits for this, draft-12 §7.1.1). It joins the
+   * group commit of the DHCPACKs: the writes of every BNDUPD that arrives within commitDelayMs
+   * share one COMMIT and one sync with the leases of the DHCP clients.
    */
-  async commitNow(): Promise<void> {
-    if (!this.flush()) throw new StoreError("Cannot commit the lease database");
-    await this.#o.store.sync();
+  commitNow(): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#waiting.push({ kind: "durable", resolve, reject });
+    this.#armCommit(true);
+    return promise;
+  }
+
+  /**
+   * Writes made outside a request (a partner's acknowledgement) join the next group commit
+   * instead of committing on their own.
+   */
+  commitSoon(): void {
+    this.#armCommit(false);
   }
 
   /** One sync at a time; commits made meanwhile are covered by the next one (group commit). */
@@ -250,11 +272,15 @@ export class DhcpShell {
           this.storeFailing = false;
           this.#o.logger.info("Lease database writable again");
         }
-        for (const w of batch) this.#send(w.effect, w.transport);
+        for (const w of batch) {
+          if (w.kind === "reply") this.#send(w.effect, w.transport);
+          else w.resolve();
+        }
       },
       (e) => {
         if (!(e instanceof StoreError)) throw e;
         this.#storeFailed("Cannot sync leases to disk; withholding their acknowledgements", e);
+        for (const w of batch) if (w.kind === "durable") w.reject(e);
       },
     ).finally(() => {
       this.#syncing = null;

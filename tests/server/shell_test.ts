@@ -87,7 +87,7 @@ class FakeTransport implements Transport {
   }
 }
 
-function setup() {
+function setup(options: { commitDelayMs?: number } = {}) {
   const store = new ControlledStore();
   const core = new DhcpCore(CONFIG, store, { logger: silentLogger() });
   const transport = new FakeTransport();
@@ -96,7 +96,7 @@ function setup() {
     store,
     transports: [transport],
     logger: silentLogger(),
-    commitDelayMs: 1000,
+    commitDelayMs: options.commitDelayMs ?? 1000,
     commitBatch: 100,
     now: () => 1_800_000_000,
     tickSeconds: 3600,
@@ -176,6 +176,88 @@ Deno.test("DhcpShell drops the ACKs of a failed commit and of a failed sync", as
     await settle();
     assert.equal(transport.types().includes(DhcpType.DHCPACK), false);
     assert.equal(shell.storeFailing, true);
+  } finally {
+    const stopping = shell.stop();
+    for (const s of store.syncs) s.resolve();
+    await stopping;
+  }
+});
+
+function leaseAt(address: number): Lease {
+  return {
+    address,
+    state: "active",
+    htype: 1,
+    hwAddress: new Uint8Array([2, 0, 0, 0, 0, address & 0xff]),
+    clientId: null,
+    hostname: null,
+    starts: 1_800_000_000,
+    ends: 1_800_000_600,
+    cltt: 1_800_000_000,
+    tstp: 0,
+    tsfp: 0,
+    atsfp: 0,
+    relayInfo: null,
+  };
+}
+
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test("DhcpShell.commitNow() joins the group commit: one COMMIT and one sync for several callers", async () => {
+  // draft-12 §7.1.1: a BNDACK waits until what it acknowledges is durable. Before, every
+  // BNDUPD committed and synced on its own; now they share the DHCPACKs' group commit.
+  const { store, shell } = setup({ commitDelayMs: 2 });
+  try {
+    const done: string[] = [];
+    store.put(leaseAt(0xc0000264));
+    const first = shell.commitNow().then(() => done.push("first"));
+    store.put(leaseAt(0xc0000265));
+    const second = shell.commitNow().then(() => done.push("second"));
+    assert.equal(store.pending, 2, "nothing is committed at once");
+    await tick(20);
+    assert.equal(store.pending, 0, "one COMMIT took both writes");
+    assert.equal(shell.counters.commits, 1);
+    assert.equal(store.syncs.length, 1, "one sync covers both");
+    assert.deepEqual(done, [], "neither resolves before the sync");
+    store.syncs[0]?.resolve();
+    await Promise.all([first, second]);
+    assert.deepEqual(done, ["first", "second"]);
+  } finally {
+    const stopping = shell.stop();
+    for (const s of store.syncs) s.resolve();
+    await stopping;
+  }
+});
+
+Deno.test("DhcpShell.commitNow() rejects when the commit or the sync fails", async () => {
+  const { store, shell } = setup({ commitDelayMs: 1 });
+  try {
+    store.failCommit = true;
+    store.put(leaseAt(0xc0000266));
+    await assert.rejects(shell.commitNow(), StoreError);
+    store.failCommit = false;
+    store.put(leaseAt(0xc0000267));
+    const synced = shell.commitNow();
+    await tick(10);
+    store.syncs.at(-1)?.reject(new StoreError("Cannot sync: I/O error"));
+    await assert.rejects(synced, StoreError);
+  } finally {
+    const stopping = shell.stop();
+    for (const s of store.syncs) s.resolve();
+    await stopping;
+  }
+});
+
+Deno.test("DhcpShell.commitSoon() commits with the next group commit and starts no sync", async () => {
+  // A BNDACK's acked times need a commit but no caller waits for the disk.
+  const { store, shell } = setup({ commitDelayMs: 1 });
+  try {
+    store.put(leaseAt(0xc0000268));
+    shell.commitSoon();
+    assert.equal(store.pending, 1);
+    await tick(10);
+    assert.equal(store.pending, 0);
+    assert.equal(store.syncs.length, 0);
   } finally {
     const stopping = shell.stop();
     for (const s of store.syncs) s.resolve();
