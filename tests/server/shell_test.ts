@@ -9,7 +9,7 @@ import { buildRequest } from "../../lib/cli/relay_client.ts";
 import { StoreError } from "../../lib/errors.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { DhcpCore } from "../../lib/server/dhcp.ts";
-import { DhcpShell } from "../../lib/server/shell.ts";
+import { DhcpShell, SYNC_INTERVAL_MS } from "../../lib/server/shell.ts";
 import type { Received, SendTarget, Transport } from "../../lib/server/transport.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import type { Lease } from "../../lib/store/store.ts";
@@ -87,7 +87,7 @@ class FakeTransport implements Transport {
   }
 }
 
-function setup(options: { commitDelayMs?: number } = {}) {
+function setup(options: { commitDelayMs?: number; clockMs?: () => number } = {}) {
   const store = new ControlledStore();
   const core = new DhcpCore(CONFIG, store, { logger: silentLogger() });
   const transport = new FakeTransport();
@@ -100,6 +100,7 @@ function setup(options: { commitDelayMs?: number } = {}) {
     commitBatch: 100,
     now: () => 1_800_000_000,
     tickSeconds: 3600,
+    ...(options.clockMs ? { clockMs: options.clockMs } : {}),
   });
   shell.start();
   return { store, transport, shell };
@@ -261,6 +262,47 @@ Deno.test("DhcpShell.commitSoon() commits with the next group commit and starts 
   } finally {
     const stopping = shell.stop();
     for (const s of store.syncs) s.resolve();
+    await stopping;
+  }
+});
+
+Deno.test("DhcpShell starts at most one sync per SYNC_INTERVAL_MS; the commits meanwhile share it", async () => {
+  // Each fdatasync costs a thread hand-off and the kernel's flush: a busy server spaces them.
+  let now = 1000;
+  const { store, shell } = setup({ commitDelayMs: 0, clockMs: () => now });
+  try {
+    store.put(leaseAt(0xc0000270));
+    const first = shell.commitNow();
+    await tick(5);
+    assert.equal(store.syncs.length, 1, "the first sync starts at once");
+    store.syncs[0]?.resolve();
+    await first;
+    store.put(leaseAt(0xc0000271));
+    const second = shell.commitNow();
+    store.put(leaseAt(0xc0000272));
+    const third = shell.commitNow();
+    await tick(5);
+    assert.equal(store.pending, 0, "committed at once");
+    store.put(leaseAt(0xc0000273));
+    const fourth = shell.commitNow();
+    await tick(3 * SYNC_INTERVAL_MS);
+    assert.equal(store.syncs.length, 1, "no second sync while the interval has not passed");
+    now += SYNC_INTERVAL_MS;
+    await tick(SYNC_INTERVAL_MS + 5);
+    assert.equal(store.pending, 0);
+    assert.equal(store.syncs.length, 2, "one sync for all three");
+    store.syncs[1]?.resolve();
+    await Promise.all([second, third, fourth]);
+  } finally {
+    now += 1_000_000; // a frozen clock would keep stop() waiting for the interval
+    const stopping = shell.stop();
+    // stop() may start one more sync: resolve until it is done (bounded).
+    let done = false;
+    stopping.then(() => done = true);
+    for (let i = 0; i < 100 && !done; i++) {
+      for (const s of store.syncs) s.resolve();
+      await tick(2);
+    }
     await stopping;
   }
 });
