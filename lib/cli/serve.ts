@@ -137,6 +137,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
       store,
       core: {
         resync: (a) => core.resync(a),
+        place: (l) => core.place(l),
         utilisation: () => core.utilisation(),
         giveToBackup: (i, n, now) => core.giveToBackup(i, n, now),
       },

@@ -12,7 +12,7 @@ import type { DhcpEffect, FailoverView } from "../server/dhcp.ts";
 import { type DhcpMessage, Opt } from "../wire/dhcp.ts";
 import type { LinkSettings, PartnerInfo } from "../peer/link.ts";
 import { PeerService, type PeerStatus } from "../peer/tcp.ts";
-import type { LeaseStore, LeaseView } from "../store/store.ts";
+import type { Lease, LeaseStore, LeaseView } from "../store/store.ts";
 import {
   buildPoolreq,
   buildPoolresp,
@@ -79,6 +79,8 @@ export interface FailoverEndpointOptions {
    */
   core: {
     resync(addresses: Iterable<number>): void;
+    /** resync() of one lease just written, without reading it back (DhcpCore.place). */
+    place?(lease: Lease): void;
     utilisation(): readonly { free: number; backup: number }[];
     giveToBackup(index: number, count: number, now: number): DhcpEffect[];
   };
@@ -651,7 +653,8 @@ export class FailoverEndpoint implements FailoverView {
             this.#o.store.put(e.lease);
             wrote = true;
             // The allocator sees what the partner did (and what its ack freed).
-            this.#o.core.resync([e.lease.address]);
+            if (this.#o.core.place) this.#o.core.place(e.lease);
+            else this.#o.core.resync([e.lease.address]);
           } catch (err) {
             this.#log.error("Cannot store a binding from the partner", {
               address: formatIpv4(e.lease.address),
