@@ -12,11 +12,12 @@ import {
   bindingUpdateFromOptions,
   bindingUpdateOptions,
   buildBndack,
-  buildBndupd,
+  buildBndupdFromOptions,
   buildUpddone,
   FAILOVER_HEADER_LENGTH,
   FAILOVER_MAX_LENGTH,
   type FailoverMessage,
+  type FailoverOption,
   getAssignedIpAddress,
   getBindingAcks,
   IpFlags,
@@ -109,6 +110,8 @@ export interface SyncStatus {
 interface SentItem {
   lease: Lease;
   potentialExpiration: number;
+  /** Its transaction's options, built once to measure the message and once only. */
+  options: readonly FailoverOption[];
 }
 
 interface InFlight {
@@ -288,6 +291,11 @@ export class BindingSync {
   #pass: Pass | null = null;
   /** §7.4.2: an UPDREQALL is owed until its UPDDONE is sent; UPDREQ counts as UPDREQALL. */
   #updreqallOwed = false;
+  /**
+   * Addresses queued by the current step's lease-changed input: the queued copy is the row
+   * the caller just read, so the pump need not read it again.
+   */
+  #fresh = new Set<number>();
   #sent = 0;
   #accepted = 0;
   #rejected = 0;
@@ -347,11 +355,13 @@ export class BindingSync {
       case "lease-changed":
         this.#queue.delete(input.lease.address);
         this.#queue.set(input.lease.address, input.lease);
+        this.#fresh.add(input.lease.address);
         break;
       case "leases-changed":
         for (const lease of input.leases) {
           this.#queue.delete(lease.address);
           this.#queue.set(lease.address, lease);
+          this.#fresh.add(lease.address);
         }
         break;
       case "link-up":
@@ -368,6 +378,7 @@ export class BindingSync {
         break;
     }
     this.#pump(input.now, out);
+    this.#fresh.clear();
     return out;
   }
 
@@ -659,7 +670,8 @@ export class BindingSync {
       const tryAdd = (lease: Lease): boolean => {
         if (batch.size >= this.#maxBindings) return false;
         const update = leaseToBindingUpdate(lease);
-        const n = optionsLength(bindingUpdateOptions(update));
+        const options = bindingUpdateOptions(update);
+        const n = optionsLength(options);
         if (length + n > this.#maxLength) {
           if (batch.size === 0) {
             throw new RangeError(
@@ -672,6 +684,7 @@ export class BindingSync {
         batch.set(lease.address, {
           lease,
           potentialExpiration: update.potentialExpirationTime ?? 0,
+          options,
         });
         return true;
       };
@@ -680,7 +693,8 @@ export class BindingSync {
         // One BNDUPD per address in flight: the next waits for the ack (§7.2.2 records tsfp).
         if (this.#inFlightByAddress.has(address) || batch.has(address)) continue;
         // The committed row is the latest; the queued copy only stands in for a deleted row.
-        const lease = this.#o.view.get(address) ?? queued;
+        // A lease queued in this very step was read from the committed row a moment ago.
+        const lease = this.#fresh.has(address) ? queued : this.#o.view.get(address) ?? queued;
         if (!tryAdd(lease)) {
           full = true;
           break;
@@ -729,9 +743,9 @@ export class BindingSync {
           stored = true;
         }
       }
-      const message = buildBndupd(
+      const message = buildBndupdFromOptions(
         { time: Math.floor(now), xid },
-        items.map((i) => leaseToBindingUpdate(i.lease)),
+        items.map((i) => i.options),
       );
       out.push(
         stored
