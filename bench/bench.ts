@@ -10,17 +10,30 @@ import { type LiveProcesses, type MeasureOptions, measureRun, type RunResult } f
 import {
   cpuAtCommonRate,
   duetKeaRatios,
+  formatPairTable,
   formatTable,
+  pairTargets,
   type ServerSummary,
   summarize,
 } from "./report.ts";
 import { stopServer } from "./server_process.ts";
 import { POOL_END, POOL_START, PROJECT_DIR, serverMissing, SERVERS } from "./servers.ts";
 import { sweep, type SweepPlan } from "./sweep.ts";
-import { createTopology, destroyTopology, topologyNames } from "./topology.ts";
+import {
+  createPairTopology,
+  createTopology,
+  destroyPairTopology,
+  destroyTopology,
+  pairTopologyNames,
+  type Topology,
+  topologyNames,
+} from "./topology.ts";
+import { measurePairRun, pairMissing, PAIRS, type PairSpec } from "./pair.ts";
 
 /** The knobs, from the environment. */
 export interface BenchSettings {
+  /** "single": one server per run; "pair": failover pairs on a bridge (BENCH_MODE=pair). */
+  mode: "single" | "pair";
   servers: string[];
   durationSeconds: number;
   quick: boolean;
@@ -33,6 +46,9 @@ export interface BenchSettings {
   clientCpu: number;
 }
 
+/** What pair mode measures unless BENCH_SERVERS says otherwise: Kea alone, then both pairs. */
+export const PAIR_MODE_SERVERS = ["kea", "duet-pair", "dhcpd-pair"];
+
 function parseList(text: string | undefined): string[] | null {
   if (text === undefined || text.trim() === "") return null;
   return text.split(/[\s,]+/).filter((s) => s !== "");
@@ -41,12 +57,20 @@ function parseList(text: string | undefined): string[] | null {
 /** Reads BENCH_* from `env` (see bench/README.md). */
 export function parseSettings(env: (name: string) => string | undefined): BenchSettings {
   const quick = env("BENCH_QUICK") === "1";
-  const servers = parseList(env("BENCH_SERVERS")) ?? SERVERS.map((s) => s.name);
+  const modeText = env("BENCH_MODE") ?? "single";
+  if (modeText !== "single" && modeText !== "pair") {
+    throw new RangeError(`Cannot use BENCH_MODE="${modeText}": expected single or pair`);
+  }
+  const mode: "single" | "pair" = modeText;
+  const known = mode === "pair"
+    ? [...SERVERS.map((s) => s.name), ...PAIRS.map((p) => p.name)]
+    : SERVERS.map((s) => s.name);
+  const servers = parseList(env("BENCH_SERVERS")) ??
+    (mode === "pair" ? PAIR_MODE_SERVERS : SERVERS.map((s) => s.name));
   for (const name of servers) {
-    if (!SERVERS.some((s) => s.name === name)) {
-      throw new RangeError(
-        `Cannot bench server "${name}": known are ${SERVERS.map((s) => s.name).join(", ")}`,
-      );
+    if (!known.includes(name)) {
+      const hint = PAIRS.some((p) => p.name === name) ? " (a pair: set BENCH_MODE=pair)" : "";
+      throw new RangeError(`Cannot bench server "${name}"${hint}: known are ${known.join(", ")}`);
     }
   }
   const number = (name: string, fallback: number): number => {
@@ -67,6 +91,7 @@ export function parseSettings(env: (name: string) => string | undefined): BenchS
     );
   }
   return {
+    mode,
     servers,
     durationSeconds: Math.max(2, number("BENCH_DUR", quick ? 2 : 10)),
     quick,
@@ -135,9 +160,10 @@ async function main(): Promise<number> {
   }
   const started = new Date();
   const host = await machine();
-  const topology = topologyNames(Deno.pid);
+  const pairTopology = settings.mode === "pair" ? pairTopologyNames(Deno.pid) : null;
+  const topology: Topology = pairTopology ?? topologyNames(Deno.pid);
   const workDir = await Deno.makeTempDir({ prefix: "duet-bench-" });
-  const live: LiveProcesses = { server: null, client: null, aborted: false };
+  const live: LiveProcesses = { server: null, others: [], client: null, aborted: false };
   let cleaned: Promise<void> | null = null;
   const cleanup = () => {
     live.aborted = true;
@@ -148,13 +174,15 @@ async function main(): Promise<number> {
         // already gone
       }
       if (live.server) await stopServer(live.server);
-      await destroyTopology(topology);
+      for (const s of live.others) await stopServer(s);
+      if (pairTopology) await destroyPairTopology(pairTopology);
+      else await destroyTopology(topology);
       if (!settings.keepRunDirs) await Deno.remove(workDir, { recursive: true }).catch(() => {});
     })();
     return cleaned;
   };
   const onSignal = () => {
-    progress("interrupted: stopping the server, deleting namespaces");
+    progress("interrupted: stopping the servers, deleting namespaces");
     cleanup().finally(() => Deno.exit(130));
   };
   Deno.addSignalListener("SIGINT", onSignal);
@@ -164,14 +192,21 @@ async function main(): Promise<number> {
   const runs: RunResult[] = [];
   /** Noisy runs that were redone (kept in the JSON, out of the sweep). */
   const redone: RunResult[] = [];
+  /** Pair mode: how each pair's snapshot went. */
+  const snapshots: Record<string, string> = {};
   try {
+    const where = pairTopology
+      ? `bridge ${pairTopology.bridge} in ${pairTopology.bridgeNs}: ${topology.serverNs} (${topology.serverIf} ${topology.serverAddress}/15, primary), ` +
+        `${pairTopology.secondNs} (${pairTopology.secondIf} ${pairTopology.secondAddress}/15, secondary), ` +
+        `${topology.clientNs} (${topology.clientIf} ${topology.clientAddress}/15)`
+      : `${topology.serverNs} (${topology.serverIf} ${topology.serverAddress}/15) <-> ` +
+        `${topology.clientNs} (${topology.clientIf} ${topology.clientAddress}/15)`;
     progress(
-      `topology ${topology.serverNs} (${topology.serverIf} ${topology.serverAddress}/15) <-> ` +
-        `${topology.clientNs} (${topology.clientIf} ${topology.clientAddress}/15); ` +
-        `pool ${POOL_START} - ${POOL_END}; dur ${settings.durationSeconds}s; ` +
+      `topology ${where}; pool ${POOL_START} - ${POOL_END}; dur ${settings.durationSeconds}s; ` +
         `rates ${settings.plan.steps.join(",")}${settings.quick ? " (quick)" : ""}`,
     );
-    await createTopology(topology);
+    if (pairTopology) await createPairTopology(pairTopology);
+    else await createTopology(topology);
     const options: MeasureOptions = {
       topology,
       workDir,
@@ -182,7 +217,62 @@ async function main(): Promise<number> {
       keepRunDirs: settings.keepRunDirs,
       live,
     };
-    for (const spec of SERVERS.filter((s) => settings.servers.includes(s.name))) {
+    const measureSweep = async (
+      base: { name: string; storage: string; version: string },
+      run: (rate: number, phase: string) => Promise<RunResult>,
+    ) => {
+      const result = await sweep(settings.plan, async (rate, phase) => {
+        for (let attempt = 0;; attempt++) {
+          const r = await run(rate, phase);
+          if (!r.noisy || attempt >= settings.noiseRetries) return r;
+          progress(`  ^ other load ${r.otherCpuSeconds} s during the run: redoing it`);
+          redone.push(r);
+        }
+      });
+      runs.push(...result.runs);
+      const summary = summarize(base, result);
+      summaries.push(summary);
+      progress(
+        `${base.name}: best ${summary.bestRate}/s${summary.note ? ` (${summary.note})` : ""}`,
+      );
+    };
+    const measurePair = async (pair: PairSpec): Promise<void> => {
+      const t = pairTopology!;
+      const missing = pairMissing(pair);
+      const base = { name: pair.name, storage: pair.storage, version: "" };
+      if (missing !== null) {
+        progress(`${pair.name}: skipped: ${missing}`);
+        summaries.push({ ...summarize(base, emptySweep()), note: `skipped: ${missing}` });
+        return;
+      }
+      base.version = await pair.version();
+      progress(`${pair.name}: ${base.version}; building the balanced NORMAL snapshot`);
+      const snapshot = await Deno.makeTempDir({ dir: workDir, prefix: `${pair.name}-snapshot-` });
+      try {
+        snapshots[pair.name] = await pair.snapshot(snapshot, t, settings.serverCpu);
+        progress(`${pair.name}: snapshot ${snapshots[pair.name]}`);
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        progress(`${pair.name}: cannot build the snapshot: ${why}`);
+        summaries.push({
+          ...summarize(base, emptySweep()),
+          note: `snapshot failed: ${why.split("\n")[0]}`,
+        });
+        return;
+      }
+      await measureSweep(
+        base,
+        (rate, phase) => measurePairRun(pair, snapshot, rate, phase, { ...options, topology: t }),
+      );
+    };
+    for (const name of settings.servers) {
+      const pair = PAIRS.find((p) => p.name === name);
+      if (pair && pairTopology) {
+        await measurePair(pair);
+        continue;
+      }
+      const spec = SERVERS.find((s) => s.name === name);
+      if (!spec) continue;
       const missing = serverMissing(spec);
       const base = { name: spec.name, storage: spec.storage, version: "" };
       if (missing !== null) {
@@ -205,20 +295,7 @@ async function main(): Promise<number> {
           continue;
         }
       }
-      const result = await sweep(settings.plan, async (rate, phase) => {
-        for (let attempt = 0;; attempt++) {
-          const run = await measureRun(spec, rate, phase, options);
-          if (!run.noisy || attempt >= settings.noiseRetries) return run;
-          progress(`  ^ other load ${run.otherCpuSeconds} s during the run: redoing it`);
-          redone.push(run);
-        }
-      });
-      runs.push(...result.runs);
-      const summary = summarize(base, result);
-      summaries.push(summary);
-      progress(
-        `${spec.name}: best ${summary.bestRate}/s${summary.note ? ` (${summary.note})` : ""}`,
-      );
+      await measureSweep(base, (rate, phase) => measureRun(spec, rate, phase, options));
     }
   } finally {
     await cleanup();
@@ -227,9 +304,19 @@ async function main(): Promise<number> {
   }
 
   const finished = new Date();
-  const table = formatTable(summaries, runs);
+  const table = settings.mode === "pair"
+    ? formatPairTable(summaries)
+    : formatTable(summaries, runs);
   const command = [
-    ...["BENCH_SERVERS", "BENCH_DUR", "BENCH_QUICK", "BENCH_RATES", "BENCH_REPEATS", "BENCH_BISECT"]
+    ...[
+      "BENCH_MODE",
+      "BENCH_SERVERS",
+      "BENCH_DUR",
+      "BENCH_QUICK",
+      "BENCH_RATES",
+      "BENCH_REPEATS",
+      "BENCH_BISECT",
+    ]
       .filter((k) => Deno.env.get(k) !== undefined)
       .map((k) => `${k}=${Deno.env.get(k)}`),
     "deno task bench",
@@ -254,7 +341,9 @@ async function main(): Promise<number> {
       pass: "ACKs >= 99 % of DISCOVERs sent and DISCOVERs sent >= 97 % of RATE x DUR",
     },
     servers: summaries,
-    duetKea: { ...duetKeaRatios(summaries), atCommonRate: cpuAtCommonRate(runs) },
+    ...(settings.mode === "pair"
+      ? { pairTargets: pairTargets(summaries), snapshots }
+      : { duetKea: { ...duetKeaRatios(summaries), atCommonRate: cpuAtCommonRate(runs) } }),
     runs,
     redone,
   };

@@ -9,6 +9,7 @@ import { type ServerProcess, startServer, stopServer, tail } from "./server_proc
 import type { ServerSpec } from "./servers.ts";
 import { judgeRun, type Verdict } from "./sweep.ts";
 import type { Topology } from "./topology.ts";
+import type { PairExtras } from "./pair.ts";
 
 /** At most this many DISCOVERs per run, below the 126,971-address pool: DUR shrinks at high rates. */
 export const POOL_BUDGET = 120_000;
@@ -38,6 +39,8 @@ export interface RunResult {
   otherCpuSeconds: number;
   /** Other load averaged more than NOISY_CORES during the run. */
   noisy: boolean;
+  /** Pair mode: the second server's leases, the BNDUPD round trips and backlog. */
+  pair?: PairExtras;
   error?: string;
 }
 
@@ -58,6 +61,8 @@ export interface MeasureOptions {
 /** The processes of the run in progress; `aborted` is set by the signal handler. */
 export interface LiveProcesses {
   server: ServerProcess | null;
+  /** Pair mode: both servers of the pair. */
+  others: ServerProcess[];
   client: Deno.ChildProcess | null;
   aborted: boolean;
 }
@@ -66,7 +71,8 @@ const QUIET_CORES = 0.25;
 /** A run during which everything else averaged more than this many busy cores is noisy. */
 export const NOISY_CORES = 0.4;
 
-async function waitQuiet(maxSeconds: number): Promise<void> {
+/** Waits up to `maxSeconds` for the machine to be below QUIET_CORES busy cores. */
+export async function waitQuiet(maxSeconds: number): Promise<void> {
   const deadline = performance.now() + maxSeconds * 1000;
   let busy = 0;
   do {
@@ -214,5 +220,12 @@ export function describeRun(r: RunResult): string {
     `${r.exchangesPerSecond}/s avg DO=${d.avgDelayMs ?? "-"} RA=${a.avgDelayMs ?? "-"} ms ` +
     `cpu=${r.serverCpuSeconds}s (${r.cpuMicrosPerExchange ?? "-"} µs/ex) rss=${r.peakRssMib} MiB ` +
     `client cpu=${r.clientCpuSeconds}s other=${r.otherCpuSeconds}s leases=${r.leases ?? "?"} ` +
+    (r.pair
+      ? `secondary leases=${r.pair.leasesSecondary ?? "?"} acks=${
+        r.pair.acks ? `${r.pair.acks.primary}/${r.pair.acks.secondary}` : "?"
+      } bndack p50/p99=${r.pair.bndackP50Ms ?? "-"}/${r.pair.bndackP99Ms ?? "-"} ms backlog=${
+        r.pair.backlogPeak ?? "-"
+      } drain=${r.pair.drainSeconds ?? "-"}s `
+      : "") +
     `-> ${r.verdict}${r.noisy ? " (noisy)" : ""}${r.error ? ` (${r.error.split("\n")[0]})` : ""}`;
 }

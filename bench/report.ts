@@ -118,3 +118,77 @@ export function formatTable(rows: ServerSummary[], runs: RunResult[] = []): stri
   }
   return lines.join("\n") + "\n";
 }
+
+/** Pair mode's targets (#5): the duet pair against Kea alone and against the ISC pair. */
+export interface PairTargets {
+  duetPair: number | null;
+  kea: number | null;
+  iscPair: number | null;
+  /** duet pair / Kea 4-way/s; the target is at least 1. */
+  vsKea: number | null;
+  /** duet pair / ISC pair 4-way/s; the target is at least 10. */
+  vsIscPair: number | null;
+  met: boolean | null;
+}
+
+/** The ratios of pair mode; `met` is null while a figure is missing. */
+export function pairTargets(rows: ServerSummary[]): PairTargets {
+  const rate = (name: string) =>
+    rows.find((r) => r.server === name)?.run?.exchangesPerSecond ?? null;
+  const duetPair = rate("duet-pair");
+  const kea = rate("kea");
+  const iscPair = rate("dhcpd-pair");
+  const vsKea = ratio(duetPair, kea);
+  const vsIscPair = ratio(duetPair, iscPair);
+  return {
+    duetPair,
+    kea,
+    iscPair,
+    vsKea,
+    vsIscPair,
+    met: vsKea === null || vsIscPair === null ? null : vsKea >= 1 && vsIscPair >= 10,
+  };
+}
+
+/** Pair mode's markdown table: the single-server columns plus the failover ones. */
+export function formatPairTable(rows: ServerSummary[]): string {
+  const lines = [
+    "| server | storage | rate /s | **4-way/s** | repeats pass | DO / RA ms | CPU µs per exchange | peak RSS MiB | ACKs primary / secondary | leases persisted P / S / ACKs | BNDUPD→BNDACK p50 / p99 ms | unacked backlog peak | drained after s |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+  ];
+  for (const r of rows) {
+    const run = r.run;
+    if (run === null) {
+      lines.push(
+        `| ${r.server} | ${r.storage} | – | – | – | – | – | – | – | ${r.note ?? "–"} | – | – | – |`,
+      );
+      continue;
+    }
+    const limited = r.clientLimited ? " (perfdhcp-limited)" : "";
+    const repeats = r.repeatsRun > 0 ? `${r.repeatsPassed}/${r.repeatsRun}` : "1 run";
+    const p = run.pair;
+    const acks = p?.acks ? `${p.acks.primary} / ${p.acks.secondary}` : "–";
+    const leases = p
+      ? `${run.leases ?? "?"} / ${p.leasesSecondary ?? "?"} / ${run.requestAck.received}`
+      : `${run.leases ?? "?"} / ${run.requestAck.received}`;
+    const bndack = p ? `${fmt(p.bndackP50Ms, 2)} / ${fmt(p.bndackP99Ms, 2)}` : "–";
+    lines.push(
+      `| ${r.server} | ${r.storage} | ${r.bestRate}${limited} | **${
+        fmt(run.exchangesPerSecond)
+      }** | ${repeats} | ` +
+        `${fmt(run.discoverOffer.avgDelayMs, 2)} / ${fmt(run.requestAck.avgDelayMs, 2)} | ` +
+        `${fmt(run.cpuMicrosPerExchange, 0)} | ${fmt(run.peakRssMib)} | ${acks} | ${leases} | ` +
+        `${bndack} | ${p?.backlogPeak ?? "–"} | ${fmt(p?.drainSeconds, 2)} |`,
+    );
+  }
+  const t = pairTargets(rows);
+  lines.push("");
+  lines.push(
+    `duet pair / Kea: 4-way/s × ${fmt(t.vsKea, 2)} (target ≥ 1); duet pair / ISC pair: × ${
+      fmt(t.vsIscPair, 1)
+    } (target ≥ 10): ${
+      t.met === null ? "not all measured" : t.met ? "target met" : "target NOT met"
+    }`,
+  );
+  return lines.join("\n") + "\n";
+}

@@ -68,3 +68,79 @@ export async function destroyTopology(t: Topology): Promise<void> {
     await runCommand(["ip", "netns", "del", ns], { timeoutMs: 10_000 });
   }
 }
+
+/**
+ * The pair topology (pair mode): a bridge in its own namespace joins the primary's namespace
+ * (`serverNs`, 198.18.0.1), the secondary's (`secondNs`, 198.18.0.3) and the client's
+ * (198.18.0.2), so that perfdhcp's broadcasts reach both servers, as on one LAN. A single
+ * server measured in pair mode runs in `serverNs` alone.
+ */
+export interface PairTopology extends Topology {
+  bridgeNs: string;
+  /** The bridge device inside bridgeNs. */
+  bridge: string;
+  secondNs: string;
+  secondIf: string;
+  secondAddress: string;
+}
+
+/** The names the pair topology of harness process `pid` uses (all within 15 characters). */
+export function pairTopologyNames(pid: number): PairTopology {
+  return {
+    ...topologyNames(pid),
+    bridgeNs: `db-br-${pid}`,
+    bridge: `db-br${pid}`,
+    secondNs: `db-srv2-${pid}`,
+    secondIf: `db-t${pid}`,
+    secondAddress: "198.18.0.3",
+  };
+}
+
+/** The bridge-side name of the veth whose namespace end is `ifname` ("db-s1" -> "db-bs1"). */
+export function bridgePort(ifname: string): string {
+  return ifname.replace(/^db-/, "db-b");
+}
+
+/** Creates the four namespaces, the bridge and the three veth pairs; addresses them. */
+export async function createPairTopology(t: PairTopology): Promise<void> {
+  for (const ns of [t.bridgeNs, t.serverNs, t.secondNs, t.clientNs]) {
+    await mustRun(["ip", "netns", "add", ns]);
+    await mustRun(["ip", "-n", ns, "link", "set", "dev", "lo", "up"]);
+  }
+  await mustRun(["ip", "-n", t.bridgeNs, "link", "add", t.bridge, "type", "bridge"]);
+  await mustRun(["ip", "-n", t.bridgeNs, "link", "set", "dev", t.bridge, "up"]);
+  const ends: [string, string, string][] = [
+    [t.serverNs, t.serverIf, t.serverAddress],
+    [t.secondNs, t.secondIf, t.secondAddress],
+    [t.clientNs, t.clientIf, t.clientAddress],
+  ];
+  for (const [ns, dev, address] of ends) {
+    const port = bridgePort(dev);
+    await mustRun([
+      "ip",
+      "-n",
+      t.bridgeNs,
+      "link",
+      "add",
+      port,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      dev,
+      "netns",
+      ns,
+    ]);
+    await mustRun(["ip", "-n", t.bridgeNs, "link", "set", "dev", port, "master", t.bridge]);
+    await mustRun(["ip", "-n", t.bridgeNs, "link", "set", "dev", port, "up"]);
+    await mustRun(["ip", "-n", ns, "addr", "add", `${address}/${t.prefixLength}`, "dev", dev]);
+    await mustRun(["ip", "-n", ns, "link", "set", "dev", dev, "up"]);
+  }
+}
+
+/** Deletes the four namespaces (their interfaces go with them). Idempotent; never throws. */
+export async function destroyPairTopology(t: PairTopology): Promise<void> {
+  for (const ns of [t.clientNs, t.secondNs, t.serverNs, t.bridgeNs]) {
+    await runCommand(["ip", "netns", "del", ns], { timeoutMs: 10_000 });
+  }
+}

@@ -47,7 +47,9 @@ export function netnsPrerequisites(tools: string[] = []): string | null {
 }
 
 function probeNamespaces(): string | null {
-  const name = `dprobe${Deno.pid}`;
+  // `deno test --parallel` runs test files as workers of one process: the pid alone is shared.
+  const random = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(36);
+  const name = `dprobe${Deno.pid}${random}`;
   const add = new Deno.Command("ip", { args: ["netns", "add", name], stderr: "piped" })
     .outputSync();
   if (!add.success) {

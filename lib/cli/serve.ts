@@ -286,12 +286,14 @@ export function startServer(config: Config, options: StartOptions): RunningServe
       store,
       core: {
         resync: (a) => core.resync(a),
+        place: (l) => core.place(l),
         utilisation: () => core.utilisation(),
         giveToBackup: (i, n, now) => core.giveToBackup(i, n, now),
       },
       shell: {
         flush: () => shell.flush(),
         commitNow: () => shell.commitNow(),
+        commitSoon: () => shell.commitSoon(),
         apply: (e) => shell.apply(e),
       },
       logger,

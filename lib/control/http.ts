@@ -19,6 +19,7 @@ import type { ReloadOutcome, ReloadResult } from "../config/reload.ts";
 import type { HookStatus } from "../hooks/runner.ts";
 import type { Logger } from "../log.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
+import type { SyncStatus } from "../failover/sync.ts";
 import type { DhcpCounters } from "../server/dhcp.ts";
 import type { ClockHealth, ShellCounters, StoreHealth } from "../server/shell.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
@@ -57,13 +58,8 @@ export interface ControlSource {
       state: string;
       stateCode: number;
       startTimeOfState: number;
-      sync?: {
-        queued: number;
-        inFlight: number;
-        updatesSent: number;
-        updatesAccepted: number;
-        updatesRejected: number;
-      };
+      partnerState?: string | null;
+      sync?: SyncStatus;
     };
     /** The last state transitions, oldest first (epoch seconds). */
     readonly transitions?: readonly { time: number; from: string; to: string; reason: string }[];

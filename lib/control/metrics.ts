@@ -316,7 +316,7 @@ export function renderMetrics(s: StatusSnapshot): string {
         },
         {
           name: "duet_failover_bndupd_unacked",
-          help: "Binding updates sent in BNDUPDs and not yet acknowledged (draft-12 §7.1.1).",
+          help: "BNDUPD messages sent and not yet acknowledged (draft-12 §7.1.1, §8.4).",
           type: "gauge" as const,
           samples: [{ value: f.updates.unacked }],
         },
@@ -349,6 +349,18 @@ export function renderMetrics(s: StatusSnapshot): string {
         samples: f.sinceContactSeconds === null ? [] : [{ value: f.sinceContactSeconds }],
       },
     );
+    const lat = f.updates?.ackLatency ?? null;
+    if (f.updates !== undefined) {
+      families.push({
+        name: "duet_failover_bndack_latency_ms",
+        help: "BNDUPD to BNDACK round trip in milliseconds, over the recent round trips.",
+        type: "gauge",
+        samples: lat === null || lat.p50Ms === null || lat.p99Ms === null ? [] : [
+          { labels: [["quantile", "0.5"]], value: lat.p50Ms },
+          { labels: [["quantile", "0.99"]], value: lat.p99Ms },
+        ],
+      });
+    }
   }
   return families.map(renderFamily).join("");
 }

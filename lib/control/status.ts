@@ -11,6 +11,8 @@ import { RELOAD_OUTCOMES } from "../config/reload.ts";
 import type { ConfigProblem } from "../errors.ts";
 import type { HookStatus } from "../hooks/runner.ts";
 import type { PoolStatus } from "./pools.ts";
+import type { AckLatencySummary } from "../peer/ack_latency.ts";
+import type { SyncStatus } from "../failover/sync.ts";
 import { LEASE_STATES, type LeaseState } from "../store/store.ts";
 import { serverStateName } from "../wire/failover.ts";
 
@@ -77,13 +79,21 @@ export interface FailoverStatus {
   clockSkewSeconds: number | null;
   /** Seconds since the partner last sent anything, or null. */
   sinceContactSeconds: number | null;
-  /** Binding updates (draft-12 §7.1): queued to send, sent and not acknowledged, totals. */
+  /**
+   * Binding updates (draft-12 §7.1-§7.2), when the state machine runs: lease changes queued to
+   * send, BNDUPDs sent and not acknowledged, the partner's window, the totals, and the
+   * BNDUPD -> BNDACK round trips.
+   */
   updates?: {
     queued: number;
     unacked: number;
+    /** The partner's max-unacked-bndupd (§8.4), 0 while the link is down. */
+    window: number;
     sent: number;
     accepted: number;
     rejected: number;
+    /** BNDUPD -> BNDACK round trips in milliseconds (this side's clock). */
+    ackLatency: AckLatencySummary | null;
   };
   /** The last state transitions (up to 10), oldest first, each with the reason logged. */
   transitions: TransitionStatus[];
@@ -207,13 +217,13 @@ export interface StatusParts {
       state: string;
       stateCode: number;
       startTimeOfState: number;
-      sync?: {
-        queued: number;
-        inFlight: number;
-        updatesSent: number;
-        updatesAccepted: number;
-        updatesRejected: number;
-      };
+      /**
+       * The partner's last known state as the machine keeps it (draft-12 §9.2), also while
+       * the link is down; null if it never heard from the partner.
+       */
+      partnerState?: string | null;
+      /** The binding sync's counters (lib/failover/sync.ts). */
+      sync?: SyncStatus;
     } | null;
     /** FailoverEndpoint.transitions: times in epoch seconds. */
     transitions?: readonly { time: number; from: string; to: string; reason: string }[];
@@ -297,9 +307,11 @@ function failoverOf(f: NonNullable<StatusParts["failover"]>): FailoverStatus {
       updates: {
         queued: local.sync.queued,
         unacked: local.sync.inFlight,
+        window: local.sync.window,
         sent: local.sync.updatesSent,
         accepted: local.sync.updatesAccepted,
         rejected: local.sync.updatesRejected,
+        ackLatency: p?.bndupdAck ?? null,
       },
     }),
     transitions: (f.transitions ?? []).map((t) => ({
@@ -317,9 +329,12 @@ export function buildStatus(parts: StatusParts): StatusSnapshot {
   for (const s of LEASE_STATES) leases[s] = parts.leases[s] ?? 0;
   const failover = parts.failover === null ? null : failoverOf(parts.failover);
   const health = parts.storeHealth;
+  // The machine's record outlives the link: after the partner's STATE SHUTDOWN or a lost
+  // connection it still names what the partner last said (draft-12 §9.2).
+  const partnerState = parts.failover?.local?.partnerState ?? failover?.partner?.state ?? null;
   return {
     state: failover?.state?.toLowerCase() ?? null,
-    "partner-state": failover?.partner?.state.toLowerCase() ?? null,
+    "partner-state": partnerState?.toLowerCase() ?? null,
     version: parts.version,
     pid: parts.pid,
     startedAt: new Date(parts.startedAt * 1000).toISOString().replace(/\.\d{3}Z$/, "Z"),

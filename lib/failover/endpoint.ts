@@ -12,7 +12,7 @@ import type { DhcpEffect, FailoverView } from "../server/dhcp.ts";
 import { type DhcpMessage, Opt } from "../wire/dhcp.ts";
 import type { LinkSettings, LocalState, PartnerInfo } from "../peer/link.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
-import type { LeaseStore, LeaseView } from "../store/store.ts";
+import type { Lease, LeaseStore, LeaseView } from "../store/store.ts";
 import {
   buildPoolreq,
   buildPoolresp,
@@ -116,6 +116,8 @@ export interface FailoverEndpointOptions {
    */
   core: {
     resync(addresses: Iterable<number>): void;
+    /** resync() of one lease just written, without reading it back (DhcpCore.place). */
+    place?(lease: Lease): void;
     utilisation(): readonly { free: number; backup: number }[];
     giveToBackup(index: number, count: number, now: number): DhcpEffect[];
   };
@@ -123,7 +125,13 @@ export interface FailoverEndpointOptions {
    * The DHCP shell: commits the shared write batch (DhcpShell.flush / commitNow) and runs the
    * core's effects like its own (DhcpShell.apply), so their BNDUPDs follow the commit.
    */
-  shell: { flush(): boolean; commitNow(): Promise<void>; apply(effects: DhcpEffect[]): void };
+  shell: {
+    flush(): boolean;
+    commitNow(): Promise<void>;
+    /** Has the pending writes committed with the next group commit; default: flush(). */
+    commitSoon?(): void;
+    apply(effects: DhcpEffect[]): void;
+  };
   logger: Logger;
   clock: EndpointClock;
   /** Overrides of the machine's options (tests: startupTimeout and the like). */
@@ -137,6 +145,8 @@ export interface EndpointStatus {
   state: string;
   stateCode: number;
   startTimeOfState: number;
+  /** The partner's last known state (§9.2), kept while the link is down; null if never heard. */
+  partnerState: string | null;
   communicating: boolean;
   sync: SyncStatus;
 }
@@ -330,6 +340,7 @@ export class FailoverEndpoint implements FailoverView {
       state: serverStateName(m?.state ?? 1),
       stateCode: m?.state ?? 1,
       startTimeOfState: m?.startTimeOfState ?? 0,
+      partnerState: m?.partner ? serverStateName(m.partner.serverState) : null,
       communicating: m?.communicating ?? false,
       sync: this.#sync.status,
     };
@@ -368,15 +379,14 @@ export class FailoverEndpoint implements FailoverView {
     const list = [...addresses];
     queueMicrotask(() => {
       if (this.#stopped) return;
-      const now = this.#now();
-      const effects: SyncEffect[] = [];
+      const leases = [];
       for (const address of new Set(list)) {
         if (!this.inPool(address)) continue;
         const lease = this.#o.store.get(address);
-        if (lease === undefined) continue;
-        effects.push(...this.#sync.step({ kind: "lease-changed", now, lease }));
+        if (lease !== undefined) leases.push(lease);
       }
-      this.#runSync(effects);
+      // §6.3: the leases of one commit share BNDUPDs.
+      this.#runSync(this.#sync.step({ kind: "leases-changed", now: this.#now(), leases }));
       this.#balance(false);
     });
   }
@@ -705,7 +715,8 @@ export class FailoverEndpoint implements FailoverView {
             this.#o.store.put(e.lease);
             wrote = true;
             // The allocator sees what the partner did (and what its ack freed).
-            this.#o.core.resync([e.lease.address]);
+            if (this.#o.core.place) this.#o.core.place(e.lease);
+            else this.#o.core.resync([e.lease.address]);
           } catch (err) {
             this.#log.error("Cannot store a binding from the partner", {
               address: formatIpv4(e.lease.address),
@@ -735,11 +746,12 @@ export class FailoverEndpoint implements FailoverView {
           break;
       }
     }
-    // Writes with nothing waiting on them still belong in the next commit, which nothing else
-    // would start.
+    // Writes with nothing waiting on them (a BNDACK's acked times) still belong in a commit,
+    // which nothing else would start: the next group commit takes them.
     if (wrote && !committing) {
       try {
-        this.#o.shell.flush();
+        if (this.#o.shell.commitSoon) this.#o.shell.commitSoon();
+        else this.#o.shell.flush();
       } catch (err) {
         this.#log.error("Cannot commit bindings from the partner", {
           error: (err as Error).message,

@@ -12,12 +12,13 @@ import {
   bindingUpdateFromOptions,
   bindingUpdateOptions,
   buildBndack,
-  buildBndupd,
+  buildBndupdFromOptions,
   buildUpddone,
   DIGEST_LENGTH,
   FAILOVER_HEADER_LENGTH,
   FAILOVER_MAX_LENGTH,
   type FailoverMessage,
+  type FailoverOption,
   getAssignedIpAddress,
   getBindingAcks,
   IpFlags,
@@ -51,6 +52,11 @@ export interface BindingSyncOptions {
 export type SyncInput =
   /** A local lease was written (and committed): tell the partner (§7.1.1). Latest wins. */
   | { kind: "lease-changed"; now: number; lease: Lease }
+  /**
+   * Several leases committed together (one group commit): queued first and then sent, so that
+   * they share BNDUPDs (§6.3) instead of leaving one binding per BNDUPD while the window allows.
+   */
+  | { kind: "leases-changed"; now: number; leases: readonly Lease[] }
   /**
    * Communications are up (§8.3). `maxUnackedBndupd` is the partner's CONNECT/CONNECTACK
    * value (§8.4); `nextXid` numbers the messages this end originates on this connection;
@@ -113,6 +119,8 @@ export interface SyncStatus {
 interface SentItem {
   lease: Lease;
   potentialExpiration: number;
+  /** Its transaction's options, built once to measure the message and once only. */
+  options: readonly FailoverOption[];
 }
 
 interface InFlight {
@@ -322,6 +330,11 @@ export class BindingSync {
   #statusSent = new Set<number>();
   /** Leases written by the effects of the step being run (see #persist). */
   #written = new Map<number, Lease>();
+  /**
+   * Addresses queued by the current step's lease-changed input: the queued copy is the row
+   * the caller just read, so the pump need not read it again.
+   */
+  #fresh = new Set<number>();
   #sent = 0;
   #accepted = 0;
   #rejected = 0;
@@ -386,6 +399,15 @@ export class BindingSync {
         this.#queue.delete(input.lease.address);
         this.#queue.set(input.lease.address, input.lease);
         if (input.lease.state === "active") this.#statusSent.delete(input.lease.address);
+        this.#fresh.add(input.lease.address);
+        break;
+      case "leases-changed":
+        for (const lease of input.leases) {
+          this.#queue.delete(lease.address);
+          this.#queue.set(lease.address, lease);
+          if (lease.state === "active") this.#statusSent.delete(lease.address);
+          this.#fresh.add(lease.address);
+        }
         break;
       case "link-up": {
         const per = input.maxBindingsPerBndupd;
@@ -408,6 +430,7 @@ export class BindingSync {
     }
     this.#pump(input.now, out);
     this.#written.clear();
+    this.#fresh.clear();
     return out;
   }
 
@@ -742,7 +765,8 @@ export class BindingSync {
       const tryAdd = (lease: Lease): boolean => {
         if (batch.size >= this.#maxBindings) return false;
         const update = leaseToBindingUpdate(lease);
-        const n = optionsLength(bindingUpdateOptions(update));
+        const options = bindingUpdateOptions(update);
+        const n = optionsLength(options);
         if (length + n > this.#maxLength) {
           if (batch.size === 0) {
             throw new RangeError(
@@ -755,6 +779,7 @@ export class BindingSync {
         batch.set(lease.address, {
           lease,
           potentialExpiration: update.potentialExpirationTime ?? 0,
+          options,
         });
         if (FREE_ON_ACK.has(lease.state)) this.#statusSent.add(lease.address);
         return true;
@@ -764,7 +789,10 @@ export class BindingSync {
         // One BNDUPD per address in flight: the next waits for the ack (§7.2.2 records tsfp).
         if (this.#inFlightByAddress.has(address) || batch.has(address)) continue;
         // The committed row is the latest; the queued copy only stands in for a deleted row.
-        const lease = this.#read(address) ?? queued;
+        // A lease queued in this very step was read from the committed row a moment ago,
+        // unless this step has written it since.
+        const lease = this.#written.get(address) ??
+          (this.#fresh.has(address) ? queued : this.#o.view.get(address) ?? queued);
         if (!tryAdd(lease)) {
           full = true;
           break;
@@ -815,9 +843,9 @@ export class BindingSync {
           stored = true;
         }
       }
-      const message = buildBndupd(
+      const message = buildBndupdFromOptions(
         { time: Math.floor(now), xid },
-        items.map((i) => leaseToBindingUpdate(i.lease)),
+        items.map((i) => i.options),
       );
       out.push(
         stored

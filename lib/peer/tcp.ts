@@ -7,7 +7,14 @@ import { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import { WireError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { type FailoverMessage, FrameReader, msgTypeName, ReplayGuard } from "../wire/failover.ts";
+import {
+  type FailoverMessage,
+  FrameReader,
+  MsgType,
+  msgTypeName,
+  ReplayGuard,
+} from "../wire/failover.ts";
+import { AckLatency, type AckLatencySummary } from "./ack_latency.ts";
 import { formatIpv4 } from "../wire/ip.ts";
 import {
   FailoverLink,
@@ -86,6 +93,8 @@ export interface PeerStatus {
   /** Seconds since the partner last sent anything, or null. */
   sinceContact: number | null;
   connections: number;
+  /** BNDUPD -> BNDACK round trips (draft-12 §7.1-§7.2), measured on this side. */
+  bndupdAck?: AckLatencySummary;
 }
 
 /** The partner link of one failover relationship. */
@@ -101,6 +110,7 @@ export class PeerService {
   #dialing = false;
   #stopped = false;
   #tasks = new Set<Promise<unknown>>();
+  readonly #ackLatency = new AckLatency();
 
   constructor(options: PeerServiceOptions) {
     this.#o = options;
@@ -142,6 +152,7 @@ export class PeerService {
       skew: any?.link.skew ?? null,
       sinceContact: any ? any.link.idleFor(now) : null,
       connections: this.#connections.size,
+      bndupdAck: this.#ackLatency.summary(),
     };
   }
 
@@ -172,6 +183,7 @@ export class PeerService {
   sendMessage(message: FailoverMessage): boolean {
     const c = this.#up;
     if (!c) return false;
+    if (message.type === MsgType.BNDUPD) this.#ackLatency.sent(message.xid, performance.now());
     this.#input(c, { kind: "send", now: this.#now(), message });
     return true;
   }
@@ -449,6 +461,9 @@ export class PeerService {
           this.#becameUp(c, e.partner);
           break;
         case "message":
+          if (e.message.type === MsgType.BNDACK) {
+            this.#ackLatency.acked(e.message.xid, performance.now());
+          }
           this.#o.onMessage?.(e.message);
           break;
         case "log":
@@ -516,6 +531,7 @@ export class PeerService {
     if (rejected) this.#nextDial = this.#now() + (this.#o.rejectedRetrySeconds ?? 60);
     if (this.#up === c) {
       this.#up = null;
+      this.#ackLatency.connectionLost();
       this.#o.logger.warn("Failover communications down", { remote: c.remote, reason });
       this.#o.onDown?.(reason);
     } else {

@@ -1098,6 +1098,18 @@ export class DhcpCore {
   }
 
   /**
+   * The store now holds `lease` (a partner's BNDUPD, or the acked times of a BNDACK, draft-12
+   * §7.1-§7.2): puts its address where its binding says, like resync() without reading the
+   * row back.
+   */
+  place(lease: Lease): void {
+    const subnet = this.#subnetOf(lease.address);
+    if (!subnet) return;
+    this.#remember(lease);
+    this.#place(subnet, lease.address, lease);
+  }
+
+  /**
    * Whether the partner may hold a binding on `address` this server has not heard of: the
    * address is available to the partner by this server's records (draft-12 §5.4).
    */

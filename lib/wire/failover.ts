@@ -1133,6 +1133,18 @@ export function buildBndupd(
   return make(MsgType.BNDUPD, h, list.flatMap(bindingUpdateOptions));
 }
 
+/**
+ * BNDUPD from the options of its transactions, as bindingUpdateOptions() made them (§7.1,
+ * §6.3): for a sender that has already built them to measure the message.
+ */
+export function buildBndupdFromOptions(
+  h: FailoverHeader,
+  transactions: readonly (readonly FailoverOption[])[],
+): FailoverMessage {
+  if (transactions.length === 0) throw new RangeError("Cannot build BNDUPD: no binding");
+  return make(MsgType.BNDUPD, h, transactions.flat());
+}
+
 /** BNDACK for one or more transactions (§7.2, §6.3): the reply copies the BNDUPD's xid. */
 export function buildBndack(
   h: FailoverHeader,

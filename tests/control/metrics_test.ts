@@ -209,7 +209,16 @@ Deno.test("renderMetrics() reports the failover link, partner state, skew and co
       state: "NORMAL",
       stateCode: 2,
       startTimeOfState: 1_700_000_100,
-      sync: { queued: 5, inFlight: 3, updatesSent: 40, updatesAccepted: 36, updatesRejected: 1 },
+      sync: {
+        queued: 5,
+        inFlight: 3,
+        window: 10,
+        pass: "none",
+        updreqallOwed: false,
+        updatesSent: 40,
+        updatesAccepted: 36,
+        updatesRejected: 1,
+      },
     },
   };
   const families = parseExposition(renderMetrics(buildStatus(parts)));
@@ -244,6 +253,50 @@ Deno.test("renderMetrics() with the link down has no skew or contact samples", (
   assert.ok(families.get("duet_failover_partner_state")?.samples.every((s) => s.value === 0));
   assert.equal(families.get("duet_failover_clock_skew_seconds")?.samples.length, 0);
   assert.equal(families.get("duet_failover_seconds_since_contact")?.samples.length, 0);
+});
+
+Deno.test("renderMetrics() reports the BNDUPD backlog and the BNDACK round-trip quantiles", () => {
+  const parts = standaloneParts();
+  parts.failover = {
+    role: "secondary",
+    relationship: "duet",
+    peer: {
+      link: "up",
+      partner: null,
+      skew: 0,
+      sinceContact: 0,
+      connections: 1,
+      bndupdAck: {
+        count: 3,
+        pending: 0,
+        samples: 3,
+        meanMs: 2,
+        p50Ms: 1.5,
+        p99Ms: 4.25,
+        maxMs: 4.25,
+      },
+    },
+    local: {
+      state: "NORMAL",
+      stateCode: ServerState.NORMAL,
+      startTimeOfState: 0,
+      sync: {
+        queued: 7,
+        inFlight: 3,
+        window: 10,
+        pass: "none",
+        updreqallOwed: false,
+        updatesSent: 1,
+        updatesAccepted: 1,
+        updatesRejected: 0,
+      },
+    },
+  };
+  const families = parseExposition(renderMetrics(buildStatus(parts)));
+  assert.equal(sample(families.get("duet_failover_updates_queued")), 7);
+  assert.equal(sample(families.get("duet_failover_bndupd_unacked")), 3);
+  const q = families.get("duet_failover_bndack_latency_ms")?.samples ?? [];
+  assert.deepEqual(q.map((s) => [s.labels.quantile, s.value]), [["0.5", 1.5], ["0.99", 4.25]]);
 });
 
 Deno.test("parseExposition() rejects what format 0.0.4 does not allow", async (t) => {

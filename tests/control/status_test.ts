@@ -105,7 +105,16 @@ Deno.test("buildStatus() reports binding updates and the last transitions with r
       state: "NORMAL",
       stateCode: 2,
       startTimeOfState: 1_700_000_200,
-      sync: { queued: 2, inFlight: 1, updatesSent: 9, updatesAccepted: 8, updatesRejected: 0 },
+      sync: {
+        queued: 2,
+        inFlight: 1,
+        window: 10,
+        pass: "none",
+        updreqallOwed: false,
+        updatesSent: 9,
+        updatesAccepted: 8,
+        updatesRejected: 0,
+      },
     },
     transitions: [
       { time: 1_700_000_100, from: "RECOVER", to: "RECOVER-DONE", reason: "UPDDONE received" },
@@ -117,9 +126,11 @@ Deno.test("buildStatus() reports binding updates and the last transitions with r
   assert.deepEqual(s.failover?.updates, {
     queued: 2,
     unacked: 1,
+    window: 10,
     sent: 9,
     accepted: 8,
     rejected: 0,
+    ackLatency: null,
   });
   assert.deepEqual(s.failover?.transitions, [
     {
@@ -201,6 +212,69 @@ Deno.test("buildStatus() says the link is down when the peer service is missing"
   assert.equal(f?.link, "down");
   assert.equal(f?.partner, null);
   assert.equal(f?.clockSkewSeconds, null);
+});
+
+Deno.test("buildStatus() keeps the partner's last known state once the link is down", () => {
+  // draft-12 §9.2, §9.8.4: the partner said SHUTDOWN and closed the link; the machine still
+  // knows it, and the top-level partner-state says so (it was null before this fix).
+  const parts = standaloneParts();
+  parts.failover = {
+    role: "primary",
+    relationship: "pair",
+    peer: null,
+    local: {
+      state: "PARTNER-DOWN",
+      stateCode: ServerState.PARTNER_DOWN,
+      startTimeOfState: 1_700_000_000,
+      partnerState: "SHUTDOWN",
+    },
+  };
+  const s = buildStatus(parts);
+  assert.equal(s.state, "partner-down");
+  assert.equal(s["partner-state"], "shutdown");
+  assert.equal(s.failover?.partner, null, "the link itself has no partner");
+});
+
+Deno.test("buildStatus() reports the binding-update backlog and the BNDACK round trips", () => {
+  const parts = standaloneParts();
+  const bndupdAck = {
+    count: 40,
+    pending: 2,
+    samples: 40,
+    meanMs: 3.1,
+    p50Ms: 2.5,
+    p99Ms: 9,
+    maxMs: 12,
+  };
+  parts.failover = {
+    role: "primary",
+    relationship: "pair",
+    peer: { link: "up", partner: null, skew: 0, sinceContact: 0, connections: 1, bndupdAck },
+    local: {
+      state: "NORMAL",
+      stateCode: ServerState.NORMAL,
+      startTimeOfState: 1_700_000_000,
+      sync: {
+        queued: 5,
+        inFlight: 2,
+        window: 10,
+        pass: "none",
+        updreqallOwed: false,
+        updatesSent: 400,
+        updatesAccepted: 390,
+        updatesRejected: 1,
+      },
+    },
+  };
+  assert.deepEqual(buildStatus(parts).failover?.updates, {
+    queued: 5,
+    unacked: 2,
+    window: 10,
+    sent: 400,
+    accepted: 390,
+    rejected: 1,
+    ackLatency: bndupdAck,
+  });
 });
 
 Deno.test("formatDuration() drops leading zero units", async (t) => {

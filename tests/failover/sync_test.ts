@@ -315,6 +315,51 @@ Deno.test("partnerTakesBatches() batches only for a duet partner (ISC 4.4.3 cann
   }
 });
 
+Deno.test("BindingSync sends the leases of one commit in one BNDUPD while the link is up (§6.3)", () => {
+  const [a, b] = pair(10);
+  const leases = testAddresses(5).map((address) => activeLease(address));
+  for (const lease of leases) a.store.put(lease);
+  a.store.commit();
+  // One group commit of five leases: before this input existed, each lease-changed pumped at
+  // once and the five went out as five BNDUPDs of one binding each.
+  a.step({ kind: "leases-changed", now: T0, leases });
+  assert.equal(a.sentBndupds.length, 1);
+  assert.equal(getBindingUpdates(a.sentBndupds[0] as FailoverMessage).length, 5);
+  run(a, b);
+  for (const lease of leases) assert.equal(b.store.get(lease.address)?.state, "active");
+  assert.equal(a.sync.status.inFlight, 0);
+});
+
+Deno.test("BindingSync reads no row again for leases the caller just handed it; later ones it does", () => {
+  const [a] = pair(1, { maxBindings: 1 });
+  const leases = testAddresses(3).map((address) => activeLease(address));
+  for (const lease of leases) a.store.put(lease);
+  a.store.commit();
+  let reads = 0;
+  const get = a.store.get.bind(a.store);
+  a.store.get = (address: number) => {
+    reads++;
+    return get(address);
+  };
+  // Window 1, one binding per BNDUPD: the first goes out now, read from the caller's copy.
+  a.step({ kind: "leases-changed", now: T0, leases });
+  assert.equal(a.sentBndupds.length, 1);
+  assert.equal(reads, 0, "the lease read by the caller a moment ago is not read again");
+  // The rest waited for window space: by then the row may have changed, so it is read.
+  const changed = { ...leases[1] as Lease, ends: T0 + 999 };
+  a.store.put(changed);
+  a.store.commit();
+  const [b] = [new Node("secondary", "secondary")];
+  b.linkUp(10);
+  b.receive(a.outbox.shift() as FailoverMessage);
+  a.receive(b.outbox.shift() as FailoverMessage);
+  assert.ok(reads > 0, "a lease queued in an earlier step is read from the store");
+  const second = getBindingUpdates(a.sentBndupds[1] as FailoverMessage)[0];
+  assert.equal(second?.assignedIpAddress, changed.address);
+  assert.equal(second?.leaseExpirationTime, T0 + 999, "the latest row went out");
+  a.store.get = get;
+});
+
 Deno.test("BindingSync answers UPDREQALL with every binding, then UPDDONE after all BNDACKs", () => {
   const [a, b] = pair(10);
   const addresses = testAddresses(768);

@@ -509,6 +509,35 @@ Deno.test("DhcpCore.resync() learns the partner's bindings: the client keeps its
   assert.equal(getLeaseTime(r), 3600);
 });
 
+Deno.test("DhcpCore.place() places a lease just written without reading it back", () => {
+  // The endpoint writes a partner's binding (or a BNDACK's acked times) and hands the lease to
+  // the core: the allocator must see it exactly as resync() would, without the store lookup.
+  const ctx = setup("primary");
+  const partnerLease: Lease = {
+    ...emptyLease(POOL[0]!, "active"),
+    hwAddress: mac(9),
+    starts: NOW - 10,
+    ends: NOW + 290,
+    cltt: NOW - 10,
+  };
+  ctx.store.put(partnerLease);
+  ctx.store.commit();
+  let reads = 0;
+  const get = ctx.store.get.bind(ctx.store);
+  ctx.store.get = (address: number) => {
+    reads++;
+    return get(address);
+  };
+  ctx.core.place(partnerLease);
+  assert.equal(reads, 0, "no read of the row just written");
+  ctx.store.get = get;
+  ctx.view.state = ServerState.COMMUNICATIONS_INTERRUPTED;
+  // A new client does not get the placed address (the allocator would hand out POOL[0] next);
+  // client 9 is known there.
+  assert.notEqual(reply(discover(ctx, 5))!.yiaddr, POOL[0]);
+  assert.equal(reply(discover(ctx, 9))!.yiaddr, POOL[0]);
+});
+
 Deno.test("DhcpCore.giveToBackup() moves available FREE addresses to BACKUP, primary only (§5.4)", () => {
   const ctx = setup("primary");
   const effects = ctx.core.giveToBackup(0, 2, NOW);

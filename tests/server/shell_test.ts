@@ -10,7 +10,7 @@ import { StoreError } from "../../lib/errors.ts";
 import { createLogger, silentLogger } from "../../lib/log.ts";
 import { CoreLeaseView, ProtocolClock } from "../../lib/server/clock.ts";
 import { DhcpCore } from "../../lib/server/dhcp.ts";
-import { DhcpShell, type LeaseChange } from "../../lib/server/shell.ts";
+import { DhcpShell, type LeaseChange, SYNC_INTERVAL_MS } from "../../lib/server/shell.ts";
 import type { Received, SendTarget, Transport } from "../../lib/server/transport.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import { emptyLease, type Lease } from "../../lib/store/store.ts";
@@ -135,9 +135,15 @@ class FakeTime {
 }
 
 function setup(
-  options: { logLines?: string[]; onLeasesCommitted?: (changes: LeaseChange[]) => void } = {},
+  options: {
+    logLines?: string[];
+    onLeasesCommitted?: (changes: LeaseChange[]) => void;
+    commitDelayMs?: number;
+    clockMs?: () => number;
+  } = {},
 ) {
   const store = new ControlledStore();
+  let spacing = 0;
   const time = new FakeTime();
   const clock = new ProtocolClock(time.sources());
   const core = new DhcpCore(CONFIG, new CoreLeaseView(store, clock), { logger: silentLogger() });
@@ -151,11 +157,14 @@ function setup(
     store,
     transports: [transport],
     logger,
-    commitDelayMs: 1000,
+    commitDelayMs: options.commitDelayMs ?? 1000,
     commitBatch: 100,
     clock,
     tickSeconds: 3600,
     ...(options.onLeasesCommitted ? { onLeasesCommitted: options.onLeasesCommitted } : {}),
+    // Unless a test is about the spacing of syncs, each reading is far past the last, so that
+    // no sync waits for SYNC_INTERVAL_MS on a real timer.
+    clockMs: options.clockMs ?? (() => (spacing += 1000)),
   });
   shell.start();
   return { store, transport, shell, core, time, clock };
@@ -353,15 +362,21 @@ Deno.test("DhcpShell sends no ACK that waited for a batch another writer's faile
   await t.step(
     "commitNow() (what a BNDACK waits for) rejects after a discarded write",
     async () => {
-      const { store, shell } = setup();
+      const { store, shell } = setup({ commitDelayMs: 5 });
       try {
         store.failPut = true;
         assert.throws(() => store.put({ ...emptyLease(0xc0000265, "active"), ends: 1 }));
         store.failPut = false;
         // draft-12 §7.2: a BNDACK only after the binding is on stable storage.
         await assert.rejects(shell.commitNow(), StoreError);
+        // The next one joins the group commit (commitDelayMs) and resolves after its sync.
         const next = shell.commitNow();
-        store.syncs.at(-1)?.resolve();
+        let settled = false;
+        next.then(() => settled = true, () => settled = true);
+        for (let i = 0; i < 100 && !settled; i++) {
+          for (const s of store.syncs) s.resolve();
+          await new Promise((r) => setTimeout(r, 10));
+        }
         await next;
       } finally {
         await stopShell(shell, store);
@@ -567,6 +582,129 @@ subnets:
   } finally {
     const stopping = shell.stop();
     for (const s of store.syncs) s.resolve();
+    await stopping;
+  }
+});
+
+function leaseAt(address: number): Lease {
+  return {
+    address,
+    state: "active",
+    htype: 1,
+    hwAddress: new Uint8Array([2, 0, 0, 0, 0, address & 0xff]),
+    clientId: null,
+    hostname: null,
+    starts: 1_800_000_000,
+    ends: 1_800_000_600,
+    cltt: 1_800_000_000,
+    tstp: 0,
+    tsfp: 0,
+    atsfp: 0,
+    relayInfo: null,
+  };
+}
+
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test("DhcpShell.commitNow() joins the group commit: one COMMIT and one sync for several callers", async () => {
+  // draft-12 §7.1.1: a BNDACK waits until what it acknowledges is durable. Before, every
+  // BNDUPD committed and synced on its own; now they share the DHCPACKs' group commit.
+  const { store, shell } = setup({ commitDelayMs: 2 });
+  try {
+    const done: string[] = [];
+    store.put(leaseAt(0xc0000264));
+    const first = shell.commitNow().then(() => done.push("first"));
+    store.put(leaseAt(0xc0000265));
+    const second = shell.commitNow().then(() => done.push("second"));
+    assert.equal(store.pending, 2, "nothing is committed at once");
+    await tick(20);
+    assert.equal(store.pending, 0, "one COMMIT took both writes");
+    assert.equal(shell.counters.commits, 1);
+    assert.equal(store.syncs.length, 1, "one sync covers both");
+    assert.deepEqual(done, [], "neither resolves before the sync");
+    store.syncs[0]?.resolve();
+    await Promise.all([first, second]);
+    assert.deepEqual(done, ["first", "second"]);
+  } finally {
+    const stopping = shell.stop();
+    for (const s of store.syncs) s.resolve();
+    await stopping;
+  }
+});
+
+Deno.test("DhcpShell.commitNow() rejects when the commit or the sync fails", async () => {
+  const { store, shell } = setup({ commitDelayMs: 1 });
+  try {
+    store.failCommit = true;
+    store.put(leaseAt(0xc0000266));
+    await assert.rejects(shell.commitNow(), StoreError);
+    store.failCommit = false;
+    store.put(leaseAt(0xc0000267));
+    const synced = shell.commitNow();
+    await tick(10);
+    store.syncs.at(-1)?.reject(new StoreError("Cannot sync: I/O error"));
+    await assert.rejects(synced, StoreError);
+  } finally {
+    const stopping = shell.stop();
+    for (const s of store.syncs) s.resolve();
+    await stopping;
+  }
+});
+
+Deno.test("DhcpShell.commitSoon() commits with the next group commit and starts no sync", async () => {
+  // A BNDACK's acked times need a commit but no caller waits for the disk.
+  const { store, shell } = setup({ commitDelayMs: 1 });
+  try {
+    store.put(leaseAt(0xc0000268));
+    shell.commitSoon();
+    assert.equal(store.pending, 1);
+    await tick(10);
+    assert.equal(store.pending, 0);
+    assert.equal(store.syncs.length, 0);
+  } finally {
+    const stopping = shell.stop();
+    for (const s of store.syncs) s.resolve();
+    await stopping;
+  }
+});
+
+Deno.test("DhcpShell starts at most one sync per SYNC_INTERVAL_MS; the commits meanwhile share it", async () => {
+  // Each fdatasync costs a thread hand-off and the kernel's flush: a busy server spaces them.
+  let now = 1000;
+  const { store, shell } = setup({ commitDelayMs: 0, clockMs: () => now });
+  try {
+    store.put(leaseAt(0xc0000270));
+    const first = shell.commitNow();
+    await tick(5);
+    assert.equal(store.syncs.length, 1, "the first sync starts at once");
+    store.syncs[0]?.resolve();
+    await first;
+    store.put(leaseAt(0xc0000271));
+    const second = shell.commitNow();
+    store.put(leaseAt(0xc0000272));
+    const third = shell.commitNow();
+    await tick(5);
+    assert.equal(store.pending, 0, "committed at once");
+    store.put(leaseAt(0xc0000273));
+    const fourth = shell.commitNow();
+    await tick(3 * SYNC_INTERVAL_MS);
+    assert.equal(store.syncs.length, 1, "no second sync while the interval has not passed");
+    now += SYNC_INTERVAL_MS;
+    await tick(SYNC_INTERVAL_MS + 5);
+    assert.equal(store.pending, 0);
+    assert.equal(store.syncs.length, 2, "one sync for all three");
+    store.syncs[1]?.resolve();
+    await Promise.all([second, third, fourth]);
+  } finally {
+    now += 1_000_000; // a frozen clock would keep stop() waiting for the interval
+    const stopping = shell.stop();
+    // stop() may start one more sync: resolve until it is done (bounded).
+    let done = false;
+    stopping.then(() => done = true);
+    for (let i = 0; i < 100 && !done; i++) {
+      for (const s of store.syncs) s.resolve();
+      await tick(2);
+    }
     await stopping;
   }
 });

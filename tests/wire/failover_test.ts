@@ -3,8 +3,10 @@ import assert from "node:assert/strict";
 import { PeerProtocolError, WireError } from "../../lib/errors.ts";
 import {
   BindingStatus,
+  bindingUpdateOptions,
   buildBndack,
   buildBndupd,
+  buildBndupdFromOptions,
   buildConnect,
   buildConnectAck,
   buildContact,
@@ -310,6 +312,24 @@ Deno.test("decodeFailover() header rules (§6.1)", async (t) => {
     });
     assert.throws(() => encodeFailover(m), RangeError);
   });
+});
+
+Deno.test("buildBndupdFromOptions() encodes the same BNDUPD as buildBndupd() (§7.1, §6.3)", () => {
+  const h = { time: 1_800_000_000, xid: 42 };
+  const updates = [1, 2, 3].map((n) => ({
+    assignedIpAddress: 0xc0000200 + n,
+    bindingStatus: BindingStatus.ACTIVE,
+    clientHardwareAddress: { htype: 1, chaddr: new Uint8Array([2, 0, 0, 0, 0, n]) },
+    leaseExpirationTime: 200 + n,
+    potentialExpirationTime: 300 + n,
+    startTimeOfState: 100,
+    clientLastTransactionTime: 100,
+  }));
+  assert.deepEqual(
+    encodeFailover(buildBndupdFromOptions(h, updates.map(bindingUpdateOptions))),
+    encodeFailover(buildBndupd(h, updates)),
+  );
+  assert.throws(() => buildBndupdFromOptions(h, []), RangeError);
 });
 
 Deno.test("splitFrames() and FrameReader frame a TCP stream (§6.1)", () => {
