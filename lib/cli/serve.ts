@@ -295,6 +295,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
         commitNow: () => shell.commitNow(),
         commitSoon: () => shell.commitSoon(),
         apply: (e) => shell.apply(e),
+        writable: () => !shell.storeFailing,
       },
       logger,
       clock: storedClock,

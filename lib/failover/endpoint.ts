@@ -85,6 +85,12 @@ export interface PartnerLink {
   sendMessage(message: FailoverMessage): boolean;
   /** The next xid on the up link (draft-12 §7.2.2), or null when the link is down. */
   nextXid(): number | null;
+  /**
+   * Ends the up connection with a DISCONNECT (§7.12) and the reason; the link dials again as
+   * after any other loss, and both sides send their unacknowledged updates on the next
+   * connection (§8.6). Nothing when the link is down.
+   */
+  drop(reason: string): void;
 }
 
 /** What the endpoint hands its PartnerLink: its state for STATE messages and the link events. */
@@ -131,6 +137,8 @@ export interface FailoverEndpointOptions {
     /** Has the pending writes committed with the next group commit; default: flush(). */
     commitSoon?(): void;
     apply(effects: DhcpEffect[]): void;
+    /** Whether the lease database takes writes now (DhcpShell.storeFailing); default yes. */
+    writable?(): boolean;
   };
   logger: Logger;
   clock: EndpointClock;
@@ -186,6 +194,7 @@ export class FailoverEndpoint implements FailoverView {
   #balancedAt = -Infinity;
   #balanceTimer: unknown = undefined;
   #operationalTimer: unknown = undefined;
+  #resendTimer: unknown = undefined;
   #service: {
     machine: FailoverMachine | null;
     second: number;
@@ -400,6 +409,7 @@ export class FailoverEndpoint implements FailoverView {
     if (this.#balanceTimer !== undefined) this.#o.clock.cancel(this.#balanceTimer);
     this.#balanceTimer = undefined;
     if (this.#operationalTimer !== undefined) this.#o.clock.cancel(this.#operationalTimer);
+    if (this.#resendTimer !== undefined) this.#o.clock.cancel(this.#resendTimer);
     await this.peer.stop();
     await this.#outbox.catch(() => {});
   }
@@ -774,6 +784,25 @@ export class FailoverEndpoint implements FailoverView {
     this.#enqueue(() => this.#o.shell.commitNow(), message, connection);
   }
 
+  /** Drops the connection as soon as the database is writable again (checked every second). */
+  #resendOwed(): void {
+    if (this.#resendTimer !== undefined) return;
+    const connection = this.#sync.connection;
+    const check = () => {
+      this.#resendTimer = undefined;
+      if (this.#stopped || this.#sync.connection !== connection) return;
+      if (this.#o.shell.writable?.() === false) {
+        this.#resendTimer = this.#o.clock.schedule(check, 1000);
+        return;
+      }
+      this.#log.warn("Restarting the partner link: updates it sent could not be stored", {
+        section: "§8.6",
+      });
+      this.peer.drop("Binding updates could not be stored: send them again");
+    };
+    this.#resendTimer = this.#o.clock.schedule(check, 1000);
+  }
+
   #enqueue(before: () => Promise<void>, message: FailoverMessage, connection: number): void {
     this.#outboxDepth++;
     // Handled at once, so that a failed commit is never an unhandled rejection.
@@ -786,6 +815,10 @@ export class FailoverEndpoint implements FailoverView {
           xid: message.xid,
           error: error.message,
         });
+        // The partner waits for this BNDACK (or our BNDUPD) and will not send it again on this
+        // connection: once the database takes writes again, a new connection makes both sides
+        // resend what is unacknowledged (§8.6).
+        if (connection === this.#sync.connection && !this.#stopped) this.#resendOwed();
       } else if (connection === this.#sync.connection && !this.#stopped) {
         this.peer.sendMessage(message);
       }

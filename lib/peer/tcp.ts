@@ -188,6 +188,12 @@ export class PeerService {
     return true;
   }
 
+  /** Ends the up connection with a DISCONNECT and `reason` (§7.12); it is dialled again. */
+  drop(reason: string): void {
+    const c = this.#up;
+    if (c) this.#input(c, { kind: "fail", now: this.#now(), text: reason });
+  }
+
   /** Closes every connection and the listener; waits for the loops to end. */
   async stop(): Promise<void> {
     if (this.#stopped) return;

@@ -437,6 +437,17 @@ Deno.test("a failover secondary whose disk is full does not BNDACK an update it 
       () => Promise.resolve(!secondary.shell.storeFailing),
       5000,
     );
+    // The primary would not send that BNDUPD again on the same connection: the secondary
+    // restarts the link and the update arrives on the next one (§8.6).
+    await until(
+      "the lost update stored and acknowledged after the recovery",
+      () =>
+        Promise.resolve(
+          secondary.store.get(a2)?.state === "active" && (primary.store.get(a2)?.tsfp ?? 0) > 0,
+        ),
+      15_000,
+    );
+    assert.ok(lines.secondary.some((l) => l.includes("Restarting the partner link")));
     for (const s of servers.splice(0)) await s.stop();
     assert.deepEqual(integrity(secondaryDb), ["ok"]);
     assert.deepEqual(integrity(primaryConfig.database), ["ok"]);

@@ -73,6 +73,10 @@ class RecordingLink implements PartnerLink {
   nextXid(): number | null {
     return this.up ? this.xid++ : null;
   }
+  drops: string[] = [];
+  drop(reason: string): void {
+    if (this.up) this.drops.push(reason);
+  }
 }
 
 /** The partner's handshake values and STATE. */

@@ -331,6 +331,12 @@ export class SimPeer implements PartnerLink {
     return true;
   }
 
+  /** Ends the up connection with a DISCONNECT, as tcp.ts does. */
+  drop(reason: string): void {
+    const c = this.up;
+    if (c) this.#input(c, { kind: "fail", now: this.#o.now(), text: reason });
+  }
+
   /** SIGTERM path (endpoint.stop): every connection closed, FIN after what was written. */
   stop(): Promise<void> {
     if (this.#stopped) return Promise.resolve();
