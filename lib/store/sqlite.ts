@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { pathToFileURL } from "node:url";
 import { StoreError } from "../errors.ts";
+import { BLOCK_BITS, StateTally } from "./tally.ts";
 import {
   bindingStatusOf,
   checkLease,
@@ -72,6 +73,9 @@ const SQL = {
   countByState: "SELECT state, count(*) AS n FROM leases GROUP BY state",
   countInRange: `SELECT state, count(*) AS n FROM leases WHERE address BETWEEN ? AND ?
                  GROUP BY state`,
+  stateOf: "SELECT state FROM leases WHERE address = ?",
+  countByBlock: `SELECT address >> ${BLOCK_BITS} AS block, state, count(*) AS n FROM leases
+                 GROUP BY block, state`,
   upsert: `INSERT INTO leases (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (address) DO UPDATE SET
              state = excluded.state, htype = excluded.htype, hw_address = excluded.hw_address,
@@ -108,6 +112,16 @@ function iterateSql(shape: number): string {
 }
 
 type Row = Record<string, unknown>;
+
+/** Addresses per block of the tally. */
+const BLOCK_SIZE = 2 ** BLOCK_BITS;
+
+/** Rows per state code (index = binding status code) as counts per state. */
+function countsOf(byCode: Int32Array): Record<LeaseState, number> {
+  const counts = zeroCounts();
+  for (const state of LEASE_STATES) counts[state] = byCode[CODE_BY_STATE[state]] ?? 0;
+  return counts;
+}
 
 function blobOrNull(v: unknown): Uint8Array | null {
   return v instanceof Uint8Array ? v : null;
@@ -181,6 +195,11 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   #closed = false;
   /** The -wal file, opened for fdatasync in DEFERRED mode. */
   #wal: Deno.FsFile | undefined;
+  /**
+   * Lease counts by state, kept as leases are written once somebody asked for counts (a
+   * writable store only: a read-only one cannot see another connection's writes).
+   */
+  #tally: StateTally | null = null;
 
   private constructor(path: string, db: DatabaseSync, readOnly: boolean) {
     this.path = path;
@@ -287,6 +306,8 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   }
 
   countByState(): Record<LeaseState, number> {
+    const tally = this.#readyTally();
+    if (tally !== null) return countsOf(tally.total());
     const counts = zeroCounts();
     const rows = this.#read(() => this.#s.countByState.all() as Row[]);
     for (const r of rows) {
@@ -297,25 +318,62 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   }
 
   /**
-   * Number of leases per state on the addresses first..last (inclusive): a range scan of the
-   * primary key, for per-pool utilisation and for `duet reload`'s check of a shrunk pool.
+   * Number of leases per state on the addresses first..last (inclusive), for per-pool
+   * utilisation and for `duet reload`'s check of a shrunk pool. With the tally: its whole
+   * blocks plus a range scan of the primary key for the partial blocks at either end.
    */
   countInRange(first: number, last: number): Record<LeaseState, number> {
-    const counts = zeroCounts();
+    const tally = this.#readyTally();
+    if (tally === null || last - first < 2 * BLOCK_SIZE) {
+      return countsOf(this.#scanRange(first, last, new Int32Array(LEASE_STATES.length + 1)));
+    }
+    const into = new Int32Array(LEASE_STATES.length + 1);
+    let firstBlock = Math.floor(first / BLOCK_SIZE);
+    let lastBlock = Math.floor(last / BLOCK_SIZE);
+    if (first % BLOCK_SIZE !== 0) this.#scanRange(first, ++firstBlock * BLOCK_SIZE - 1, into);
+    if (last % BLOCK_SIZE !== BLOCK_SIZE - 1) this.#scanRange(lastBlock-- * BLOCK_SIZE, last, into);
+    tally.addBlocks(firstBlock, lastBlock, into);
+    return countsOf(into);
+  }
+
+  /** Adds the rows per state code on first..last to `into` (one range scan); returns it. */
+  #scanRange(first: number, last: number, into: Int32Array): Int32Array {
     const rows = this.#read(() => this.#s.countInRange.all(first, last) as Row[]);
     for (const r of rows) {
-      const state = leaseStateOf(r.state as number);
-      if (state !== undefined) counts[state] = r.n as number;
+      const code = r.state as number;
+      if (code >= 1 && code < into.length) into[code] = (into[code] as number) + (r.n as number);
     }
-    return counts;
+    return into;
+  }
+
+  /**
+   * The tally, counted on first use with one scan. Null for a read-only store, and while a
+   * batch is open before the first count (the scan would see writes the tally could not undo).
+   */
+  #readyTally(): StateTally | null {
+    if (this.#tally !== null || this.readOnly || this.#inBatch) return this.#tally;
+    const tally = new StateTally();
+    const rows = this.#read(() => this.#s.countByBlock.all() as Row[]);
+    for (const r of rows) tally.seed(r.block as number, r.state as number, r.n as number);
+    this.#tally = tally;
+    return tally;
+  }
+
+  /** The state code stored for `address`, 0 when there is no row (only with a tally). */
+  #codeOf(address: number): number {
+    const row = this.#s.stateOf.get(address) as Row | undefined;
+    return row === undefined ? 0 : row.state as number;
   }
 
   put(lease: Lease): void {
     checkLease(lease);
-    this.#write(lease.address, () =>
+    const tally = this.#tally;
+    this.#write(lease.address, () => {
+      const before = tally === null ? 0 : this.#codeOf(lease.address);
+      const after = CODE_BY_STATE[lease.state];
       this.#s.upsert.run(
         lease.address,
-        CODE_BY_STATE[lease.state],
+        after,
         lease.htype,
         lease.hwAddress,
         lease.clientId,
@@ -327,11 +385,18 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
         lease.tsfp,
         lease.atsfp,
         lease.relayInfo,
-      ));
+      );
+      tally?.change(lease.address, before, after);
+    });
   }
 
   delete(address: number): void {
-    this.#write(address, () => this.#s.delete.run(address));
+    const tally = this.#tally;
+    this.#write(address, () => {
+      const before = tally === null ? 0 : this.#codeOf(address);
+      this.#s.delete.run(address);
+      tally?.change(address, before, 0);
+    });
   }
 
   getMeta(key: string): string | undefined {
@@ -380,6 +445,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     this.#inBatch = false;
     this.#pending = 0;
     this.#batchAddresses = [];
+    this.#tally?.commit();
     return n;
   }
 
@@ -490,6 +556,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     } catch {
       // SQLite has already rolled back (or the connection is gone): nothing is left to undo.
     }
+    this.#tally?.rollback();
     if (this.#inBatch) {
       this.#discardedBatches++;
       for (const a of this.#batchAddresses) this.#discardedAddresses.push(a);

@@ -413,6 +413,7 @@ Deno.test("SqliteLeaseStore.commit() failure throws StoreError and rolls the bat
     const ran = using(SqliteLeaseStore.open(path), (s) => {
       s.put(lease("192.0.2.10"));
       s.commit();
+      assert.equal(s.countByState().active, 1, "counts are kept from here on");
       if (Deno.uid() !== 0) {
         skipBecause("making the open WAL file unwritable needs root (chattr +i)");
         return false;
@@ -434,6 +435,8 @@ Deno.test("SqliteLeaseStore.commit() failure throws StoreError and rolls the bat
       assert.equal(s.pending, 0);
       assert.equal(s.get(ip("192.0.2.11")), undefined);
       assert.equal(s.get(ip("192.0.2.10"))?.state, "active");
+      // The kept counts lose the rolled-back batch with it.
+      assert.deepEqual(s.countByState(), countedByHand(s));
       const lost = s.takeDiscarded();
       assert.equal(lost.batches, 1, "the failed commit is reported as a lost batch");
       assert.deepEqual([...lost.addresses].sort(), [ip("192.0.2.10"), ip("192.0.2.11")].sort());
@@ -544,6 +547,82 @@ Deno.test("SqliteLeaseStore.countInRange() counts states on an inclusive address
     // Uncommitted puts are visible to the store's own reads, as get() sees them.
     s.put(lease("192.0.2.11"));
     assert.equal(s.countInRange(ip("192.0.2.10"), ip("192.0.2.20")).active, 2);
+  } finally {
+    s.close();
+  }
+});
+
+/** Counts per state by reading every row: what countByState()/countInRange() must match. */
+function countedByHand(s: SqliteLeaseStore, first = 0, last = 2 ** 32 - 1) {
+  const counts: Record<string, number> = {
+    free: 0,
+    active: 0,
+    expired: 0,
+    released: 0,
+    abandoned: 0,
+    reset: 0,
+    backup: 0,
+  };
+  for (const l of s.iterate()) if (l.address >= first && l.address <= last) counts[l.state]!++;
+  return counts;
+}
+
+Deno.test("SqliteLeaseStore: counts kept as leases are written match a count of the rows", () => {
+  const s = SqliteLeaseStore.open(":memory:");
+  try {
+    // A seeded schedule of puts, deletes, commits and rollbacks on 198.18.0.0/22 (four
+    // blocks of the tally); ranges with partial blocks at either end and whole ones between.
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return Math.floor((seed / 2 ** 31) * n);
+    };
+    const base = ip("198.18.0.0");
+    const states = ["free", "active", "expired", "released", "abandoned", "reset", "backup"];
+    for (let i = 0; i < 300; i++) s.put(lease("198.18.0.0", { address: base + i, state: "free" }));
+    s.commit();
+    assert.equal(s.countByState().free, 300, "the first count scans the table");
+    for (let step = 0; step < 3000; step++) {
+      const address = base + rand(1024);
+      const op = rand(20);
+      if (op < 14) {
+        const state = states[rand(states.length)] as LeaseState;
+        s.put(lease("198.18.0.0", { address, state, hwAddress: mac(rand(200)) }));
+      } else if (op < 16) s.delete(address);
+      else if (op < 19) s.commit();
+      else s.rollback();
+      if (step % 50 === 0) {
+        assert.deepEqual(s.countByState(), countedByHand(s), `step ${step}`);
+        const first = base + rand(1024);
+        const last = Math.min(base + 1023, first + rand(800));
+        assert.deepEqual(s.countInRange(first, last), countedByHand(s, first, last));
+      }
+    }
+    s.commit();
+    assert.deepEqual(s.countByState(), countedByHand(s));
+    assert.deepEqual(s.countInRange(base, base + 1023), countedByHand(s, base, base + 1023));
+    assert.deepEqual(
+      s.countInRange(base + 1, base + 1022),
+      countedByHand(s, base + 1, base + 1022),
+    );
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("SqliteLeaseStore: a batch open at the first count is counted by a scan, then kept", () => {
+  const s = SqliteLeaseStore.open(":memory:");
+  try {
+    s.put(lease("198.18.0.1"));
+    // While a batch is open the counts come from SQL, so a rollback cannot leave them wrong.
+    assert.equal(s.countByState().active, 1);
+    s.rollback();
+    assert.equal(s.countByState().active, 0);
+    s.put(lease("198.18.0.2"));
+    s.put(lease("198.18.1.2", { state: "backup" }));
+    assert.deepEqual(s.countByState(), countedByHand(s));
+    s.commit();
+    assert.deepEqual(s.countByState(), countedByHand(s));
   } finally {
     s.close();
   }
