@@ -627,3 +627,49 @@ Deno.test("SqliteLeaseStore: a batch open at the first count is counted by a sca
     s.close();
   }
 });
+
+Deno.test("SqliteLeaseStore: its own reads agree with another connection's after commits and rollbacks", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    const s = SqliteLeaseStore.open(path, { synchronous: "DEFERRED" });
+    const reader = SqliteLeaseStore.open(path, { readOnly: true });
+    try {
+      // Puts of the same client and of another, deletes, commits and rollbacks on 6,000 addresses.
+      let seed = 11;
+      const rand = (n: number) => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return Math.floor((seed / 2 ** 31) * n);
+      };
+      const base = ip("198.18.0.0");
+      const span = 6000;
+      const states = ["free", "active", "released", "backup"] as LeaseState[];
+      for (let step = 0; step < 20_000; step++) {
+        const address = base + rand(span);
+        const op = rand(20);
+        if (op < 12) {
+          const state = states[rand(states.length)] as LeaseState;
+          // The same client most of the time (only times and state change), or another one.
+          const hwAddress = mac(rand(4) === 0 ? 2 : 1);
+          s.put(lease("198.18.0.0", { address, state, hwAddress, ends: 1_795_933_600 + step }));
+        } else if (op < 14) s.delete(address);
+        else if (op < 16) s.get(address);
+        else if (op < 19) {
+          s.commit();
+          for (let k = 0; k < 20; k++) {
+            const a = base + rand(span);
+            assert.deepEqual(s.get(a), reader.get(a), `step ${step}: ${a - base}`);
+          }
+        } else {
+          s.rollback();
+          for (let k = 0; k < 20; k++) {
+            const a = base + rand(span);
+            assert.deepEqual(s.get(a), reader.get(a), `step ${step} after rollback: ${a - base}`);
+          }
+        }
+      }
+    } finally {
+      reader.close();
+      s.close();
+    }
+  });
+});
