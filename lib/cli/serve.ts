@@ -333,7 +333,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     commitDelayMs: config.commitDelayMs,
     commitBatch: config.commitBatch,
     clock,
-    onCommitted: (addresses) => failover?.leasesCommitted(addresses),
+    onCommitted: (addresses, leases) => failover?.leasesCommitted(addresses, leases),
     onLeasesCommitted: (changes) => leaseEvents(changes),
   });
   shell.trackPrevious = hooks.enabled;

@@ -382,8 +382,12 @@ export class FailoverEndpoint implements FailoverView {
   /**
    * The DHCP shell committed these addresses (DhcpShell's onCommitted): each committed lease
    * goes to the partner in a BNDUPD (§7.1.1). Runs after the commit returns, never inside it.
+   * `committed` holds the leases as the commit stored them; an address without one is read.
    */
-  leasesCommitted(addresses: readonly number[]): void {
+  leasesCommitted(
+    addresses: readonly number[],
+    committed?: ReadonlyMap<number, Lease>,
+  ): void {
     if (this.#stopped || addresses.length === 0) return;
     const list = [...addresses];
     queueMicrotask(() => {
@@ -391,7 +395,7 @@ export class FailoverEndpoint implements FailoverView {
       const leases = [];
       for (const address of new Set(list)) {
         if (!this.inPool(address)) continue;
-        const lease = this.#o.store.get(address);
+        const lease = committed?.get(address) ?? this.#o.store.get(address);
         if (lease !== undefined) leases.push(lease);
       }
       // §6.3: the leases of one commit share BNDUPDs.

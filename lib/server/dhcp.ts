@@ -516,7 +516,7 @@ export class DhcpCore {
     c: Client,
     now: number,
     service: Service | null,
-    lease: Lease | undefined = this.#view.get(address),
+    lease: Lease | undefined,
   ): boolean {
     const reserved = subnet.reserved.get(address);
     if (reserved) return this.#reservationFor(subnet, c) === reserved;
@@ -562,20 +562,26 @@ export class DhcpCore {
     const reservation = this.#reservationFor(subnet, c);
     if (reservation) return reservation.address;
     const held = this.#offerByKey.get(c.key);
-    if (held !== undefined && this.#availableFor(subnet, held, c, now, service)) return held;
+    if (
+      held !== undefined &&
+      this.#availableFor(subnet, held, c, now, service, this.#view.get(held))
+    ) {
+      return held;
+    }
     const leases = this.#clientLeases(subnet, c);
     const current = leases.find((l) => l.state === "active" && l.ends > now);
     if (current) return current.address;
     const requested = getRequestedIp(msg);
     if (
       requested !== undefined && subnet.free.contains(requested) &&
-      this.#availableFor(subnet, requested, c, now, service)
+      this.#availableFor(subnet, requested, c, now, service, this.#view.get(requested))
     ) {
       return requested;
     }
     for (const l of leases) {
       if (
-        subnet.free.contains(l.address) && this.#availableFor(subnet, l.address, c, now, service)
+        subnet.free.contains(l.address) &&
+        this.#availableFor(subnet, l.address, c, now, service, l)
       ) {
         return l.address;
       }
@@ -587,7 +593,13 @@ export class DhcpCore {
     return undefined;
   }
 
-  #holdOffer(subnet: SubnetRuntime, address: number, c: Client, now: number): void {
+  #holdOffer(
+    subnet: SubnetRuntime,
+    address: number,
+    lease: Lease | undefined,
+    c: Client,
+    now: number,
+  ): void {
     const previous = this.#offerByKey.get(c.key);
     if (previous !== undefined && previous !== address) this.#dropOffer(previous, true);
     this.#claim(subnet, address);
@@ -599,7 +611,7 @@ export class DhcpCore {
       until: now + this.config.offerHold,
       subnet,
       queued: false,
-      state: this.#view.get(address)?.state ?? null,
+      state: lease?.state ?? null,
     };
     this.#offers.set(address, offer);
     this.#offerByKey.set(c.key, address);
@@ -798,7 +810,9 @@ export class DhcpCore {
         return reclaimed.length > 0 ? { ...out, effects: reclaimed } : out;
       }
     }
-    this.#holdOffer(subnet, address, c, now);
+    // One read of the address's binding serves the offer hold and the lease time.
+    const lease = this.#view.get(address);
+    this.#holdOffer(subnet, address, lease, c, now);
     this.#limitOffers(subnet, address, service);
     const reply = this.#reply(
       msg,
@@ -806,7 +820,7 @@ export class DhcpCore {
       arrival,
       subnet,
       address,
-      this.#leaseTimes(msg, subnet, c, this.#view.get(address), now).leaseTime,
+      this.#leaseTimes(msg, subnet, c, lease, now).leaseTime,
       this.#reservationFor(subnet, c),
     );
     this.#count(this.counters.sent, "DHCPOFFER");

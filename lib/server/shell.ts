@@ -54,10 +54,11 @@ export interface ShellOptions {
   /** Monotonic milliseconds (performance.now()); injectable for tests of the sync spacing. */
   clockMs?: () => number;
   /**
-   * Called after each successful COMMIT with the addresses the DHCP core wrote in it (the
-   * failover endpoint sends them to the partner, draft-12 §7.1.1).
+   * Called after each successful COMMIT with the addresses the DHCP core wrote in it and the
+   * last lease written to each, as stored (the failover endpoint sends them to the partner,
+   * draft-12 §7.1.1).
    */
-  onCommitted?: (addresses: number[]) => void;
+  onCommitted?: (addresses: number[], leases: ReadonlyMap<number, Lease>) => void;
   /**
    * Called after each successful COMMIT with every lease the DHCP core wrote in it, in order;
    * each carries the row it replaced when `trackPrevious` is set (lease-event hooks).
@@ -148,6 +149,8 @@ export class DhcpShell {
   /** performance.now() before which no sync starts (SYNC_INTERVAL_MS after the last one). */
   #nextSyncAt = 0;
   #dirty: number[] = [];
+  /** The last lease written to each address of #dirty, as stored. */
+  #dirtyLeases = new Map<number, Lease>();
   #changes: LeaseChange[] = [];
   /** Batches the store discarded (takeDiscarded()) that no flush has answered for yet. */
   #lost: { batches: number; addresses: number[] } = { batches: 0, addresses: [] };
@@ -288,8 +291,10 @@ export class DhcpShell {
       if (e.kind === "persist") {
         try {
           const before = this.trackPrevious ? this.#o.store.get(e.lease.address) : undefined;
-          this.#o.store.put(shiftLease(e.lease, this.#clock.offset));
+          const stored = shiftLease(e.lease, this.#clock.offset);
+          this.#o.store.put(stored);
           this.#dirty.push(e.lease.address);
+          this.#dirtyLeases.set(e.lease.address, stored);
           if (this.#o.onLeasesCommitted) this.#changes.push({ before, after: e.lease });
         } catch (err) {
           if (!(err instanceof StoreError)) throw err;
@@ -394,12 +399,14 @@ export class DhcpShell {
       if (this.#failing) this.#syncWanted = true;
     }
     const committed = this.#dirty;
+    const committedLeases = this.#dirtyLeases;
     this.#dirty = [];
+    this.#dirtyLeases = new Map();
     const changes = this.#changes;
     this.#changes = [];
     for (const w of waiting) this.#unsynced.push(w);
     this.#startSync();
-    if (committed.length > 0) this.#o.onCommitted?.(committed);
+    if (committed.length > 0) this.#o.onCommitted?.(committed, committedLeases);
     if (changes.length > 0) this.#o.onLeasesCommitted?.(changes);
     return true;
   }
@@ -415,6 +422,7 @@ export class DhcpShell {
     const addresses = [...this.#lost.addresses, ...this.#dirty];
     this.#lost = { batches: 0, addresses: [] };
     this.#dirty = [];
+    this.#dirtyLeases.clear();
     this.#changes = [];
     this.#core.resync(addresses);
     this.#fail(waiting, new StoreError("Cannot commit the lease database"));

@@ -118,6 +118,8 @@ export class SimShell {
   readonly #proc: Proc;
   #waiting: { effect: ReplyEffect; handledAt: number; written: number; madeAt: number }[] = [];
   #dirty: number[] = [];
+  /** The last lease written to each address of #dirty (DhcpShell hands them to the endpoint). */
+  #dirtyLeases = new Map<number, Lease>();
   #commitTimer: TimerHandle | undefined;
 
   constructor(proc: Proc, core: DhcpCore, store: SimStore) {
@@ -142,6 +144,7 @@ export class SimShell {
         this.#store.put(e.lease);
         written = this.#store.seq;
         this.#dirty.push(e.lease.address);
+        this.#dirtyLeases.set(e.lease.address, e.lease);
       } else if (!send) {
         continue;
       } else if (e.afterCommit) {
@@ -169,13 +172,15 @@ export class SimShell {
     if (this.#store.pending > 0) this.#store.commit();
     this.#proc.host.touch();
     const committed = this.#dirty;
+    const committedLeases = this.#dirtyLeases;
     this.#dirty = [];
+    this.#dirtyLeases = new Map();
     for (const w of waiting) {
       this.#proc.host.reply(this.#proc.server, w.effect, w.handledAt, w.written, w.madeAt);
     }
     if (committed.length > 0) {
       this.#proc.host.committed?.(this.#proc.server, committed);
-      this.#proc.endpoint.leasesCommitted(committed);
+      this.#proc.endpoint.leasesCommitted(committed, committedLeases);
     }
     return true;
   }
