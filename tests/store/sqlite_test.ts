@@ -9,6 +9,7 @@ import type {
   LeaseStore,
   MetaStore,
 } from "../../lib/store/store.ts";
+import { zeroCounts } from "../../lib/store/store.ts";
 import { ip, lease, leaseStoreContract, mac, metaStoreContract } from "./contract.ts";
 
 /**
@@ -554,16 +555,8 @@ Deno.test("SqliteLeaseStore.countInRange() counts states on an inclusive address
 
 /** Counts per state by reading every row: what countByState()/countInRange() must match. */
 function countedByHand(s: SqliteLeaseStore, first = 0, last = 2 ** 32 - 1) {
-  const counts: Record<string, number> = {
-    free: 0,
-    active: 0,
-    expired: 0,
-    released: 0,
-    abandoned: 0,
-    reset: 0,
-    backup: 0,
-  };
-  for (const l of s.iterate()) if (l.address >= first && l.address <= last) counts[l.state]!++;
+  const counts = zeroCounts();
+  for (const l of s.iterate()) if (l.address >= first && l.address <= last) counts[l.state]++;
   return counts;
 }
 
