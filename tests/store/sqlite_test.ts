@@ -553,6 +553,14 @@ Deno.test("SqliteLeaseStore.countInRange() counts states on an inclusive address
   }
 });
 
+/** A seeded generator of whole numbers below n (from the LCG's high bits). */
+function seededRandom(seed: number): (n: number) => number {
+  return (n) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return Math.floor((seed / 2 ** 31) * n);
+  };
+}
+
 /** Counts per state by reading every row: what countByState()/countInRange() must match. */
 function countedByHand(s: SqliteLeaseStore, first = 0, last = 2 ** 32 - 1) {
   const counts = zeroCounts();
@@ -565,11 +573,7 @@ Deno.test("SqliteLeaseStore: counts kept as leases are written match a count of 
   try {
     // A seeded schedule of puts, deletes, commits and rollbacks on 198.18.0.0/22 (four
     // blocks of the tally); ranges with partial blocks at either end and whole ones between.
-    let seed = 7;
-    const rand = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return Math.floor((seed / 2 ** 31) * n);
-    };
+    const rand = seededRandom(7);
     const base = ip("198.18.0.0");
     const states = ["free", "active", "expired", "released", "abandoned", "reset", "backup"];
     for (let i = 0; i < 300; i++) s.put(lease("198.18.0.0", { address: base + i, state: "free" }));
@@ -628,11 +632,7 @@ Deno.test("SqliteLeaseStore: its own reads agree with another connection's after
     const reader = SqliteLeaseStore.open(path, { readOnly: true });
     try {
       // Puts of the same client and of another, deletes, commits and rollbacks on 6,000 addresses.
-      let seed = 11;
-      const rand = (n: number) => {
-        seed = (seed * 1103515245 + 12345) % 2 ** 31;
-        return Math.floor((seed / 2 ** 31) * n);
-      };
+      const rand = seededRandom(11);
       const base = ip("198.18.0.0");
       const span = 6000;
       const states = ["free", "active", "released", "backup"] as LeaseState[];
