@@ -666,3 +666,52 @@ Deno.test("SqliteLeaseStore: its own reads agree with another connection's after
     }
   });
 });
+
+Deno.test("SqliteLeaseStore: rewrites of a row keep its client columns and indexes right", () => {
+  inTempDir((dir) => {
+    const s = SqliteLeaseStore.open(`${dir}/leases.db`);
+    try {
+      // Few addresses and few clients, so that most puts keep the client and some change it:
+      // the hw address, the client id (also to and from none) or only the htype.
+      const rand = seededRandom(5);
+      const base = ip("198.18.1.0");
+      const model = new Map<number, Lease>();
+      const clientIds = [null, new Uint8Array([1, 2, 0, 0, 0, 0, 1]), new Uint8Array([0, 7])];
+      const states = ["free", "active", "expired", "backup"] as LeaseState[];
+      for (let step = 0; step < 3000; step++) {
+        const address = base + rand(8);
+        const l = lease("198.18.1.0", {
+          address,
+          state: states[rand(states.length)] as LeaseState,
+          htype: rand(5) === 0 ? 6 : 1,
+          hwAddress: mac(rand(3)),
+          clientId: clientIds[rand(clientIds.length)] as Uint8Array | null,
+          hostname: rand(2) === 0 ? null : `h${step}`,
+          ends: 1_795_933_600 + step,
+          tsfp: step,
+        });
+        s.put(l);
+        model.set(address, l);
+        if (rand(4) !== 0) continue;
+        s.commit();
+        for (let i = 0; i < 8; i++) assert.deepEqual(s.get(base + i), model.get(base + i));
+        for (const htype of [1, 6]) {
+          for (let n = 0; n < 3; n++) {
+            const want = [...model.values()].filter((m) =>
+              m.htype === htype && m.hwAddress[5] === n
+            )
+              .map((m) => m.address).sort();
+            assert.deepEqual(s.findByHw(htype, mac(n)).map((m) => m.address).sort(), want);
+          }
+        }
+        for (const id of clientIds.slice(1) as Uint8Array[]) {
+          const want = [...model.values()].filter((m) => m.clientId?.length === id.length)
+            .map((m) => m.address).sort();
+          assert.deepEqual(s.findByClientId(id).map((m) => m.address).sort(), want);
+        }
+      }
+    } finally {
+      s.close();
+    }
+  });
+});
