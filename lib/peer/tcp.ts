@@ -76,6 +76,8 @@ interface Connection {
   link: FailoverLink;
   remote: string;
   queued: number;
+  /** Messages not yet handed to the stream; one write takes all of them (one send(2)). */
+  outbox: Uint8Array[];
   writing: Promise<void>;
   closed: boolean;
   /** A start-tls effect asked for TLS in this role; the read loop starts it. */
@@ -316,6 +318,7 @@ export class PeerService {
       link: new FailoverLink(this.#o.settings, { initiated, replay: this.#replay }),
       remote: `${remote.hostname}:${remote.port}`,
       queued: 0,
+      outbox: [],
       writing: Promise.resolve(),
       closed: false,
       upgrade: null,
@@ -499,7 +502,24 @@ export class PeerService {
       this.#closeConnection(c, "Partner does not read its messages", false);
       return;
     }
-    c.writing = c.writing.then(async () => {
+    c.outbox.push(bytes);
+    // Messages written while a write is under way go out together with the next one: a BNDACK
+    // burst is one syscall, not one per message.
+    if (c.outbox.length === 1) c.writing = c.writing.then(() => this.#drain(c));
+    // (During a write the outbox starts empty again, so a message then chains one more
+    // drain; the running drain usually takes it first and the chained one finds nothing.)
+    if (this.#o.logger.debugEnabled) {
+      this.#o.logger.debug("Sent failover message", { remote: c.remote, type: msgTypeName(type) });
+    }
+  }
+
+  /** Writes what the outbox holds, in order, until it is empty. */
+  async #drain(c: Connection): Promise<void> {
+    while (c.outbox.length > 0) {
+      // Messages queued during this write join the next one.
+      const parts = c.outbox;
+      c.outbox = [];
+      const bytes = parts.length === 1 ? parts[0] as Uint8Array : concatBytes(parts);
       let off = 0;
       try {
         while (off < bytes.length) off += await c.stream.write(bytes.subarray(off));
@@ -508,9 +528,6 @@ export class PeerService {
       } finally {
         c.queued -= bytes.length;
       }
-    });
-    if (this.#o.logger.debugEnabled) {
-      this.#o.logger.debug("Sent failover message", { remote: c.remote, type: msgTypeName(type) });
     }
   }
 
@@ -654,4 +671,16 @@ function nodeTlsStream(socket: TLSSocket): PeerStream {
       socket.destroy();
     },
   };
+}
+
+function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = new Uint8Array(length);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
 }
