@@ -146,28 +146,38 @@ function blobOrNull(v: unknown): Uint8Array | null {
   return v instanceof Uint8Array ? v : null;
 }
 
-function rowToLease(r: Row, path: string): Lease {
-  const state = leaseStateOf(r.state as number);
+/** A row of COLUMNS as an array (statements set to return arrays: no object per row). */
+type LeaseRow = unknown[];
+
+function rowToLease(r: LeaseRow, path: string): Lease {
+  const state = leaseStateOf(r[1] as number);
   if (state === undefined) {
     throw new StoreError(
-      `Cannot read lease database "${path}": unknown binding status ${String(r.state)}`,
+      `Cannot read lease database "${path}": unknown binding status ${String(r[1])}`,
     );
   }
   return {
-    address: r.address as number,
+    address: r[0] as number,
     state,
-    htype: r.htype as number,
-    hwAddress: blobOrNull(r.hw_address) ?? new Uint8Array(0),
-    clientId: blobOrNull(r.client_id),
-    hostname: typeof r.hostname === "string" ? r.hostname : null,
-    starts: r.starts as number,
-    ends: r.ends as number,
-    cltt: r.cltt as number,
-    tstp: r.tstp as number,
-    tsfp: r.tsfp as number,
-    atsfp: r.atsfp as number,
-    relayInfo: blobOrNull(r.relay_info),
+    htype: r[2] as number,
+    hwAddress: blobOrNull(r[3]) ?? new Uint8Array(0),
+    clientId: blobOrNull(r[4]),
+    hostname: typeof r[5] === "string" ? r[5] : null,
+    starts: r[6] as number,
+    ends: r[7] as number,
+    cltt: r[8] as number,
+    tstp: r[9] as number,
+    tsfp: r[10] as number,
+    atsfp: r[11] as number,
+    relayInfo: blobOrNull(r[12]),
   };
+}
+
+/** Rows as arrays in column order: a few µs less per row than an object with named keys. */
+function arrays(stmt: StatementSync): StatementSync {
+  // Deno's node:sqlite has it (Node 24's API); the bundled node types do not know it yet.
+  (stmt as unknown as { setReturnArrays(on: boolean): void }).setReturnArrays(true);
+  return stmt;
 }
 
 function messageOf(e: unknown): string {
@@ -260,17 +270,17 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   }
 
   get(address: number): Lease | undefined {
-    const row = this.#read(() => this.#s.get.get(address) as Row | undefined);
+    const row = this.#read(() => this.#s.get.get(address) as unknown as LeaseRow | undefined);
     return row && rowToLease(row, this.path);
   }
 
   findByHw(htype: number, hwAddress: Uint8Array): Lease[] {
-    const rows = this.#read(() => this.#s.findByHw.all(htype, hwAddress) as Row[]);
+    const rows = this.#read(() => this.#s.findByHw.all(htype, hwAddress) as unknown as LeaseRow[]);
     return rows.map((r) => rowToLease(r, this.path));
   }
 
   findByClientId(clientId: Uint8Array): Lease[] {
-    const rows = this.#read(() => this.#s.findByClientId.all(clientId) as Row[]);
+    const rows = this.#read(() => this.#s.findByClientId.all(clientId) as unknown as LeaseRow[]);
     return rows.map((r) => rowToLease(r, this.path));
   }
 
@@ -299,7 +309,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     const nested = this.#iterateBusy.has(shape);
     let stmt = nested ? undefined : this.#iterateStmts.get(shape);
     if (!stmt) {
-      stmt = this.#read(() => this.#db.prepare(iterateSql(shape)));
+      stmt = this.#read(() => arrays(this.#db.prepare(iterateSql(shape))));
       if (!nested) this.#iterateStmts.set(shape, stmt);
     }
     if (!nested) this.#iterateBusy.add(shape);
@@ -309,7 +319,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
         while (true) {
           const next = this.#read(() => cursor.next());
           if (next.done) return;
-          yield rowToLease(next.value as Row, this.path);
+          yield rowToLease(next.value as unknown as LeaseRow, this.path);
         }
       } finally {
         // Resets the statement so an abandoned loop does not hold a read snapshot open.
@@ -697,6 +707,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     for (const [name, sql] of Object.entries(SQL) as [keyof typeof SQL, string][]) {
       stmts[name] = db.prepare(sql);
     }
+    for (const name of ["get", "findByHw", "findByClientId"] as const) arrays(stmts[name]);
     this.#stmts = stmts;
     if (!this.readOnly) {
       this.#begin = db.prepare("BEGIN IMMEDIATE");
