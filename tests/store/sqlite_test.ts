@@ -9,7 +9,7 @@ import type {
   LeaseStore,
   MetaStore,
 } from "../../lib/store/store.ts";
-import { zeroCounts } from "../../lib/store/store.ts";
+import { leaseStateOf, zeroCounts } from "../../lib/store/store.ts";
 import { ip, lease, leaseStoreContract, mac, metaStoreContract } from "./contract.ts";
 
 /**
@@ -714,4 +714,47 @@ Deno.test("SqliteLeaseStore: rewrites of a row keep its client columns and index
       s.close();
     }
   });
+});
+
+Deno.test("SqliteLeaseStore: reads share a transaction only within one task, and writes still go through", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/leases.db`;
+  const s = SqliteLeaseStore.open(path, { synchronous: "DEFERRED" });
+  try {
+    const other = () =>
+      rawSql(
+        path,
+        "INSERT INTO leases VALUES (3323068426, 2, 1, x'020000000009', NULL, NULL, 1, 2, 3, 4, 5, 6, NULL)",
+      );
+    // 3323068426 is 198.18.0.10. The first read takes this task's snapshot: another
+    // connection's commit is not seen until the task ends.
+    assert.equal(s.get(ip("198.18.0.10")), undefined);
+    other();
+    assert.equal(s.get(ip("198.18.0.10")), undefined);
+    // A write in the same task starts a batch of its own on the newest state (no stale
+    // snapshot to upgrade), and sees the other row.
+    s.put(lease("198.18.0.11"));
+    assert.equal(s.get(ip("198.18.0.10"))?.hwAddress[5], 9);
+    s.commit();
+    await Promise.resolve();
+    rawSql(path, "UPDATE leases SET state = 3 WHERE address = 3323068426");
+    // A new task, a new snapshot.
+    assert.equal(s.get(ip("198.18.0.10"))?.state, leaseStateOf(3));
+    await new Promise((r) => setTimeout(r, 0));
+    // No read transaction is left open between tasks: another writer is not kept waiting.
+    const raw = new DatabaseSync(path);
+    try {
+      raw.exec("PRAGMA busy_timeout = 0");
+      raw.exec("BEGIN IMMEDIATE; DELETE FROM leases WHERE address = 3323068426; COMMIT");
+      raw.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      const r = raw.prepare("PRAGMA wal_checkpoint(PASSIVE)").get() as Record<string, number>;
+      assert.equal(r.busy, 0);
+    } finally {
+      raw.close();
+    }
+    assert.equal(s.get(ip("198.18.0.10")), undefined);
+  } finally {
+    s.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
