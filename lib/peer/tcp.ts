@@ -16,6 +16,7 @@ import {
 } from "../wire/failover.ts";
 import { AckLatency, type AckLatencySummary } from "./ack_latency.ts";
 import { formatIpv4 } from "../wire/ip.ts";
+import { joinParts } from "../wire/bytes.ts";
 import {
   FailoverLink,
   type LinkEffect,
@@ -519,7 +520,7 @@ export class PeerService {
       // Messages queued during this write join the next one.
       const parts = c.outbox;
       c.outbox = [];
-      const bytes = parts.length === 1 ? parts[0] as Uint8Array : concatBytes(parts);
+      const bytes = parts.length === 1 ? parts[0] as Uint8Array : joinParts(parts);
       let off = 0;
       try {
         while (off < bytes.length) off += await c.stream.write(bytes.subarray(off));
@@ -671,16 +672,4 @@ function nodeTlsStream(socket: TLSSocket): PeerStream {
       socket.destroy();
     },
   };
-}
-
-function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const p of parts) length += p.length;
-  const out = new Uint8Array(length);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }

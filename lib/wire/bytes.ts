@@ -157,3 +157,16 @@ export class ByteWriter {
     return this.#buf.subarray(0, this.#len);
   }
 }
+
+/** One new array holding the parts in order. */
+export function joinParts(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

@@ -14,7 +14,7 @@
  *   fixed-size options with a wrong size are kept as raw bytes; their getter returns undefined.
  * - Option values in `options` are copies, never views into the input.
  */
-import { ByteReader, ByteWriter } from "./bytes.ts";
+import { ByteReader, ByteWriter, joinParts } from "./bytes.ts";
 import { WireError } from "../errors.ts";
 
 /** DHCP message types, option 53 values (RFC 2132 §9.6). */
@@ -316,19 +316,6 @@ function parseOptionArea(
     if (parts === undefined) state.repeats.set(code, [prev, value]);
     else parts.push(value);
   }
-}
-
-/** One new array holding the parts in order. */
-function joinParts(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const p of parts) length += p.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** One option ready to place: its code, value and encoded size over all instances. */
