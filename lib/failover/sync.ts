@@ -810,6 +810,16 @@ export class BindingSync {
             break;
           }
           lease = r.value;
+          // A row the cursor has just read, acked, and not written by this step, in flight or
+          // in this message: nothing to send and nothing to re-read (an UPDREQ pass after a
+          // connect walks the whole table; a local change since is queued anyway).
+          if (
+            !pass.all && !this.#written.has(lease.address) &&
+            !this.#inFlightByAddress.has(lease.address) && !batch.has(lease.address) &&
+            !this.#isUnacked(lease)
+          ) {
+            continue;
+          }
         }
         // The row as it is now: this step may have written it, a lookahead may be old.
         lease = this.#read(lease.address) ?? lease;

@@ -407,6 +407,32 @@ Deno.test("BindingSync answers UPDREQ with only the bindings not yet acked (§7.
   }
 });
 
+Deno.test("BindingSync's UPDREQ pass reads again only the rows it may send, not every row", () => {
+  const [a, b] = pair(10);
+  const addresses = testAddresses(400);
+  const unacked = new Set(addresses.filter((_, i) => i % 40 === 0));
+  for (const address of addresses) {
+    a.store.put(activeLease(address, { tsfp: unacked.has(address) ? 0 : T0 + 750 }));
+  }
+  a.store.commit();
+  const read: number[] = [];
+  const get = a.store.get.bind(a.store);
+  a.store.get = (address: number) => {
+    read.push(address);
+    return get(address);
+  };
+  a.receive(buildUpdreq({ time: T0, xid: 5 }));
+  run(a, b);
+  assert.deepEqual(
+    transactions(a.sentBndupds).sort((x, y) => x - y),
+    [...unacked].sort((x, y) => x - y),
+  );
+  // The unacked rows are read once more before they are sent (and again for their BNDACKs);
+  // the 390 acked rows the cursor already read are not.
+  assert.ok(read.every((address) => unacked.has(address)), `read acked rows: ${read.length}`);
+  assert.deepEqual(b.events, ["upddone"]);
+});
+
 Deno.test("BindingSync answers an UPDREQ at once with UPDDONE when nothing is unacked", () => {
   const [a, b] = pair(10);
   a.receive(buildUpdreq({ time: T0, xid: 9 }));
