@@ -13,6 +13,7 @@
  * behavioural coverage: cheap, deterministic for a seed, and it rewards inputs that get deeper
  * into the decoder, which plain random mutation does not.
  */
+import { joinParts } from "../../lib/wire/bytes.ts";
 
 /** mulberry32: small, fast and deterministic for a seed. */
 export class Rng {
@@ -124,18 +125,8 @@ export function deleteRange(b: Uint8Array, from: number, to: number): Uint8Array
   return out;
 }
 
-/** Concatenation. */
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+/** Concatenation (the wire codec's own). */
+export const concatBytes: (parts: readonly Uint8Array[]) => Uint8Array = joinParts;
 
 /**
  * One to `stack` generic mutations (libFuzzer's "havoc" idea): bit flip, random byte, an
