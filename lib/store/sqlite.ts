@@ -73,7 +73,10 @@ const SQL = {
   countByState: "SELECT state, count(*) AS n FROM leases GROUP BY state",
   countInRange: `SELECT state, count(*) AS n FROM leases WHERE address BETWEEN ? AND ?
                  GROUP BY state`,
-  keysOf: "SELECT state, htype, hw_address, client_id FROM leases WHERE address = ?",
+  codeOf: "SELECT state FROM leases WHERE address = ?",
+  // Compared by SQLite: reading the two blobs out would cost an array each (store.put()).
+  keysOf: `SELECT state, htype = ?2 AND hw_address = ?3 AND client_id IS ?4 FROM leases
+           WHERE address = ?1`,
   countByBlock: `SELECT address >> ${BLOCK_BITS} AS block, state, count(*) AS n FROM leases
                  GROUP BY block, state`,
   upsert: `INSERT INTO leases (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -127,19 +130,6 @@ function countsOf(byCode: Int32Array): Record<LeaseState, number> {
   const counts = zeroCounts();
   for (const state of LEASE_STATES) counts[state] = byCode[CODE_BY_STATE[state]] ?? 0;
   return counts;
-}
-
-function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
-  if (a === null || b === null) return a === b;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** Does the stored row (state, htype, hw_address, client_id) name the lease's client? */
-function sameClient(row: Row, lease: Lease): boolean {
-  return row.htype === lease.htype && sameBytes(blobOrNull(row.hw_address), lease.hwAddress) &&
-    sameBytes(blobOrNull(row.client_id), lease.clientId);
 }
 
 function blobOrNull(v: unknown): Uint8Array | null {
@@ -403,7 +393,7 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
 
   /** The state code stored for `address`, 0 when there is no row. */
   #codeOf(address: number): number {
-    const row = this.#s.keysOf.get(address) as Row | undefined;
+    const row = this.#s.codeOf.get(address) as Row | undefined;
     return row === undefined ? 0 : row.state as number;
   }
 
@@ -416,10 +406,16 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     checkLease(lease);
     const tally = this.#tally;
     this.#write(lease.address, () => {
-      const row = this.#s.keysOf.get(lease.address) as Row | undefined;
-      const before = row === undefined ? 0 : row.state as number;
+      const row = this.#s.keysOf.get(
+        lease.address,
+        lease.htype,
+        lease.hwAddress,
+        lease.clientId,
+      ) as unknown as [number, number] | undefined;
+      const before = row === undefined ? 0 : row[0];
       const after = CODE_BY_STATE[lease.state];
-      if (row !== undefined && sameClient(row, lease)) {
+      // The stored row names the same client (htype, hw_address, client_id).
+      if (row !== undefined && row[1] === 1) {
         this.#s.update.run(
           lease.address,
           after,
@@ -749,7 +745,9 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
     for (const [name, sql] of Object.entries(SQL) as [keyof typeof SQL, string][]) {
       stmts[name] = db.prepare(sql);
     }
-    for (const name of ["get", "findByHw", "findByClientId"] as const) arrays(stmts[name]);
+    for (const name of ["get", "findByHw", "findByClientId", "keysOf"] as const) {
+      arrays(stmts[name]);
+    }
     this.#stmts = stmts;
     if (!this.readOnly) {
       this.#begin = db.prepare("BEGIN IMMEDIATE");
