@@ -27,6 +27,7 @@ import {
   rejectReasonText,
   splitTransactions,
 } from "../wire/failover.ts";
+import { smallBytes } from "../wire/bytes.ts";
 import { acceptUpdate, type BindingUpdate } from "./binding.ts";
 import type { FailoverRole } from "./state.ts";
 
@@ -187,7 +188,7 @@ const REBINDING_TIME = 59;
 /** DHCPv4 options as code, length, value (RFC 2132 §2); values over 255 octets are left out. */
 function packOptions(options: readonly [number, Uint8Array][]): Uint8Array {
   const fit = options.filter(([, v]) => v.length <= 255);
-  const out = new Uint8Array(fit.reduce((n, [, v]) => n + 2 + v.length, 0));
+  const out = smallBytes(fit.reduce((n, [, v]) => n + 2 + v.length, 0));
   let i = 0;
   for (const [code, v] of fit) {
     out[i++] = code;
@@ -221,7 +222,12 @@ export function unpackOptions(bytes: Uint8Array): Map<number, Uint8Array> {
 }
 
 function u32Bytes(v: number): Uint8Array {
-  return new Uint8Array([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff]);
+  const out = smallBytes(4);
+  out[0] = v >>> 24;
+  out[1] = v >>> 16;
+  out[2] = v >>> 8;
+  out[3] = v;
+  return out;
 }
 
 /**

@@ -167,6 +167,13 @@ function clientKey(clientId: Uint8Array | undefined, htype: number, hw: Uint8Arr
   return clientId ? `c${toHex(clientId)}` : `h${htype}:${toHex(hw)}`;
 }
 
+/** Option 53 values, one shared array per type (an array per reply costs an allocation). */
+const MESSAGE_TYPE_BYTES = Array.from({ length: 256 }, (_, t) => Uint8Array.of(t));
+
+function messageTypeBytes(type: number): Uint8Array {
+  return MESSAGE_TYPE_BYTES[type] as Uint8Array;
+}
+
 function bytesEqual(a: Uint8Array | null | undefined, b: Uint8Array | null | undefined): boolean {
   if (!a || !b || a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -695,7 +702,7 @@ export class DhcpCore {
     const o = reply.options;
     o.set(
       Opt.MESSAGE_TYPE,
-      new Uint8Array([type === DhcpType.DHCPINFORM ? DhcpType.DHCPACK : type]),
+      messageTypeBytes(type === DhcpType.DHCPINFORM ? DhcpType.DHCPACK : type),
     );
     o.set(Opt.SERVER_ID, this.#u32(this.#serverId(arrival)));
     if (leaseTime !== null) {
@@ -752,7 +759,7 @@ export class DhcpCore {
 
   #nak(msg: DhcpMessage, arrival: Arrival, text: string): DhcpOutcome {
     const reply = newReply(msg);
-    reply.options.set(Opt.MESSAGE_TYPE, new Uint8Array([DhcpType.DHCPNAK]));
+    reply.options.set(Opt.MESSAGE_TYPE, messageTypeBytes(DhcpType.DHCPNAK));
     reply.options.set(Opt.SERVER_ID, this.#u32(this.#serverId(arrival)));
     reply.options.set(Opt.MESSAGE, encodeText(text));
     const relay = getRelayAgentInfo(msg);

@@ -542,11 +542,15 @@ function isAllZero(b: Uint8Array): boolean {
 
 /**
  * A reply skeleton for a request (RFC 2131 §4.3.1 Table 3): op BOOTREPLY; htype, hlen, xid,
- * flags, giaddr and chaddr copied; everything else zero and no options.
+ * flags, giaddr and chaddr taken over (chaddr shared when it has 16 octets); everything else zero and no options.
  */
 export function newReply(request: DhcpMessage): DhcpMessage {
-  const chaddr = new Uint8Array(CHADDR_LENGTH);
-  chaddr.set(request.chaddr.subarray(0, CHADDR_LENGTH));
+  // The request's chaddr as it is when it has the usual 16 octets (encoding only reads it).
+  let chaddr = request.chaddr;
+  if (chaddr.length !== CHADDR_LENGTH) {
+    chaddr = new Uint8Array(CHADDR_LENGTH);
+    chaddr.set(request.chaddr.subarray(0, CHADDR_LENGTH));
+  }
   return {
     op: BOOTREPLY,
     htype: request.htype,

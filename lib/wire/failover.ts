@@ -33,7 +33,7 @@
  * const bytes = encodeFailover(buildContact({ time: now, xid: 7 }));
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { ByteReader, ByteWriter } from "./bytes.ts";
+import { ByteReader, ByteWriter, smallBytes } from "./bytes.ts";
 import { PeerProtocolError, WireError } from "../errors.ts";
 
 const PROTOCOL = "failover";
@@ -330,6 +330,10 @@ export interface DecodeFailoverOptions {
 /**
  * Decodes exactly one failover message (§6.1, §6.2).
  * Throws WireError on malformed bytes and PeerProtocolError for an undefined type 0-127.
+ * The additional header and the option values are views into `bytes`, not copies (one array
+ * per option would cost more than the rest of the decoding): the caller MUST NOT reuse
+ * `bytes` while the message is in use, and values kept beyond it are copied by the getters
+ * that return bytes (client-identifier, client-hardware-address, ...).
  * @example decodeFailover(frame).type === MsgType.CONTACT
  */
 export function decodeFailover(
@@ -363,7 +367,7 @@ export function decodeFailover(
       `Cannot decode failover message: payload offset is ${payloadOffset}, expected ${FAILOVER_HEADER_LENGTH}-${length}`,
     );
   }
-  const additionalHeader = r.bytesCopy(payloadOffset - FAILOVER_HEADER_LENGTH, "header");
+  const additionalHeader = r.bytesView(payloadOffset - FAILOVER_HEADER_LENGTH, "header");
   if (MSG_TYPE_NAMES[type] === undefined && type < 128 && options.allowUnknownTypes !== true) {
     throw new PeerProtocolError(
       type,
@@ -394,7 +398,7 @@ function decodeOptionList(r: ByteReader): FailoverOption[] {
         `Cannot decode failover option ${code}: length is ${len}, only ${r.remaining} bytes left`,
       );
     }
-    out.push({ code, data: r.bytesCopy(len, "option data") });
+    out.push({ code, data: r.bytesView(len, "option data") });
   }
   return out;
 }
@@ -428,7 +432,8 @@ export function encodeFailover(msg: FailoverMessage): Uint8Array {
   w.u16(length).u8(msg.type).u8(payloadOffset).u32(msg.time).u32(msg.xid);
   w.bytes(msg.additionalHeader);
   for (const o of msg.options) w.u16(o.code).u16(o.data.length).bytes(o.data);
-  return w.finish();
+  // The buffer is this message's own and exactly its length: no copy needed.
+  return w.view();
 }
 
 function checkUint(v: number, max: number, what: string): void {
@@ -488,8 +493,10 @@ export class FrameReader {
   }
 
   /**
-   * Appends a chunk and returns the complete messages (copies). Throws WireError on a bad length;
-   * the error offset counts from the start of the stream. After an error the reader is unusable.
+   * Appends a chunk and returns the complete messages. Throws WireError on a bad length; the
+   * error offset counts from the start of the stream. After an error the reader is unusable.
+   * The messages are views into one new copy of the held-back bytes and the chunk (one array
+   * per read rather than one per message), so `chunk` may be reused at once.
    */
   push(chunk: Uint8Array): Uint8Array[] {
     const joined = new Uint8Array(this.#rest.length + chunk.length);
@@ -507,8 +514,8 @@ export class FrameReader {
       throw e;
     }
     for (const f of split.frames) this.#consumed += f.length;
-    this.#rest = split.rest.slice();
-    return split.frames.map((f) => f.slice());
+    this.#rest = split.rest;
+    return split.frames;
   }
 }
 
@@ -605,7 +612,8 @@ export function getBindingStatus(src: OptionSource): number | undefined {
 }
 /** client-identifier (§12.4). */
 export function getClientIdentifier(src: OptionSource): Uint8Array | undefined {
-  return getOption(src, FoOpt.CLIENT_IDENTIFIER);
+  // A copy: it becomes part of a stored lease, which must not keep the message alive.
+  return getOption(src, FoOpt.CLIENT_IDENTIFIER)?.slice();
 }
 /** client-hardware-address (§12.5); undefined when empty or htype is 0. */
 export function getClientHardwareAddress(src: OptionSource): HardwareAddress | undefined {
@@ -622,7 +630,7 @@ function embedded(src: OptionSource, code: number): EmbeddedOptions | undefined 
   if (d === undefined || d.length < 4) return undefined;
   const magic = (((d[0] as number) << 24) | ((d[1] as number) << 16) | ((d[2] as number) << 8) |
     (d[3] as number)) >>> 0;
-  return { magic, options: d.slice(4) };
+  return { magic, options: d.subarray(4) };
 }
 /** client-reply-options (§12.7). */
 export function getClientReplyOptions(src: OptionSource): EmbeddedOptions | undefined {
@@ -644,7 +652,7 @@ export function getDelayedServiceParameter(src: OptionSource): number | undefine
 }
 /** hash-bucket-assignment, 32 octets (§12.11, RFC 3074). */
 export function getHashBucketAssignment(src: OptionSource): Uint8Array | undefined {
-  return fixed(src, FoOpt.HASH_BUCKET_ASSIGNMENT);
+  return fixed(src, FoOpt.HASH_BUCKET_ASSIGNMENT)?.slice();
 }
 /** IP-flags (§12.12), IpFlags bits. */
 export function getIpFlags(src: OptionSource): number | undefined {
@@ -733,11 +741,18 @@ export function getVendorSpecificOptions(src: OptionSource): FailoverOption[] | 
 
 function u32Data(v: number, what: string): Uint8Array {
   checkUint(v, 0xffffffff, what);
-  return new Uint8Array([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff]);
+  const out = smallBytes(4);
+  out[0] = v >>> 24;
+  out[1] = v >>> 16;
+  out[2] = v >>> 8;
+  out[3] = v;
+  return out;
 }
 function u8Data(v: number, what: string): Uint8Array {
   checkUint(v, 0xff, what);
-  return new Uint8Array([v]);
+  const out = smallBytes(1);
+  out[0] = v;
+  return out;
 }
 function u32Option(code: number, v: number): FailoverOption {
   return { code, data: u32Data(v, failoverOptionName(code)) };
@@ -763,13 +778,15 @@ export function bindingStatusOption(status: number): FailoverOption {
 }
 /** client-identifier (§12.4). */
 export function clientIdentifierOption(id: Uint8Array): FailoverOption {
-  return { code: FoOpt.CLIENT_IDENTIFIER, data: id.slice() };
+  const data = smallBytes(id.length);
+  data.set(id);
+  return { code: FoOpt.CLIENT_IDENTIFIER, data };
 }
 /** client-hardware-address: htype then address (§12.5); htype MUST NOT be 0. */
 export function clientHardwareAddressOption(hw: HardwareAddress): FailoverOption {
   checkUint(hw.htype, 0xff, "htype");
   if (hw.htype === 0) throw new RangeError("Cannot encode client-hardware-address: htype is 0");
-  const data = new Uint8Array(1 + hw.chaddr.length);
+  const data = smallBytes(1 + hw.chaddr.length);
   data[0] = hw.htype;
   data.set(hw.chaddr, 1);
   return { code: FoOpt.CLIENT_HARDWARE_ADDRESS, data };
@@ -779,7 +796,7 @@ export function clientLastTransactionTimeOption(t: number): FailoverOption {
   return u32Option(FoOpt.CLIENT_LAST_TRANSACTION_TIME, t);
 }
 function embeddedOption(code: number, e: EmbeddedOptions): FailoverOption {
-  const data = new Uint8Array(4 + e.options.length);
+  const data = smallBytes(4 + e.options.length);
   data.set(u32Data(e.magic, "magic number"));
   data.set(e.options, 4);
   return { code, data };
@@ -815,7 +832,10 @@ export function hashBucketAssignmentOption(buckets: Uint8Array): FailoverOption 
 /** IP-flags (§12.12). */
 export function ipFlagsOption(flags: number): FailoverOption {
   checkUint(flags, 0xffff, "IP-flags");
-  return { code: FoOpt.IP_FLAGS, data: new Uint8Array([flags >> 8, flags & 0xff]) };
+  const data = smallBytes(2);
+  data[0] = flags >> 8;
+  data[1] = flags;
+  return { code: FoOpt.IP_FLAGS, data };
 }
 /** lease-expiration-time (§12.13). */
 export function leaseExpirationTimeOption(t: number): FailoverOption {

@@ -323,9 +323,12 @@ Deno.test("newReply() copies the RFC 2131 Table 3 fields and clears the rest", (
     file: new Uint8Array(128),
     options: new Map(),
   });
-  assert.notEqual(r.chaddr, req.chaddr); // a copy, not shared
-  r.chaddr[0] = 0xff;
-  assert.equal(req.chaddr[0], 2);
+  // Shared, not copied: encoding only reads it (an array per reply costs an allocation).
+  assert.equal(r.chaddr, req.chaddr);
+  // A chaddr of another length (a hand-built message) becomes a 16-octet copy.
+  const short = { ...req, chaddr: Uint8Array.of(2, 3, 4) };
+  const padded = newReply(short).chaddr;
+  assert.deepEqual(padded, Uint8Array.of(2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
 });
 
 Deno.test("hwAddress() returns a copy of the first hlen octets, at most 16", () => {

@@ -354,6 +354,50 @@ Deno.test("splitFrames() and FrameReader frame a TCP stream (§6.1)", () => {
   );
 });
 
+Deno.test("FrameReader's messages stay intact when the read buffer is reused", () => {
+  const a = encodeFailover(buildContact({ time: 1, xid: 1 }));
+  const b = encodeFailover(buildContact({ time: 2, xid: 2 }));
+  const buf = new Uint8Array(64);
+  const reader = new FrameReader();
+  buf.set(a);
+  buf.set(b.subarray(0, 3), a.length);
+  const first = reader.push(buf.subarray(0, a.length + 3));
+  buf.fill(0xee);
+  buf.set(b.subarray(3));
+  const second = reader.push(buf.subarray(0, b.length - 3));
+  buf.fill(0xee);
+  assert.deepEqual([...first, ...second].map(toHex), [toHex(a), toHex(b)]);
+});
+
+Deno.test("decodeFailover() values kept in leases are copies, not views of the message", () => {
+  const bytes = encodeFailover(
+    buildBndupd({ time: 1, xid: 1 }, {
+      assignedIpAddress: 0xc6120010,
+      bindingStatus: BindingStatus.ACTIVE,
+      clientIdentifier: Uint8Array.of(1, 2, 3),
+      clientHardwareAddress: { htype: 1, chaddr: Uint8Array.of(2, 3, 4, 5, 6, 7) },
+    }),
+  );
+  const msg = decodeFailover(bytes);
+  const [update] = getBindingUpdates(msg);
+  const hw = getClientHardwareAddress(msg);
+  const hba = getHashBucketAssignment(
+    decodeFailover(encodeFailover(buildConnect({ time: 1, xid: 2 }, {
+      relationshipName: "pair",
+      maxUnackedBndupd: 10,
+      receiveTimer: 30,
+      vendorClassIdentifier: "duet",
+      tlsRequest: 0,
+      mclt: 300,
+      hashBucketAssignment: new Uint8Array(32).fill(0x0f),
+    }))),
+  );
+  bytes.fill(0);
+  assert.deepEqual(update?.clientIdentifier, Uint8Array.of(1, 2, 3));
+  assert.deepEqual(hw?.chaddr, Uint8Array.of(2, 3, 4, 5, 6, 7));
+  assert.deepEqual(hba, new Uint8Array(32).fill(0x0f));
+});
+
 Deno.test("validateFailover() applies the §7 tables with the draft's reject reasons", async (t) => {
   const h = { time: 100, xid: 1 };
   const hba = new Uint8Array(32);
