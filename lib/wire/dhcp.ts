@@ -145,7 +145,7 @@ export interface EncodeDhcpOptions {
 }
 
 /**
- * Decodes one DHCP message (UDP payload); throws only WireError (protocol "dhcp").
+ * `chaddr`, `sname`, `file` and single-instance option values are views into `bytes`, not copies:
  * `sname`, `file` and single-instance option values are views into `bytes`, not copies:
  * the caller MUST NOT reuse `bytes` while the message is in use.
  * @example const msg = decodeDhcp(payload); getMessageType(msg) === DhcpType.DHCPREQUEST
@@ -173,8 +173,8 @@ export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
   const yiaddr = r.u32("yiaddr");
   const siaddr = r.u32("siaddr");
   const giaddr = r.u32("giaddr");
-  const chaddr = r.bytesCopy(CHADDR_LENGTH, "chaddr");
   // Views into `bytes`, like the option values: a decoded message shares the input buffer.
+  const chaddr = r.bytesView(CHADDR_LENGTH, "chaddr");
   const sname = r.bytesView(SNAME_LENGTH, "sname");
   const file = r.bytesView(FILE_LENGTH, "file");
   const cookie = r.u32("magic cookie");
@@ -574,9 +574,12 @@ export function newReply(request: DhcpMessage): DhcpMessage {
 const EMPTY_SNAME = new Uint8Array(SNAME_LENGTH);
 const EMPTY_FILE = new Uint8Array(FILE_LENGTH);
 
-/** A copy of the client hardware address: chaddr[0, min(hlen, 16)) (RFC 2131 §2). */
+/**
+ * The client hardware address: chaddr[0, min(hlen, 16)) (RFC 2131 §2), a view of msg.chaddr
+ * (a lease that keeps it keeps the ~300-octet datagram alive, no more).
+ */
 export function hwAddress(msg: DhcpMessage): Uint8Array {
-  return msg.chaddr.slice(0, Math.min(msg.hlen, CHADDR_LENGTH));
+  return msg.chaddr.subarray(0, Math.min(msg.hlen, CHADDR_LENGTH));
 }
 
 // ---- typed getters: undefined when absent or malformed, never throw (STYLE.md §4) ----
@@ -611,7 +614,7 @@ function ipsOf(m: DhcpMessage, code: number): number[] | undefined {
 
 function bytesOf(m: DhcpMessage, code: number, minLength: number): Uint8Array | undefined {
   const v = m.options.get(code);
-  return v !== undefined && v.length >= minLength ? v.slice() : undefined;
+  return v !== undefined && v.length >= minLength ? v : undefined;
 }
 
 const TEXT_DECODER = new TextDecoder();
