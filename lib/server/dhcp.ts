@@ -411,6 +411,14 @@ export class DhcpCore {
     const type = getMessageType(msg);
     if (type === undefined) return this.#drop("no-message-type", msg);
     this.#count(this.counters.received, dhcpTypeName(type));
+    // Failover first (draft-12 §5.3, §9): in NORMAL the partner answers about half of the
+    // broadcasts this server sees, and finding that out is all the work they are worth here
+    // (no client key, guard or subnet selection for a request someone else serves).
+    const service = this.#failover?.service(now) ?? null;
+    if (service !== null) {
+      const refused = this.#refuse(type, msg, arrival, service);
+      if (refused !== null) return this.#drop(refused, msg, service.cite.answer);
+    }
     const hw = hwAddress(msg);
     const clientId = getClientId(msg);
     const client: Client = {
@@ -439,11 +447,6 @@ export class DhcpCore {
     }
     const subnet = this.#selectSubnet(msg, arrival);
     if (!subnet) return this.#drop("no-subnet", msg);
-    const service = this.#failover?.service(now) ?? null;
-    if (service !== null) {
-      const refused = this.#refuse(type, msg, arrival, service);
-      if (refused !== null) return this.#drop(refused, msg, service.cite.answer);
-    }
     switch (type) {
       case DhcpType.DHCPDISCOVER:
         return this.#discover(msg, arrival, client, subnet, now, service);

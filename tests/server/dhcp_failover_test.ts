@@ -198,6 +198,28 @@ Deno.test("DhcpCore with failover answers per state (draft-12 §9, service())", 
   });
 });
 
+Deno.test("DhcpCore drops the partner's clients before its guards: they take no rate-limit tokens", () => {
+  const config = parseConfig(
+    `${CONFIG}rate-limit: { per-client: { rate: 1, burst: 2 } }\n`,
+    "test.yaml",
+  );
+  const store = new MemoryLeaseStore();
+  const view = new View("primary");
+  const ctx = {
+    core: new DhcpCore(config, store, { logger: silentLogger(), failover: view }),
+    store,
+    view,
+  };
+  view.mine = () => false;
+  for (let i = 0; i < 10; i++) assert.equal(discover(ctx, 1).dropped, "load-balanced");
+  assert.equal(ctx.core.counters.dropped["rate-limited"] ?? 0, 0);
+  // The client's bucket is still full: its burst of two is answered, the third is limited.
+  view.mine = () => true;
+  assert.ok(reply(discover(ctx, 1)));
+  assert.ok(reply(discover(ctx, 1)));
+  assert.equal(discover(ctx, 1).dropped, "rate-limited");
+});
+
 Deno.test("DhcpCore in NORMAL answers only its hash buckets, but every renewal (§9.8.2)", () => {
   const ctx = setup("primary");
   const ack = lease(ctx, 1);
