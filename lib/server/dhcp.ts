@@ -922,8 +922,10 @@ export class DhcpCore {
     const lease: Lease = {
       ...emptyLease(address, "active"),
       htype: c.htype,
-      hwAddress: c.hw,
-      clientId: c.clientId ?? null,
+      // Copies: the client's fields are views into the datagram, and a lease may be kept for
+      // long (queued for a partner that is away) without keeping the datagram with it.
+      hwAddress: c.hw.slice(),
+      clientId: c.clientId?.slice() ?? null,
       // A renewal without option 12 keeps the name the client gave before.
       hostname: getHostname(msg) ?? reservation?.hostname ?? (same ? old.hostname : null),
       starts: renewing ? old.starts : now,
@@ -939,7 +941,7 @@ export class DhcpCore {
       // starts with none, or a renewal of it could reach beyond the MCLT.
       tsfp: renewing ? old.tsfp : 0,
       atsfp: renewing ? old.atsfp : 0,
-      relayInfo: msg.giaddr !== 0 ? getRelayAgentInfo(msg) ?? null : null,
+      relayInfo: msg.giaddr !== 0 ? getRelayAgentInfo(msg)?.slice() ?? null : null,
     };
     this.#dropOffer(address, false);
     const held = this.#offerByKey.get(c.key);

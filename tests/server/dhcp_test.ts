@@ -7,8 +7,10 @@ import type { Arrival } from "../../lib/server/reply.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import {
   BROADCAST_FLAG,
+  decodeDhcp,
   type DhcpMessage,
   DhcpType,
+  encodeDhcp,
   getLeaseTime,
   getMessage,
   getMessageType,
@@ -547,4 +549,27 @@ Deno.test("DhcpCore selects the subnet by RFC 3527 link selection and RFC 3011 s
     d.options.set(Opt.SUBNET_SELECTION, new Uint8Array([203, 0, 113, 0]));
     assert.equal(run(ctx, d, RELAYED).dropped, "no-subnet");
   });
+});
+
+Deno.test("DhcpCore: a lease it writes shares no bytes with the datagram it came from", () => {
+  const ctx = setup();
+  const id = Uint8Array.of(0xff, 1, 2, 3, 4);
+  const offer = replyOf(
+    run(ctx, buildRequest(DhcpType.DHCPDISCOVER, mac(9), { xid: 9, clientId: id }), DIRECT),
+  );
+  // Decoded from bytes, as the server does: chaddr and option values are views into them.
+  const datagram = encodeDhcp(
+    buildRequest(DhcpType.DHCPREQUEST, mac(9), {
+      xid: 9,
+      clientId: id,
+      requested: offer.yiaddr,
+      serverId: getServerId(offer) as number,
+    }),
+  );
+  const out = ctx.core.handle(decodeDhcp(datagram), DIRECT, NOW);
+  const persisted = out.effects.find((e) => e.kind === "persist");
+  assert.ok(persisted && persisted.kind === "persist");
+  datagram.fill(0);
+  assert.deepEqual(persisted.lease.hwAddress, mac(9));
+  assert.deepEqual(persisted.lease.clientId, id);
 });
