@@ -431,6 +431,17 @@ export class DhcpCore {
     const relay = relayRefusal(msg, arrival, this.config.guard.relayAllow);
     if (relay !== null) return this.#drop(relay, msg, formatIpv4(arrival.srcAddress));
     if (!relayInfoFits(msg)) return this.#drop("oversized", msg, "option 82 does not fit a reply");
+    if (type === DhcpType.DHCPREQUEST) {
+      // SELECTING for another server (RFC 2131 §4.3.2): the client declines this server's
+      // offer, if it had one, and nothing is answered; no rate limit or subnet is needed for
+      // that (in a failover pair, about half of the REQUESTs each server sees).
+      const serverId = getServerId(msg);
+      if (serverId !== undefined && serverId !== this.#serverId(arrival)) {
+        const held = this.#offerByKey.get(client.key);
+        if (held !== undefined) this.#dropOffer(held, true);
+        return this.#drop("other-server", msg, formatIpv4(serverId));
+      }
+    }
     if (this.#limiter !== null) {
       const isNew = this.#limiter.limitsNewClients && !this.#offerByKey.has(client.key) &&
         !this.#mayKnow(client);
@@ -858,12 +869,7 @@ export class DhcpCore {
     const authoritative = subnet.config.authoritative;
     let address: number;
     if (serverId !== undefined) {
-      // SELECTING: the client chose a server.
-      if (serverId !== this.#serverId(arrival)) {
-        const held = this.#offerByKey.get(c.key);
-        if (held !== undefined) this.#dropOffer(held, true);
-        return this.#drop("other-server", msg, formatIpv4(serverId));
-      }
+      // SELECTING: the client chose this server (handle() took those for another one).
       if (requested === undefined) return this.#drop("bad-request", msg, "no requested address");
       address = requested;
     } else if (requested !== undefined) {

@@ -628,3 +628,14 @@ Deno.test("DECLINE abuse: an exhausted pool takes back the address declined long
   assert.equal(ctx.store.get(declined[0]!)?.state, "free");
   assert.equal(ctx.store.get(declined[1]!)?.state, "abandoned", "only what is needed");
 });
+
+Deno.test("DhcpCore: REQUESTs naming another server take no rate-limit tokens", () => {
+  const ctx = setup("rate-limit: { per-client: { rate: 1, burst: 2 } }\n");
+  for (let i = 0; i < 10; i++) {
+    assert.equal(select(ctx, 5, ip("192.0.2.200"), NOW, ip("192.0.2.2")).dropped, "other-server");
+  }
+  // The client's bucket is still full: two answered, the third limited.
+  assert.ok(replyOf(discover(ctx, 5)));
+  assert.ok(replyOf(discover(ctx, 5)));
+  assert.equal(discover(ctx, 5).dropped, "rate-limited");
+});
