@@ -456,7 +456,7 @@ export class FailoverLink {
     this.#observeSkew(now, msg.time);
 
     // §11.1: the digest is checked before anything else in the message is believed.
-    const verdict = verifyFailover(bytes, this.settings.secret ?? undefined);
+    const verdict = verifyFailover(bytes, this.settings.secret ?? undefined, msg);
     if (
       verdict.status !== "ok" && verdict.status !== "unsigned" &&
       msg.type === MsgType.CONNECTACK && this.#phase === "await-connectack" &&

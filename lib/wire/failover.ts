@@ -1701,14 +1701,16 @@ export function signFailover(
 
 /**
  * Checks the message-digest of a received, framed message (§11.1). Pass `undefined` as the
- * secret when none is configured. Throws WireError if the bytes are not a well-formed message.
+ * secret when none is configured, and `decoded` when the caller has decoded `bytes` already
+ * (saves decoding them again). Throws WireError if the bytes are not a well-formed message.
  * @example const v = verifyFailover(frame, secret); if (v.status !== "ok") disconnect(v.rejectReason)
  */
 export function verifyFailover(
   bytes: Uint8Array,
   secret: FailoverSecret | undefined,
+  decoded?: FailoverMessage,
 ): DigestVerdict {
-  const msg = decodeFailover(bytes, { allowUnknownTypes: true });
+  const msg = decoded ?? decodeFailover(bytes, { allowUnknownTypes: true });
   const present = msg.options.some((o) => o.code === FoOpt.MESSAGE_DIGEST);
   if (!present) {
     return secret === undefined ? { status: "unsigned" } : {

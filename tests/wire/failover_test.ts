@@ -596,6 +596,17 @@ Deno.test("signFailover() / verifyFailover() implement the §11.1 digest", async
     assert.deepEqual(verifyFailover(plain, "s3cret"), { status: "missing", rejectReason: 21 });
     assert.deepEqual(verifyFailover(signed, undefined), { status: "unexpected", rejectReason: 13 });
     assert.deepEqual(verifyFailover(signed, "other"), { status: "bad", rejectReason: 20 });
+    // With the message decoded by the caller: the same verdicts, the digest still over the bytes.
+    assert.deepEqual(verifyFailover(signed, "s3cret", decodeFailover(signed)), { status: "ok" });
+    assert.deepEqual(verifyFailover(plain, undefined, decodeFailover(plain)), {
+      status: "unsigned",
+    });
+    const flipped = signed.slice();
+    flipped[flipped.length - 1] = (flipped[flipped.length - 1] as number) ^ 1;
+    assert.deepEqual(verifyFailover(flipped, "s3cret", decodeFailover(flipped)), {
+      status: "bad",
+      rejectReason: 20,
+    });
     const tampered = signed.slice();
     tampered[tampered.length - 1] = (tampered[tampered.length - 1] as number) ^ 1;
     assert.deepEqual(verifyFailover(tampered, "s3cret"), { status: "bad", rejectReason: 20 });
