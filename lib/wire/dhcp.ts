@@ -503,8 +503,9 @@ function writeArea(items: Item[], length: number): Uint8Array {
 
 function writeItem(w: ByteWriter, item: Item): void {
   const v = item.value;
-  if (v.length === 0) {
-    w.u8(item.code).u8(0);
+  if (v.length <= MAX_INSTANCE) {
+    // One instance: the common case, written without a view of the value.
+    w.u8(item.code).u8(v.length).bytes(v);
     return;
   }
   // RFC 3396 §5: consecutive instances of at most 255 octets.
