@@ -738,6 +738,17 @@ export class FailoverEndpoint implements FailoverView {
             });
           }
           break;
+        case "record-ack":
+          try {
+            // Only tsfp changes: the allocator has nothing to learn from it.
+            if (this.#o.store.recordAck(e.lease, e.tsfp)) wrote = true;
+          } catch (err) {
+            this.#log.error("Cannot record the partner's acknowledgement", {
+              address: formatIpv4(e.lease.address),
+              error: (err as Error).message,
+            });
+          }
+          break;
         case "send":
           if (e.message.type === MsgType.BNDUPD && this.#o.store.pending > 0) {
             // §7.1.1: a BNDUPD tells of committed bindings only. The sync reads the store as

@@ -85,6 +85,11 @@ export type SyncEffect =
   /** Write a lease into the current batch (LeaseStore.put). */
   | { kind: "persist"; lease: Lease }
   /**
+   * The partner acknowledged `lease` as sent: record tsfp on its row if the row still holds
+   * that binding (LeaseStore.recordAck; no read needed, §7.2.2).
+   */
+  | { kind: "record-ack"; lease: Lease; tsfp: number }
+  /**
    * Commit the batch (the persists before this effect), then send, but only if `connection`
    * still equals BindingSync.connection: a BNDACK MUST NOT go out on a later connection (§8.6),
    * and like a DHCPACK it MUST NOT go out before what it acknowledges is stable (§7.1.1).
@@ -336,6 +341,8 @@ export class BindingSync {
   #statusSent = new Set<number>();
   /** Leases written by the effects of the step being run (see #persist). */
   #written = new Map<number, Lease>();
+  /** Addresses whose BNDACK this step recorded (a record-ack effect, not yet applied). */
+  #ackedInStep = new Set<number>();
   /**
    * Addresses queued by the current step's lease-changed input: the queued copy is the row
    * the caller just read, so the pump need not read it again.
@@ -400,6 +407,7 @@ export class BindingSync {
   step(input: SyncInput): SyncEffect[] {
     const out: SyncEffect[] = [];
     this.#written.clear();
+    this.#ackedInStep.clear();
     switch (input.kind) {
       case "lease-changed":
         this.#queue.delete(input.lease.address);
@@ -436,6 +444,7 @@ export class BindingSync {
     }
     this.#pump(input.now, out);
     this.#written.clear();
+    this.#ackedInStep.clear();
     this.#fresh.clear();
     return out;
   }
@@ -726,6 +735,14 @@ export class BindingSync {
 
   /** An accepted update: record tsfp (§7.2.2) and free EXPIRED/RELEASED/RESET (§5.11). */
   #recordAck(now: number, item: SentItem, out: SyncEffect[]): void {
+    if (!FREE_ON_ACK.has(item.lease.state)) {
+      // The store sets tsfp only if the row still has this status and client: a binding that
+      // has moved on since it was sent (another status, another client, the partner's own
+      // update meanwhile) is not what this ack is about (§7.1.5, §5.2.1).
+      out.push({ kind: "record-ack", lease: item.lease, tsfp: item.potentialExpiration });
+      this.#ackedInStep.add(item.lease.address);
+      return;
+    }
     const current = this.#read(item.lease.address);
     if (current === undefined) return;
     // The binding has moved on since it was sent (another status, another client, or the
@@ -756,8 +773,11 @@ export class BindingSync {
 
   /** Whether the partner has not acked this binding yet (§7.3.2). */
   #isUnacked(lease: Lease): boolean {
-    return this.#queue.has(lease.address) || FREE_ON_ACK.has(lease.state) ||
-      lease.tsfp !== potentialExpirationOf(lease);
+    if (this.#queue.has(lease.address) || FREE_ON_ACK.has(lease.state)) return true;
+    // Acked in this step: the store has not applied the record-ack yet. A row that moved on
+    // since it was sent is queued (a local change) or the partner's own (known to it).
+    if (this.#ackedInStep.has(lease.address)) return false;
+    return lease.tsfp !== potentialExpirationOf(lease);
   }
 
   #pump(now: number, out: SyncEffect[]): void {

@@ -123,6 +123,24 @@ export class MemoryLeaseStore implements LeaseStore, MetaStore {
     this.#pending++;
   }
 
+  recordAck(sent: Lease, tsfp: number): boolean {
+    this.#checkOpen();
+    checkLease(sent);
+    if (!Number.isSafeInteger(tsfp) || tsfp < 0) {
+      throw new RangeError(`Cannot record tsfp ${tsfp}: not a time`);
+    }
+    this.#pending++;
+    const l = this.#leases.get(sent.address);
+    if (l === undefined || l.state !== sent.state || l.tsfp === tsfp) return false;
+    const same = sent.clientId !== null || l.clientId !== null
+      ? sent.clientId !== null && l.clientId !== null && bytesEqual(sent.clientId, l.clientId)
+      : l.htype === sent.htype && bytesEqual(l.hwAddress, sent.hwAddress);
+    if (!same) return false;
+    this.#remember(sent.address);
+    this.#leases.set(sent.address, { ...l, tsfp });
+    return true;
+  }
+
   delete(address: number): void {
     this.#checkOpen();
     this.#remember(address);

@@ -92,6 +92,11 @@ const SQL = {
              state = ?2, hostname = ?3, starts = ?4, ends = ?5, cltt = ?6, tstp = ?7,
              tsfp = ?8, atsfp = ?9, relay_info = ?10
            WHERE address = ?1`,
+  // store.recordAck(): the row as it was sent (status and client, as sync.ts compares them).
+  recordAck: `UPDATE leases SET tsfp = ?1
+              WHERE address = ?2 AND state = ?3 AND tsfp != ?1 AND (
+                (?6 IS NULL AND client_id IS NULL AND htype = ?4 AND hw_address = ?5) OR
+                (?6 IS NOT NULL AND client_id = ?6))`,
   delete: "DELETE FROM leases WHERE address = ?",
   // 0 means "unset" and stays 0; a shifted time stays >= 1 (store.ts shiftTime()).
   shiftTimes: `UPDATE leases SET
@@ -447,6 +452,28 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
       }
       tally?.change(lease.address, before, after);
     });
+  }
+
+  recordAck(sent: Lease, tsfp: number): boolean {
+    checkLease(sent);
+    if (!Number.isSafeInteger(tsfp) || tsfp < 0) {
+      throw new RangeError(`Cannot record tsfp ${tsfp}: not a time`);
+    }
+    let changed = false;
+    // The binding status stays as it is: no tally change, and no indexed column is written.
+    this.#write(sent.address, () => {
+      changed = Number(
+        this.#s.recordAck.run(
+          tsfp,
+          sent.address,
+          CODE_BY_STATE[sent.state],
+          sent.htype,
+          sent.hwAddress,
+          sent.clientId,
+        ).changes,
+      ) > 0;
+    });
+    return changed;
   }
 
   delete(address: number): void {

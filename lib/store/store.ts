@@ -96,6 +96,13 @@ export interface LeaseView {
  */
 export interface LeaseStore extends LeaseView {
   put(lease: Lease): void;
+  /**
+   * Records the partner's acknowledgement of a binding this server sent (draft-12 §7.2.2)
+   * without reading the row out: sets its tsfp when the row still has `sent`'s binding status
+   * and client (by client identifier when either has one, else htype and chaddr) and another
+   * tsfp. Joins the batch like put(); returns whether the row changed.
+   */
+  recordAck(sent: Lease, tsfp: number): boolean;
   /** Removes an address's row (used when an address leaves every pool). */
   delete(address: number): void;
   /** Commits the batch; returns the number of rows written in it. */

@@ -105,6 +105,10 @@ class Node {
           this.trace.push(`persist ${e.lease.address}`);
           this.store.put(e.lease);
           break;
+        case "record-ack":
+          this.trace.push(`ack ${e.lease.address}`);
+          this.store.recordAck(e.lease, e.tsfp);
+          break;
         case "send-after-commit":
           this.store.commit();
           this.trace.push("commit");
@@ -841,4 +845,21 @@ Deno.test("BindingSync drops reject texts until its BNDACK fits with a message-d
   assert.equal(getBindingAcks(ack).length, 121, "one answer per transaction (§6.3)");
   const signed = signFailover(ack, new TextEncoder().encode("secret"));
   assert.ok(signed.length <= FAILOVER_MAX_LENGTH, `${signed.length} octets signed`);
+});
+
+Deno.test("BindingSync: a pass that reaches a row in the step that recorded its BNDACK does not send it again", () => {
+  const [a, b] = pair(2, { maxBindings: 2 });
+  const rows = [NET_A + 1, NET_A + 2, NET_A + 3, NET_A + 200];
+  const high = NET_A + 200;
+  for (const address of rows) a.store.put(activeLease(address, { tsfp: 0 }));
+  a.store.commit();
+  // `high` goes out as a local change; a pass sends the first two rows and stops at the third
+  // (window of two full). high's BNDACK comes back first: in that step the pass goes on with
+  // the third row and then reaches `high`, whose tsfp the store gets only after the step.
+  a.step({ kind: "lease-changed", now: T0, lease: activeLease(high, { tsfp: 0 }) });
+  a.step({ kind: "send-updates", now: T0 });
+  assert.deepEqual(transactions(a.sentBndupds), [high, NET_A + 1, NET_A + 2]);
+  run(a, b);
+  assert.deepEqual(transactions(a.sentBndupds), [high, ...rows.slice(0, 3)], "nothing twice");
+  for (const address of rows) assert.equal(a.store.get(address)?.tsfp, T0 + 750);
 });

@@ -660,6 +660,8 @@ function checkLink(frames: Uint8Array[], features: string[]): void {
             { cause: err },
           );
         }
+      } else if (e.kind === "record-ack") {
+        store.recordAck(e.lease, e.tsfp);
       } else if (e.kind === "send" || e.kind === "send-after-commit") {
         store.commit();
         runLink(link.input({ kind: "send", now, message: e.message }));

@@ -263,6 +263,37 @@ export function leaseStoreContract(name: string, make: () => LeaseStore): void {
     assert.deepEqual(s.countByState(), { ...empty, active: 2, backup: 1, free: 1 });
   });
 
+  t("recordAck() sets tsfp only on the binding as it was sent (§7.2.2)", (s) => {
+    const sent = lease("192.0.2.20", { tsfp: 0 });
+    const tsfp = sent.tstp;
+    s.put(sent);
+    s.commit();
+    const at = ip("192.0.2.20");
+    // Another status, another client (by client id when either has one, else chaddr), no row:
+    // nothing changes.
+    assert.equal(s.recordAck({ ...sent, state: "expired" }, tsfp), false);
+    assert.equal(s.recordAck({ ...sent, clientId: new Uint8Array([1, 9]) }, tsfp), false);
+    assert.equal(s.recordAck({ ...sent, clientId: null }, tsfp), false);
+    assert.equal(s.recordAck({ ...sent, address: ip("192.0.2.21") }, tsfp), false);
+    assert.equal(s.get(at)?.tsfp, 0);
+    // The same client id with another chaddr is the same client.
+    assert.equal(s.recordAck({ ...sent, hwAddress: mac(7) }, tsfp), true);
+    assert.deepEqual(s.get(at), { ...sent, tsfp });
+    assert.equal(s.recordAck(sent, tsfp), false, "tsfp already recorded");
+    s.commit();
+    // Without client ids, by htype and chaddr; and rolled back with its batch.
+    const plain = lease("192.0.2.22", { clientId: null, tsfp: 0 });
+    s.put(plain);
+    s.commit();
+    assert.equal(s.recordAck({ ...plain, hwAddress: mac(8) }, 5), false);
+    assert.equal(s.recordAck({ ...plain, htype: 6 }, 5), false);
+    assert.equal(s.recordAck(plain, 5), true);
+    assert.equal(s.get(ip("192.0.2.22"))?.tsfp, 5);
+    s.rollback();
+    assert.equal(s.get(ip("192.0.2.22"))?.tsfp, 0);
+    assert.throws(() => s.recordAck(plain, -1), RangeError);
+  });
+
   t("leases read back are copies, and put() copies its argument", (s) => {
     const l = lease("192.0.2.10");
     s.put(l);

@@ -40,6 +40,9 @@ class TempFileStore implements LeaseStore, MetaStore {
   put(l: Lease): void {
     this.#store.put(l);
   }
+  recordAck(sent: Lease, tsfp: number): boolean {
+    return this.#store.recordAck(sent, tsfp);
+  }
   delete(address: number): void {
     this.#store.delete(address);
   }
