@@ -27,7 +27,7 @@ import {
   rejectReasonText,
   splitTransactions,
 } from "../wire/failover.ts";
-import { smallBytes } from "../wire/bytes.ts";
+import { smallBytes, smallU32 } from "../wire/bytes.ts";
 import { acceptUpdate, type BindingUpdate } from "./binding.ts";
 import type { FailoverRole } from "./state.ts";
 
@@ -226,15 +226,6 @@ export function unpackOptions(bytes: Uint8Array): Map<number, Uint8Array> {
   return out;
 }
 
-function u32Bytes(v: number): Uint8Array {
-  const out = smallBytes(4);
-  out[0] = v >>> 24;
-  out[1] = v >>> 16;
-  out[2] = v >>> 8;
-  out[3] = v;
-  return out;
-}
-
 /**
  * A lease as one binding update transaction (§7.1.1, Table 7.1.1-1): client information for
  * every status except ABANDONED, potential-expiration-time = tstp (at least `ends`), and the
@@ -274,8 +265,8 @@ export function leaseToBindingUpdate(lease: Lease): WireBindingUpdate {
     b.clientReplyOptions = {
       magic: DHCP_OPTIONS_MAGIC,
       options: packOptions([
-        [RENEWAL_TIME, u32Bytes(Math.floor(interval * 0.5))],
-        [REBINDING_TIME, u32Bytes(Math.floor(interval * 0.875))],
+        [RENEWAL_TIME, smallU32(Math.floor(interval * 0.5))],
+        [REBINDING_TIME, smallU32(Math.floor(interval * 0.875))],
       ]),
     };
   }

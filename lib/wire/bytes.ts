@@ -194,3 +194,13 @@ export function smallBytes(n: number): Uint8Array {
   smallUsed += n;
   return out;
 }
+
+/** A uint32, big-endian, in smallBytes(4) (same lifetime rule). */
+export function smallU32(v: number): Uint8Array {
+  const out = smallBytes(4);
+  out[0] = v >>> 24;
+  out[1] = v >>> 16;
+  out[2] = v >>> 8;
+  out[3] = v;
+  return out;
+}

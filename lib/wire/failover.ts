@@ -33,7 +33,7 @@
  * const bytes = encodeFailover(buildContact({ time: now, xid: 7 }));
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { ByteReader, ByteWriter, smallBytes } from "./bytes.ts";
+import { ByteReader, ByteWriter, smallBytes, smallU32 } from "./bytes.ts";
 import { PeerProtocolError, WireError } from "../errors.ts";
 
 const PROTOCOL = "failover";
@@ -741,12 +741,7 @@ export function getVendorSpecificOptions(src: OptionSource): FailoverOption[] | 
 
 function u32Data(v: number, what: string): Uint8Array {
   checkUint(v, 0xffffffff, what);
-  const out = smallBytes(4);
-  out[0] = v >>> 24;
-  out[1] = v >>> 16;
-  out[2] = v >>> 8;
-  out[3] = v;
-  return out;
+  return smallU32(v);
 }
 function u8Data(v: number, what: string): Uint8Array {
   checkUint(v, 0xff, what);
