@@ -369,6 +369,16 @@ Deno.test("FrameReader's messages stay intact when the read buffer is reused", (
   assert.deepEqual([...first, ...second].map(toHex), [toHex(a), toHex(b)]);
 });
 
+/** CONNECT fields of a duet primary, without the hash bucket assignment. */
+const CONNECT_FIELDS = {
+  relationshipName: "pair",
+  maxUnackedBndupd: 10,
+  receiveTimer: 30,
+  vendorClassIdentifier: "duet",
+  tlsRequest: 0,
+  mclt: 300,
+};
+
 Deno.test("decodeFailover() values kept in leases are copies, not views of the message", () => {
   const bytes = encodeFailover(
     buildBndupd({ time: 1, xid: 1 }, {
@@ -381,18 +391,15 @@ Deno.test("decodeFailover() values kept in leases are copies, not views of the m
   const msg = decodeFailover(bytes);
   const [update] = getBindingUpdates(msg);
   const hw = getClientHardwareAddress(msg);
-  const hba = getHashBucketAssignment(
-    decodeFailover(encodeFailover(buildConnect({ time: 1, xid: 2 }, {
-      relationshipName: "pair",
-      maxUnackedBndupd: 10,
-      receiveTimer: 30,
-      vendorClassIdentifier: "duet",
-      tlsRequest: 0,
-      mclt: 300,
+  const connect = encodeFailover(
+    buildConnect({ time: 1, xid: 2 }, {
+      ...CONNECT_FIELDS,
       hashBucketAssignment: new Uint8Array(32).fill(0x0f),
-    }))),
+    }),
   );
+  const hba = getHashBucketAssignment(decodeFailover(connect));
   bytes.fill(0);
+  connect.fill(0);
   assert.deepEqual(update?.clientIdentifier, Uint8Array.of(1, 2, 3));
   assert.deepEqual(hw?.chaddr, Uint8Array.of(2, 3, 4, 5, 6, 7));
   assert.deepEqual(hba, new Uint8Array(32).fill(0x0f));
@@ -403,12 +410,7 @@ Deno.test("validateFailover() applies the §7 tables with the draft's reject rea
   const hba = new Uint8Array(32);
   const connect = () =>
     buildConnect(h, {
-      relationshipName: "pair",
-      maxUnackedBndupd: 10,
-      receiveTimer: 30,
-      vendorClassIdentifier: "duet",
-      tlsRequest: 0,
-      mclt: 300,
+      ...CONNECT_FIELDS,
       hashBucketAssignment: hba,
     });
   const without = (m: FailoverMessage, code: number): FailoverMessage => ({
