@@ -391,14 +391,24 @@ Deno.test("BindingSync answers UPDREQALL with every binding, then UPDDONE after 
   assert.equal(a.sync.status.pass, "none");
 });
 
-Deno.test("BindingSync answers UPDREQ with only the bindings not yet acked (§7.3.2)", () => {
-  const [a, b] = pair(10);
-  const addresses = testAddresses(20);
-  const unacked = new Set(addresses.filter((_, i) => i % 4 === 0));
+/** Stores `n` ACTIVE leases on `a`, every `every`-th one not yet acked by the partner. */
+function storeSomeUnacked(
+  a: Node,
+  n: number,
+  every: number,
+): { addresses: number[]; unacked: Set<number> } {
+  const addresses = testAddresses(n);
+  const unacked = new Set(addresses.filter((_, i) => i % every === 0));
   for (const address of addresses) {
     a.store.put(activeLease(address, { tsfp: unacked.has(address) ? 0 : T0 + 750 }));
   }
   a.store.commit();
+  return { addresses, unacked };
+}
+
+Deno.test("BindingSync answers UPDREQ with only the bindings not yet acked (§7.3.2)", () => {
+  const [a, b] = pair(10);
+  const { addresses, unacked } = storeSomeUnacked(a, 20, 4);
   a.receive(buildUpdreq({ time: T0, xid: 5 }));
   run(a, b);
   assert.deepEqual(
@@ -413,12 +423,7 @@ Deno.test("BindingSync answers UPDREQ with only the bindings not yet acked (§7.
 
 Deno.test("BindingSync's UPDREQ pass reads again only the rows it may send, not every row", () => {
   const [a, b] = pair(10);
-  const addresses = testAddresses(400);
-  const unacked = new Set(addresses.filter((_, i) => i % 40 === 0));
-  for (const address of addresses) {
-    a.store.put(activeLease(address, { tsfp: unacked.has(address) ? 0 : T0 + 750 }));
-  }
-  a.store.commit();
+  const { addresses, unacked } = storeSomeUnacked(a, 400, 40);
   const read: number[] = [];
   const get = a.store.get.bind(a.store);
   a.store.get = (address: number) => {
