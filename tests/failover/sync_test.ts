@@ -423,7 +423,7 @@ Deno.test("BindingSync answers UPDREQ with only the bindings not yet acked (§7.
 
 Deno.test("BindingSync's UPDREQ pass reads again only the rows it may send, not every row", () => {
   const [a, b] = pair(10);
-  const { addresses, unacked } = storeSomeUnacked(a, 400, 40);
+  const { unacked } = storeSomeUnacked(a, 400, 40);
   const read: number[] = [];
   const get = a.store.get.bind(a.store);
   a.store.get = (address: number) => {
@@ -439,6 +439,7 @@ Deno.test("BindingSync's UPDREQ pass reads again only the rows it may send, not 
   // The unacked rows are read once more before they are sent (and again for their BNDACKs);
   // the 390 acked rows the cursor already read are not.
   assert.ok(read.every((address) => unacked.has(address)), `read acked rows: ${read.length}`);
+  assert.deepEqual(new Set(read), unacked);
   assert.deepEqual(b.events, ["upddone"]);
 });
 
