@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { StoreError } from "../../lib/errors.ts";
 import { APPLICATION_ID, SCHEMA_VERSION, SqliteLeaseStore } from "../../lib/store/sqlite.ts";
+import { clientIdKey, hwKey } from "../../lib/store/client_index.ts";
 import type {
   Lease,
   LeaseFilter,
@@ -108,6 +109,15 @@ function rawSql(path: string, sql: string): void {
   }
 }
 
+function rawRows(path: string, sql: string): unknown[] {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    return db.prepare(sql).all();
+  } finally {
+    db.close();
+  }
+}
+
 function rawPragma(path: string, name: string): unknown {
   const db = new DatabaseSync(path, { readOnly: true });
   try {
@@ -182,6 +192,12 @@ Deno.test("SqliteLeaseStore keeps committed rows across close and reopen, drops 
       assert.deepEqual(s.get(ip("192.0.2.10")), lease("192.0.2.10"));
       assert.equal(s.get(ip("192.0.2.11")), undefined);
       assert.equal(s.getMeta("failover.state"), "normal");
+      // The lookups by client are rebuilt from the file.
+      assert.deepEqual(s.findByHw(1, mac(1)), [lease("192.0.2.10")]);
+      assert.deepEqual(s.findByClientId(lease("192.0.2.10").clientId as Uint8Array), [
+        lease("192.0.2.10"),
+      ]);
+      assert.deepEqual(s.findByHw(1, mac(2)), []);
     });
   });
 });
@@ -278,14 +294,18 @@ Deno.test("SqliteLeaseStore.open() migrates a version 1 database and keeps its r
     );
     using(SqliteLeaseStore.open(path), (s) => {
       assert.deepEqual(s.get(ip("192.0.2.10")), lease("192.0.2.10", { relayInfo: null }));
+      assert.deepEqual(s.findByHw(1, mac(1)).map((l) => l.address), [ip("192.0.2.10")]);
       assert.equal(s.getMeta("failover.state"), undefined);
       s.setMeta("failover.state", "normal");
       s.commit();
     });
     assert.equal(rawPragma(path, "user_version"), SCHEMA_VERSION);
+    // Version 3 dropped the SQLite indexes on the client columns (they live in memory).
+    assert.deepEqual(rawRows(path, "SELECT name FROM sqlite_schema WHERE type = 'index'"), []);
     using(SqliteLeaseStore.open(path, { readOnly: true }), (s) => {
       assert.equal(s.getMeta("failover.state"), "normal");
       assert.equal([...s.iterate()].length, 1);
+      assert.deepEqual(s.findByHw(1, mac(1)).map((l) => l.address), [ip("192.0.2.10")]);
     });
   });
 });
@@ -439,6 +459,9 @@ Deno.test("SqliteLeaseStore.commit() failure throws StoreError and rolls the bat
       assert.equal(s.pending, 0);
       assert.equal(s.get(ip("192.0.2.11")), undefined);
       assert.equal(s.get(ip("192.0.2.10"))?.state, "active");
+      // So do the lookups by client.
+      assert.deepEqual(s.findByHw(1, mac(2)), []);
+      assert.deepEqual(s.findByHw(1, mac(1)).map((l) => l.state), ["active"]);
       // The kept counts lose the rolled-back batch with it.
       assert.deepEqual(s.countByState(), countedByHand(s));
       const lost = s.takeDiscarded();
@@ -760,4 +783,90 @@ Deno.test("SqliteLeaseStore: reads share a transaction only within one task, and
     s.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** Two different byte strings of `length` whose keys (by `keyOf`) are equal. */
+function collidingPair(
+  length: number,
+  keyOf: (bytes: Uint8Array) => number,
+): [Uint8Array, Uint8Array] {
+  // 30-bit keys: a pair turns up after about 2^15 tries; the bound only guards the loop.
+  const seen = new Map<number, Uint8Array>();
+  for (let i = 0; i < 2_000_000; i++) {
+    const bytes = crypto.getRandomValues(new Uint8Array(length));
+    const key = keyOf(bytes);
+    const other = seen.get(key);
+    if (other !== undefined && other.some((b, j) => b !== bytes[j])) return [other, bytes];
+    seen.set(key, bytes);
+  }
+  throw new Error("no colliding pair found");
+}
+
+Deno.test("SqliteLeaseStore: clients whose lookup keys collide each find only their own lease", () => {
+  const [hwA, hwB] = collidingPair(6, (b) => hwKey(1, b));
+  assert.equal(hwKey(1, hwA), hwKey(1, hwB), "the fixture collides");
+  const [idA, idB] = collidingPair(7, (b) => clientIdKey(b));
+  using(SqliteLeaseStore.open(":memory:"), (s) => {
+    s.put(lease("192.0.2.10", { hwAddress: hwA, clientId: idA }));
+    s.put(lease("192.0.2.11", { hwAddress: hwB, clientId: idB }));
+    s.commit();
+    assert.deepEqual(s.findByHw(1, hwA).map((l) => l.address), [ip("192.0.2.10")]);
+    assert.deepEqual(s.findByHw(1, hwB).map((l) => l.address), [ip("192.0.2.11")]);
+    assert.deepEqual(s.findByClientId(idA).map((l) => l.address), [ip("192.0.2.10")]);
+    assert.deepEqual(s.findByClientId(idB).map((l) => l.address), [ip("192.0.2.11")]);
+    assert.deepEqual(s.findByHw(6, hwA), [], "htype is compared too");
+  });
+});
+
+Deno.test("SqliteLeaseStore: lookups by client agree with a table scan after commits, rollbacks, deletes", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/leases.db`;
+    const s = SqliteLeaseStore.open(path, { synchronous: "DEFERRED" });
+    // A read-only connection has no client index: its lookups scan the table (the reference).
+    const reader = SqliteLeaseStore.open(path, { readOnly: true });
+    try {
+      const rand = seededRandom(23);
+      const base = ip("198.18.2.0");
+      const ids = [
+        null,
+        ...Array.from({ length: 30 }, (_, i) => new Uint8Array([1, 2, 0, 0, 0, i])),
+      ];
+      const states = ["free", "active", "expired", "backup"] as LeaseState[];
+      const check = (label: string) => {
+        for (let n = 0; n < 30; n++) {
+          const htype = n % 7 === 0 ? 6 : 1;
+          assert.deepEqual(s.findByHw(htype, mac(n)), reader.findByHw(htype, mac(n)), label);
+          const id = ids[n + 1] as Uint8Array;
+          assert.deepEqual(s.findByClientId(id), reader.findByClientId(id), label);
+        }
+      };
+      for (let step = 0; step < 4000; step++) {
+        const address = base + rand(400);
+        const op = rand(20);
+        if (op < 14) {
+          const state = states[rand(states.length)] as LeaseState;
+          const free = state === "free" || state === "backup";
+          s.put(lease("198.18.2.0", {
+            address,
+            state,
+            htype: rand(7) === 0 ? 6 : 1,
+            // Pool rows have no client, as the server writes them.
+            hwAddress: free ? new Uint8Array(0) : mac(rand(30)),
+            clientId: free ? null : ids[rand(ids.length)] as Uint8Array | null,
+            ends: 1_795_933_600 + rand(1000),
+          }));
+        } else if (op < 16) s.delete(address);
+        else if (op < 19) {
+          s.commit();
+          if (step % 10 < 3) check(`step ${step} after commit`);
+        } else {
+          s.rollback();
+          check(`step ${step} after rollback`);
+        }
+      }
+    } finally {
+      reader.close();
+      s.close();
+    }
+  });
 });
