@@ -5,6 +5,8 @@
 import { StoreError } from "../errors.ts";
 import { toHex } from "../wire/ip.ts";
 import {
+  byEndsDesc,
+  bytesEqual,
   checkLease,
   type Lease,
   type LeaseFilter,
@@ -27,17 +29,6 @@ function copyLease(l: Lease): Lease {
 
 function hwKey(htype: number, hwAddress: Uint8Array): string {
   return `${htype}/${toHex(hwAddress)}`;
-}
-
-/** Newest `ends` first, then by address so that results are deterministic. */
-function byEndsDesc(a: Lease, b: Lease): number {
-  return b.ends - a.ends || a.address - b.address;
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function addToIndex(index: Map<string, Set<number>>, key: string, address: number): void {

@@ -11,6 +11,8 @@ import { BLOCK_BITS, StateTally } from "./tally.ts";
 import { clientIdKey, clientIdKeyOfHex, ClientIndex, hwKey, hwKeyOfHex } from "./client_index.ts";
 import {
   bindingStatusOf,
+  byEndsDesc,
+  bytesEqual,
   checkLease,
   type Lease,
   LEASE_STATES,
@@ -154,17 +156,6 @@ type IndexRow = [number, number, number, string, string | null];
 
 function indexRow(index: ClientIndex, r: IndexRow): void {
   index.set(r[0], r[1], hwKeyOfHex(r[2], r[3]), clientIdKeyOfHex(r[4]));
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** Newest `ends` first, then by address: the order of the SQL lookups. */
-function byEndsDesc(a: Lease, b: Lease): number {
-  return b.ends - a.ends || a.address - b.address;
 }
 
 function rowToLease(r: LeaseRow, path: string): Lease {

@@ -213,3 +213,14 @@ export function checkLease(lease: Lease): void {
     }
   }
 }
+
+/** Newest `ends` first, then by address: the order of findByHw()/findByClientId(). */
+export function byEndsDesc(a: Lease, b: Lease): number {
+  return b.ends - a.ends || a.address - b.address;
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
