@@ -149,6 +149,17 @@ interface Pass {
 /** Binding-statuses that wait for the partner's ack before becoming FREE (§5.11). */
 const FREE_ON_ACK = new Set(["expired", "released", "reset"]);
 
+/**
+ * While a BNDUPD is in flight, local changes wait until this many are queued (or the message
+ * is full, or every BNDUPD is acked) before the next one goes out: Nagle's rule (RFC 896) for
+ * binding updates. Each BNDUPD costs the partner a commit and an fsync before its BNDACK, and
+ * the DHCPACK never waits for it (draft §5.2.1 bounds the lease by MCLT instead), so under
+ * load fewer, fuller messages cost less CPU on both sides for the same bindings, and an idle
+ * link still sends each change at once. In the benchmark's pair at 3,000 exchanges/s (three
+ * alternating runs each) the pair's CPU per exchange went from 225-233 to 211-231 µs.
+ */
+const HOLD_BELOW = 16;
+
 /** Octets of an option list on the wire (§6.2: code 2, length 2, data). */
 function optionsLength(opts: readonly { data: Uint8Array }[]): number {
   let n = 0;
@@ -774,7 +785,10 @@ export class BindingSync {
   #pump(now: number, out: SyncEffect[]): void {
     const nextXid = this.#nextXid;
     if (nextXid === null) return;
+    // An update pass (§7.4) has a table to send and is never held.
+    const hold = this.#pass === null ? Math.min(HOLD_BELOW, this.#maxBindings) : 0;
     while (this.#inFlight.size < this.#window) {
+      if (this.#inFlight.size > 0 && this.#queue.size < hold) break;
       const batch = new Map<number, SentItem>();
       let length = FAILOVER_HEADER_LENGTH;
       let full = false;
