@@ -85,7 +85,7 @@ function bisectRate(lo: number, hi: number): number | null {
 /**
  * Steps up until the first failure (halving down when the first step fails), bisects, then
  * confirms the best rate with fresh repeats; if most repeats fail, the next lower passing
- * rate is confirmed instead.
+ * rate is confirmed instead, or, when none is lower, half the rate (down to minRate).
  */
 export async function sweep<R extends SweepRun & { error?: string | undefined }>(
   plan: SweepPlan,
@@ -161,7 +161,21 @@ export async function sweep<R extends SweepRun & { error?: string | undefined }>
       return result(lo, medianRun(good), good.length, plan.repeats);
     }
     const lower = [...passed.keys()].filter((r) => r < lo);
-    lo = lower.length > 0 ? Math.max(...lower) : 0;
+    if (lower.length > 0) {
+      lo = Math.max(...lower);
+      continue;
+    }
+    // No lower rate has passed yet (the sweep started at this one): halve until one passes.
+    let next = 0;
+    for (let rate = Math.floor(lo / 2); rate >= plan.minRate; rate = Math.floor(rate / 2)) {
+      const ok = await attempt(rate, "stepdown");
+      if (ok === null) return failed();
+      if (ok) {
+        next = rate;
+        break;
+      }
+    }
+    lo = next;
   }
   return result(0, null);
 }

@@ -158,6 +158,45 @@ Deno.test("sweep() falls back to a lower rate when most repeats fail", async () 
   ]);
 });
 
+Deno.test("sweep() halves down again when most repeats fail at the lowest rate that passed", async () => {
+  // The ISC pair of 2026-12-03: 500 fails, 250 passes once, then fails two repeats of three.
+  const f = fakeServer(125, { 250: ["PASS", "FAIL", "PASS", "FAIL", "FAIL"] });
+  const r = await sweep(
+    { steps: [500, 1000], minRate: 50, bisections: 1, repeats: 3 },
+    f.measure,
+  );
+  assert.deepEqual(f.calls, [
+    "step@500",
+    "stepdown@250",
+    "bisect@370",
+    "repeat1@250",
+    "repeat2@250",
+    "repeat3@250",
+    "stepdown@125",
+    "repeat1@125",
+    "repeat2@125",
+    "repeat3@125",
+  ]);
+  assert.equal(r.bestRate, 125);
+  assert.equal(r.repeatsPassed, 3);
+});
+
+Deno.test("sweep() gives up below minRate when no rate confirms", async () => {
+  const f = fakeServer(0, { 500: ["PASS", "FAIL", "FAIL", "FAIL"] });
+  const r = await sweep({ steps: [500, 1000], minRate: 100, bisections: 0, repeats: 3 }, f.measure);
+  assert.deepEqual(f.calls, [
+    "step@500",
+    "step@1000",
+    "repeat1@500",
+    "repeat2@500",
+    "repeat3@500",
+    "stepdown@250",
+    "stepdown@125",
+  ]);
+  assert.equal(r.bestRate, 0);
+  assert.equal(r.reported, null);
+});
+
 Deno.test("sweep() stops at a server that does not start", async () => {
   const measure = (rate: number, phase: string): Promise<FakeRun> =>
     Promise.resolve({ rate, phase, verdict: "ERROR", exchangesPerSecond: 0, error: "boom\nmore" });
