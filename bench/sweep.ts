@@ -116,6 +116,21 @@ export async function sweep<R extends SweepRun & { error?: string | undefined }>
     return { ...result(0, null), error: last?.error ?? "run failed" };
   }
 
+  /**
+   * Halves from `from` (down to minRate) until a rate passes: that rate (0 if none did) and the
+   * lowest rate that failed; null when a run could not be made.
+   */
+  async function stepDown(from: number): Promise<{ pass: number; fail: number } | null> {
+    let fail = from;
+    for (let rate = Math.floor(from / 2); rate >= plan.minRate; rate = Math.floor(rate / 2)) {
+      const ok = await attempt(rate, "stepdown");
+      if (ok === null) return null;
+      if (ok) return { pass: rate, fail };
+      fail = rate;
+    }
+    return { pass: 0, fail };
+  }
+
   let lo = 0;
   let hi = 0;
   for (const rate of plan.steps) {
@@ -128,15 +143,10 @@ export async function sweep<R extends SweepRun & { error?: string | undefined }>
     lo = rate;
   }
   if (lo === 0 && hi > 0) {
-    for (let rate = Math.floor(hi / 2); rate >= plan.minRate; rate = Math.floor(rate / 2)) {
-      const ok = await attempt(rate, "stepdown");
-      if (ok === null) return failed();
-      if (ok) {
-        lo = rate;
-        break;
-      }
-      hi = rate;
-    }
+    const down = await stepDown(hi);
+    if (down === null) return failed();
+    lo = down.pass;
+    hi = down.fail;
   }
   if (lo > 0 && hi > 0) {
     for (let i = 0; i < plan.bisections; i++) {
@@ -166,16 +176,9 @@ export async function sweep<R extends SweepRun & { error?: string | undefined }>
       continue;
     }
     // No lower rate has passed yet (the sweep started at this one): halve until one passes.
-    let next = 0;
-    for (let rate = Math.floor(lo / 2); rate >= plan.minRate; rate = Math.floor(rate / 2)) {
-      const ok = await attempt(rate, "stepdown");
-      if (ok === null) return failed();
-      if (ok) {
-        next = rate;
-        break;
-      }
-    }
-    lo = next;
+    const down = await stepDown(lo);
+    if (down === null) return failed();
+    lo = down.pass;
   }
   return result(0, null);
 }
