@@ -511,10 +511,7 @@ export class DhcpShell {
     this.#syncing = this.#o.store.sync().then(
       () => {
         if (this.#failing && this.#failures === failuresBefore) this.#recovered();
-        for (const w of batch) {
-          if (w.kind === "reply") this.#send(w.effect, w.transport);
-          else w.resolve();
-        }
+        this.#release(batch);
       },
       (e) => {
         if (!(e instanceof StoreError)) throw e;
@@ -526,6 +523,25 @@ export class DhcpShell {
       if (this.#o.store.pending > 0 || this.#waiting.length > 0) this.flush();
       else this.#startSync();
     });
+  }
+
+  /**
+   * Sends the replies that waited for a sync, one batch per transport (one sendmmsg for the
+   * ACKs of a group commit), and resolves the commitNow() callers among them.
+   */
+  #release(batch: readonly Pending[]): void {
+    const transports = new Set<Transport>();
+    for (const w of batch) {
+      if (w.kind === "reply") transports.add(w.transport);
+      else w.resolve();
+    }
+    for (const t of transports) {
+      const sendAll = () => {
+        for (const w of batch) if (w.kind === "reply" && w.transport === t) this.#send(w.effect, t);
+      };
+      if (t.batch) t.batch(sendAll);
+      else sendAll();
+    }
   }
 
   /**

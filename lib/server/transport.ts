@@ -51,6 +51,14 @@ export interface Transport {
    * be reused by the caller as soon as send() returns: a transport that sends later copies it.
    */
   send(data: Uint8Array, to: SendTarget): boolean;
+  /**
+   * Runs `sends` (calls of send()) and sends what they queued together, as the replies of a
+   * burst are: the ACKs released by one fdatasync go out in one system call instead of one
+   * each. send() inside it returns true once the datagram is queued; a datagram the kernel
+   * refuses later only counts in the transport's own statistics. Optional: a transport
+   * without it sends each datagram at once.
+   */
+  batch?(sends: () => void): void;
   /** Stops `run` and releases the socket(s). Idempotent. */
   close(): void;
 }

@@ -103,6 +103,7 @@ export interface FfiTransport extends Transport {
    * was set, the other half being its bookkeeping allowance (socket(7)); 0 if unreadable.
    */
   readonly receiveBuffer: number;
+  batch(sends: () => void): void;
 }
 
 // Byte layouts, Linux LP64 (x86_64 / aarch64), little-endian host order.
@@ -560,6 +561,18 @@ class FfiUdpTransport implements FfiTransport {
     if (now || this.#queued === SEND_SLOTS) this.#flush();
     this.#enqueue(data, to);
     return now ? this.#flush() === 0 : true;
+  }
+
+  batch(sends: () => void): void {
+    // Inside a burst the burst's own flush sends them.
+    if (this.#inBurst) return sends();
+    this.#inBurst = true;
+    try {
+      sends();
+    } finally {
+      this.#inBurst = false;
+      this.#flush();
+    }
   }
 
   #isQueuedFor(address: number): boolean {

@@ -16,6 +16,7 @@ import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import { emptyLease, type Lease } from "../../lib/store/store.ts";
 import {
   decodeDhcp,
+  type DhcpMessage,
   DhcpType,
   encodeDhcp,
   getMessageType,
@@ -91,6 +92,13 @@ class FakeTransport implements Transport {
   send(data: Uint8Array, to: SendTarget): boolean {
     this.sent.push({ data: data.slice(), to });
     return true;
+  }
+  /** How many datagrams each batch() call sent. */
+  batches: number[] = [];
+  batch(sends: () => void): void {
+    const before = this.sent.length;
+    sends();
+    this.batches.push(this.sent.length - before);
   }
   close(): void {
     this.#done.resolve();
@@ -198,6 +206,41 @@ Deno.test("DhcpShell sends the DHCPACK only after the commit and the sync that c
     store.syncs[0]?.resolve();
     await settle();
     assert.deepEqual(transport.types(), [DhcpType.DHCPOFFER, DhcpType.DHCPACK]);
+  } finally {
+    const stopping = shell.stop();
+    for (const s of store.syncs) s.resolve();
+    await stopping;
+  }
+});
+
+Deno.test("DhcpShell sends the ACKs one sync released as one batch", async () => {
+  const { store, transport, shell } = setup();
+  const macs = [MAC, new Uint8Array([2, 0, 0, 0, 0, 2]), new Uint8Array([2, 0, 0, 0, 0, 3])];
+  try {
+    for (const [i, mac] of macs.entries()) {
+      transport.deliverInBurst(encodeDhcp(buildRequest(DhcpType.DHCPDISCOVER, mac, { xid: i })));
+    }
+    transport.onBurstEnd?.();
+    const offers = transport.sent.map((s) => decodeDhcp(s.data));
+    assert.equal(offers.length, 3);
+    for (const [i, mac] of macs.entries()) {
+      transport.deliverInBurst(encodeDhcp(buildRequest(DhcpType.DHCPREQUEST, mac, {
+        xid: i,
+        requested: offers[i]?.yiaddr as number,
+        serverId: getServerId(offers[i] as DhcpMessage) as number,
+      })));
+    }
+    transport.onBurstEnd?.();
+    assert.equal(store.syncs.length, 1, "one group commit, one sync");
+    assert.deepEqual(transport.batches, [], "nothing released before the sync ends");
+    store.syncs[0]?.resolve();
+    await settle();
+    assert.deepEqual(transport.batches, [3], "the three ACKs in one batch");
+    assert.deepEqual(transport.types().slice(3), [
+      DhcpType.DHCPACK,
+      DhcpType.DHCPACK,
+      DhcpType.DHCPACK,
+    ]);
   } finally {
     const stopping = shell.stop();
     for (const s of store.syncs) s.resolve();

@@ -469,3 +469,30 @@ Deno.test("openFfiTransport() sets the receive buffer with SO_RCVBUFFORCE", asyn
     untouched.close();
   }
 });
+
+Deno.test("batch() outside a burst sends what it queued with one sendmmsg", async () => {
+  const transport = openFfiTransport({ address: "127.0.0.1", port: 0 });
+  const client = loopbackSocket();
+  try {
+    const to = { address: LOOPBACK, port: portOf(client), ifindex: 0 };
+    const callsBefore = transport.stats.sendCalls;
+    transport.batch(() => {
+      for (let i = 0; i < 5; i++) assert.equal(transport.send(bytes(`ack${i}`), to), true);
+      assert.equal(transport.stats.sendCalls, callsBefore, "nothing sent inside the batch");
+    });
+    assert.equal(transport.stats.sendCalls, callsBefore + 1, "one sendmmsg at its end");
+    assert.equal(transport.stats.sent, 5);
+    const got: string[] = [];
+    while (got.length < 5) {
+      const [data] = await within(client.receive(), 3000, `datagram ${got.length}`);
+      got.push(text(data));
+    }
+    assert.deepEqual(got, ["ack0", "ack1", "ack2", "ack3", "ack4"]);
+    // Without a batch each send goes at once.
+    assert.equal(transport.send(bytes("single"), to), true);
+    assert.equal(transport.stats.sendCalls, callsBefore + 2);
+  } finally {
+    client.close();
+    transport.close();
+  }
+});
