@@ -53,6 +53,8 @@ import {
 
 /** The meta key under which the machine's stable state is kept (§9.2). */
 export const STATE_META_KEY = "failover.state";
+/** How often a state that could not be recorded is tried again (ms). */
+export const STATE_RETRY_MS = 1000;
 
 /** MCLT assumed by a secondary that has none configured nor learned yet (ISC's default). */
 const DEFAULT_MCLT = 3600;
@@ -195,6 +197,9 @@ export class FailoverEndpoint implements FailoverView {
   #balanceTimer: unknown = undefined;
   #operationalTimer: unknown = undefined;
   #resendTimer: unknown = undefined;
+  /** The newest state not yet known to be on stable storage, and the timer of its next try. */
+  #stateOwed: Persisted | null = null;
+  #stateRetry: unknown = undefined;
   #service: {
     machine: FailoverMachine | null;
     second: number;
@@ -414,6 +419,7 @@ export class FailoverEndpoint implements FailoverView {
     this.#balanceTimer = undefined;
     if (this.#operationalTimer !== undefined) this.#o.clock.cancel(this.#operationalTimer);
     if (this.#resendTimer !== undefined) this.#o.clock.cancel(this.#resendTimer);
+    if (this.#stateRetry !== undefined) this.#o.clock.cancel(this.#stateRetry);
     await this.peer.stop();
     await this.#outbox.catch(() => {});
   }
@@ -571,7 +577,7 @@ export class FailoverEndpoint implements FailoverView {
     for (const a of actions) {
       switch (a.kind) {
         case "persist":
-          // §9.2: the new state is recorded before the partner hears of it.
+          // §9.2: the current state MUST be on stable storage: committed now, synced soon.
           this.#persistState(a.persisted);
           break;
         case "send-state":
@@ -611,13 +617,45 @@ export class FailoverEndpoint implements FailoverView {
     }
   }
 
+  /**
+   * Writes the state and commits it at once; its sync follows with the next group commit
+   * (commitNow), so that it reaches stable storage even when no DHCP write asks for a sync.
+   * A failed try is logged and retried every STATE_RETRY_MS until it succeeds or a newer
+   * state replaces it.
+   */
   #persistState(p: Persisted): void {
+    this.#stateOwed = p;
+    if (this.#stateRetry !== undefined) this.#o.clock.cancel(this.#stateRetry);
+    this.#stateRetry = undefined;
+    this.#recordState(p, true);
+  }
+
+  #recordState(p: Persisted, first: boolean): void {
+    const failed = (e: unknown) => {
+      if (this.#stateOwed !== p) return;
+      const fields = { state: serverStateName(p.state), error: (e as Error).message };
+      if (first) this.#log.error("Cannot record the failover state; retrying", fields);
+      else this.#log.debug("Cannot record the failover state yet", fields);
+      if (this.#stopped) return;
+      this.#stateRetry = this.#o.clock.schedule(() => {
+        this.#stateRetry = undefined;
+        if (this.#stateOwed === p && !this.#stopped) this.#recordState(p, false);
+      }, STATE_RETRY_MS);
+    };
     try {
       this.#o.store.setMeta(STATE_META_KEY, JSON.stringify(p));
-      this.#o.shell.flush();
+      if (!this.#o.shell.flush()) throw new Error("the commit failed");
     } catch (e) {
-      this.#log.error("Cannot record the failover state", { error: (e as Error).message });
+      failed(e);
+      return;
     }
+    this.#o.shell.commitNow().then(() => {
+      if (this.#stateOwed !== p) return;
+      this.#stateOwed = null;
+      if (!first) {
+        this.#log.info("Recorded the failover state", { state: serverStateName(p.state) });
+      }
+    }, failed);
   }
 
   #startTimer(name: TimerName, at: number): void {

@@ -12,8 +12,9 @@ import {
   type PartnerLink,
   type PartnerLinkHandlers,
   STATE_META_KEY,
+  STATE_RETRY_MS,
 } from "../../lib/failover/endpoint.ts";
-import { silentLogger } from "../../lib/log.ts";
+import { createLogger, type Logger, silentLogger } from "../../lib/log.ts";
 import type { LocalState, PartnerInfo } from "../../lib/peer/link.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
 import { emptyLease, type Lease } from "../../lib/store/store.ts";
@@ -111,6 +112,12 @@ function active(ends: number, tstp: number): Lease {
 /** An endpoint over `store` and a RecordingLink, the way lib/cli/serve.ts makes one. */
 function endpointOver(
   store: MemoryLeaseStore,
+  options: {
+    flush?: () => boolean;
+    commitNow?: () => Promise<void>;
+    clock?: EndpointClock;
+    logger?: Logger;
+  } = {},
 ): { endpoint: FailoverEndpoint; link: RecordingLink } {
   const config = parseConfig(CONFIG, "test.yaml");
   const settings = linkSettings(config, null)!;
@@ -121,18 +128,18 @@ function endpointOver(
     store,
     core: { resync: () => {}, utilisation: () => [], giveToBackup: () => [] },
     shell: {
-      flush: () => {
+      flush: options.flush ?? (() => {
         store.commit();
         return true;
-      },
-      commitNow: () => {
+      }),
+      commitNow: options.commitNow ?? (() => {
         store.commit();
         return Promise.resolve();
-      },
+      }),
       apply: () => {},
     },
-    logger: silentLogger(),
-    clock: STILL,
+    logger: options.logger ?? silentLogger(),
+    clock: options.clock ?? STILL,
     link: (h) => {
       link.handlers = h;
       return link;
@@ -154,6 +161,76 @@ Deno.test("FailoverEndpoint tells the partner a state entered during the handsha
   for (let i = 0; i < 5; i++) await null;
   assert.equal(endpoint.status().state, "PAUSED");
   assert.equal(link.states.at(-1)?.serverState, ServerState.PAUSED);
+  await endpoint.stop();
+});
+
+Deno.test("FailoverEndpoint has each new state committed and synced, even with no DHCP write waiting (§9.2)", async () => {
+  const store = new MemoryLeaseStore();
+  const events: string[] = [];
+  const { endpoint } = endpointOver(store, {
+    flush: () => {
+      events.push(`commit ${store.pending > 0 ? "with writes" : "empty"}`);
+      store.commit();
+      return true;
+    },
+    commitNow: () => {
+      events.push("sync asked");
+      return Promise.resolve();
+    },
+  });
+  endpoint.start();
+  events.length = 0;
+  endpoint.command("pause");
+  await null;
+  assert.equal(endpoint.status().state, "PAUSED");
+  assert.equal(JSON.parse(store.getMeta(STATE_META_KEY) ?? "{}").state, ServerState.PAUSED);
+  // A commit alone (synchronous=NORMAL) is not on disk until a sync, which the DHCP shell only
+  // starts for replies that wait for one.
+  assert.deepEqual(events, ["commit with writes", "sync asked"]);
+  await endpoint.stop();
+});
+
+Deno.test("FailoverEndpoint retries a state it could not record until it is on stable storage", async () => {
+  const store = new MemoryLeaseStore();
+  const timers: { fn: () => void; ms: number }[] = [];
+  const clock: EndpointClock = {
+    now: () => NOW,
+    schedule: (fn, ms) => timers.push({ fn, ms }) - 1,
+    cancel: (h) => {
+      const t = timers[h as number];
+      if (t) t.fn = () => {};
+    },
+  };
+  const lines: string[] = [];
+  let failures = 2;
+  const { endpoint } = endpointOver(store, {
+    clock,
+    logger: createLogger({ level: "debug", write: (l) => lines.push(l), now: () => NOW * 1000 }),
+    commitNow: () => {
+      if (failures-- > 0) return Promise.reject(new Error("EIO: sync failed"));
+      store.commit();
+      return Promise.resolve();
+    },
+  });
+  endpoint.start();
+  failures = 2;
+  endpoint.command("pause");
+  for (let i = 0; i < 5; i++) await null;
+  const retries = () => timers.filter((t) => t.ms === STATE_RETRY_MS);
+  assert.equal(retries().length, 1, "a retry is scheduled after the failed sync");
+  assert.equal(
+    lines.filter((l) => l.includes("Cannot record the failover state; retrying")).length,
+    1,
+  );
+  retries()[0]?.fn();
+  for (let i = 0; i < 5; i++) await null;
+  assert.equal(retries().length, 2, "failed again: another retry, logged at debug only");
+  assert.equal(lines.filter((l) => l.includes("Cannot record the failover state yet")).length, 1);
+  retries()[1]?.fn();
+  for (let i = 0; i < 5; i++) await null;
+  assert.equal(retries().length, 2, "recorded: no more retries");
+  assert.equal(lines.filter((l) => l.includes("Recorded the failover state")).length, 1);
+  assert.equal(JSON.parse(store.getMeta(STATE_META_KEY) ?? "{}").state, ServerState.PAUSED);
   await endpoint.stop();
 });
 
