@@ -514,6 +514,33 @@ function earliest(a: number | undefined, b: number | undefined): number | undefi
 }
 
 /**
+ * Fig. 7.1.3-1 has RESET and ABANDONED accept each other whatever their times. When the
+ * RESET of a reclaimed ABANDONED address (§5.11 note 3) and a new ABANDONED of the same
+ * address cross on the wire, or an old RESET is sent again on a new connection, each server
+ * would take the other's status: one ends FREE and leases the address, the other keeps it
+ * ABANDONED, rejects that lease (reason 16) and later reclaims the address from under the
+ * client (found by the simulation). So of the two the one whose start-time-of-state is later
+ * wins, ABANDONED on a tie; an update or row without that time is accepted as the figure says.
+ */
+function crossedReclaim(
+  localState: LeaseState,
+  local: Lease | undefined,
+  update: BindingUpdate,
+): string | null {
+  const theirs = update.startTimeOfState ?? 0;
+  const ours = local?.starts ?? 0;
+  if (theirs === 0 || ours === 0) return null;
+  const older = localState === "abandoned" && update.state === "reset"
+    ? theirs <= ours
+    : localState === "reset" && update.state === "abandoned"
+    ? theirs < ours
+    : false;
+  if (!older) return null;
+  return `Outdated binding information: ${localState.toUpperCase()} <- ${update.state.toUpperCase()}, ` +
+    `start-time-of-state ${theirs} is not later than ${ours} here`;
+}
+
+/**
  * Decides one binding update transaction from the partner (draft-12 §7.1.2, §7.1.3,
  * Figure 7.1.3-1) and, when accepted, returns the lease to store before the BNDACK.
  * `local` is this server's binding, or undefined when the store has no row for the address.
@@ -616,8 +643,11 @@ export function acceptUpdate(
         );
       }
       break;
-    case "accept":
+    case "accept": {
+      const outdated = crossedReclaim(localState, local, update);
+      if (outdated !== null) return reject(RejectReason.OUTDATED_BINDING, outdated);
       break;
+    }
   }
 
   // §7.1.3 after Figure 7.1.3-1: a reserved BACKUP the receiver does not reserve -> 19 (SHOULD).

@@ -274,6 +274,70 @@ Deno.test("acceptUpdate() follows Figure 7.1.3-1 cell by cell", async (t) => {
   });
 });
 
+Deno.test("acceptUpdate(): of a RESET and an ABANDONED that crossed, the later one wins on both sides", async (t) => {
+  // The simulation's seed 1592592079 (with STATE sent after its sync): the secondary's RESET
+  // of a reclaimed address, sent again on a new connection, crossed the primary's newer
+  // ABANDONED; each side took the other's status and a lease was later lost.
+  const reclaimedAt = T0 - 300;
+  const declinedAt = T0 - 100;
+  await t.step("an older RESET does not undo a newer ABANDONED (15)", () => {
+    const here = leaseIn("abandoned", { starts: declinedAt });
+    rejected(acceptUpdate(here, update("reset", { startTimeOfState: reclaimedAt }), ctx()), 15);
+  });
+  await t.step("and the newer ABANDONED replaces the older RESET on the other side", () => {
+    const there = leaseIn("reset", { starts: reclaimedAt });
+    const stored = accepted(
+      acceptUpdate(there, update("abandoned", { startTimeOfState: declinedAt }), ctx()),
+    );
+    assert.equal(stored.state, "abandoned");
+  });
+  await t.step("a newer RESET (an operator's) frees an older ABANDONED", () => {
+    const here = leaseIn("abandoned", { starts: reclaimedAt });
+    const stored = accepted(
+      acceptUpdate(here, update("reset", { startTimeOfState: declinedAt }), ctx()),
+    );
+    assert.equal(stored.state, "free");
+    rejected(
+      acceptUpdate(
+        leaseIn("reset", { starts: declinedAt }),
+        update("abandoned", {
+          startTimeOfState: reclaimedAt,
+        }),
+        ctx(),
+      ),
+      15,
+    );
+  });
+  await t.step("a tie goes to ABANDONED on both sides", () => {
+    rejected(
+      acceptUpdate(
+        leaseIn("abandoned", { starts: T0 }),
+        update("reset", { startTimeOfState: T0 }),
+        ctx(),
+      ),
+      15,
+    );
+    assert.equal(
+      accepted(
+        acceptUpdate(
+          leaseIn("reset", { starts: T0 }),
+          update("abandoned", { startTimeOfState: T0 }),
+          ctx(),
+        ),
+      ).state,
+      "abandoned",
+    );
+  });
+  await t.step("without a start-time-of-state the figure's accept stands", () => {
+    accepted(
+      acceptUpdate(leaseIn("abandoned", { starts: declinedAt }), noStartTime("reset"), ctx()),
+    );
+    accepted(
+      acceptUpdate(leaseIn("reset", { starts: declinedAt }), noStartTime("abandoned"), ctx()),
+    );
+  });
+});
+
 Deno.test("acceptUpdate() applies the §7.1.3 checks before the table", async (t) => {
   await t.step("an address outside every pool is rejected with 1", () => {
     const r = acceptUpdate(undefined, update("free"), ctx({ inPool: false }));
