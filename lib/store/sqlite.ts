@@ -206,6 +206,8 @@ export interface SqliteOpenOptions {
    * - "NORMAL": SQLite's synchronous=NORMAL, no sync: the last commits may be lost on power loss.
    */
   synchronous?: "FULL" | "DEFERRED" | "NORMAL";
+  /** DEFERRED: how the WAL is synced (tests inject failures); default `file.syncData()`. */
+  syncData?: (file: Deno.FsFile) => Promise<void>;
 }
 
 /**
@@ -242,6 +244,16 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
   #closed = false;
   /** The -wal file, opened for fdatasync in DEFERRED mode. */
   #wal: Deno.FsFile | undefined;
+  #syncData: (file: Deno.FsFile) => Promise<void> = (file) => file.syncData();
+  /**
+   * A sync failed and no checkpoint has rewritten the WAL since. After a failed fdatasync
+   * the kernel may have dropped the dirty pages and cleared the error, so a later fdatasync
+   * succeeds while a range of the WAL never reached the disk. SQLite's recovery after a
+   * crash stops at the first bad frame and drops every frame after it, acknowledged ones
+   * too. So a sync counts again only once the WAL's content is checkpointed into the
+   * database file (synced) and the WAL truncated.
+   */
+  #syncFailed = false;
   /**
    * Lease counts by state, kept as leases are written once somebody asked for counts (a
    * writable store only: a read-only one cannot see another connection's writes).
@@ -280,7 +292,10 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
       else {
         const mode = options.synchronous ?? "FULL";
         store.#initialise(mode === "DEFERRED" ? "NORMAL" : mode);
-        if (mode === "DEFERRED") store.#openWal();
+        if (mode === "DEFERRED") {
+          store.#openWal();
+          if (options.syncData) store.#syncData = options.syncData;
+        }
       }
       store.#prepare();
       // At start rather than at the first packet (about 0.3 s for 127,000 rows).
@@ -574,15 +589,56 @@ export class SqliteLeaseStore implements LeaseStore, MetaStore {
    */
   async sync(): Promise<void> {
     if (!this.#wal || this.#closed) return;
+    // Before the fdatasync, while nothing is written (the shell syncs right after a commit).
+    if (this.#syncFailed) this.#rewriteWal();
     try {
       // SQLite deletes the WAL only when the last connection closes, which is not this one
-      // while it is open, so the file opened at start is the WAL for the whole run.
-      await (this.#wal as Deno.FsFile).syncData();
+      // while it is open, so the file opened at start is the WAL for the whole run (a
+      // TRUNCATE checkpoint empties the same file).
+      await this.#syncData(this.#wal as Deno.FsFile);
     } catch (e) {
+      this.#syncFailed = true;
       throw new StoreError(`Cannot sync lease database "${this.path}": ${messageOf(e)}`, {
         cause: e,
       });
     }
+  }
+
+  /**
+   * After a failed sync: copies the WAL into the database file, which SQLite syncs, and
+   * empties the WAL; throws (the sync fails again) while that cannot be done.
+   */
+  #rewriteWal(): void {
+    if (this.#inBatch) {
+      throw new StoreError(
+        `Cannot make lease database "${this.path}" durable yet: an earlier sync failed, ` +
+          "and a batch is open",
+      );
+    }
+    this.#endRead();
+    let row: Row | undefined;
+    try {
+      // No waiting for readers: this runs on the event loop.
+      this.#db.exec("PRAGMA busy_timeout = 0");
+      try {
+        row = this.#db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get() as Row | undefined;
+      } finally {
+        this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      }
+    } catch (e) {
+      throw new StoreError(
+        `Cannot checkpoint lease database "${this.path}" after a failed sync: ${messageOf(e)}`,
+        { cause: e },
+      );
+    }
+    // (busy, log frames, checkpointed frames): busy when a reader holds an older snapshot.
+    if (row === undefined || Number(row.busy) !== 0) {
+      throw new StoreError(
+        `Cannot checkpoint lease database "${this.path}" after a failed sync: a reader holds ` +
+          "the WAL; trying again at the next sync",
+      );
+    }
+    this.#syncFailed = false;
   }
 
   #openWal(): void {

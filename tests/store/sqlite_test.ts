@@ -542,6 +542,53 @@ Deno.test("SqliteLeaseStore DEFERRED: COMMIT is visible to readers at once, sync
   }
 });
 
+Deno.test("SqliteLeaseStore DEFERRED: after a failed sync, the next one first checkpoints the WAL into the database and empties it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "duet-store-" });
+  const path = `${dir}/leases.db`;
+  let failSync = false;
+  const walSize = () => Deno.statSync(`${path}-wal`).size;
+  try {
+    const store = SqliteLeaseStore.open(path, {
+      synchronous: "DEFERRED",
+      syncData: (file) => failSync ? Promise.reject(new Error("EIO")) : file.syncData(),
+    });
+    store.put(lease("192.0.2.10", { state: "active" }));
+    store.commit();
+    await store.sync();
+    store.put(lease("192.0.2.11", { state: "active" }));
+    store.commit();
+    failSync = true;
+    await assert.rejects(store.sync(), StoreError);
+    failSync = false;
+    assert.ok(walSize() > 0, "the commits are in the WAL");
+    // A reader holding an old snapshot keeps the checkpoint from finishing: the sync fails
+    // again instead of claiming durability, and succeeds once the reader is done.
+    const reader = new DatabaseSync(path, { readOnly: true });
+    reader.exec("BEGIN");
+    reader.prepare("SELECT count(*) FROM leases").get();
+    store.put(lease("192.0.2.12", { state: "active" }));
+    store.commit();
+    await assert.rejects(store.sync(), /a reader holds the WAL/);
+    reader.exec("COMMIT");
+    reader.close();
+    await store.sync();
+    assert.equal(walSize(), 0, "the WAL was checkpointed and truncated");
+    // Later commits start a fresh WAL, and syncs are plain fdatasyncs again.
+    store.put(lease("192.0.2.13", { state: "active" }));
+    store.commit();
+    await store.sync();
+    assert.ok(walSize() > 0);
+    store.close();
+    const again = SqliteLeaseStore.open(path);
+    for (const a of ["192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13"]) {
+      assert.equal(again.get(ip(a))?.state, "active", a);
+    }
+    again.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("SqliteLeaseStore.sync() resolves at once in FULL mode and in :memory:", async () => {
   const mem = SqliteLeaseStore.open(":memory:");
   mem.put(lease("192.0.2.10", { state: "active" }));
