@@ -31,6 +31,9 @@ import { smallBytes, smallU32 } from "../wire/bytes.ts";
 import { acceptUpdate, type BindingUpdate } from "./binding.ts";
 import type { FailoverRole } from "./state.ts";
 
+/** Encodes host names and reject texts (one encoder for the module). */
+const TEXT = new TextEncoder();
+
 /** What the engine needs to know about this server. */
 export interface BindingSyncOptions {
   role: FailoverRole;
@@ -263,7 +266,7 @@ export function leaseToBindingUpdate(lease: Lease): WireBindingUpdate {
   if (lease.state !== "abandoned") {
     const request: [number, Uint8Array][] = [];
     if (lease.hostname !== null) {
-      request.push([HOST_NAME, new TextEncoder().encode(lease.hostname)]);
+      request.push([HOST_NAME, TEXT.encode(lease.hostname)]);
     }
     if (lease.relayInfo !== null) request.push([RELAY_AGENT_INFORMATION, lease.relayInfo]);
     if (request.length > 0) {
@@ -661,7 +664,7 @@ export class BindingSync {
         (n, a) =>
           n + 8 + (a.rejectReason === undefined
             ? 0
-            : 5 + (a.message === undefined ? 0 : 4 + new TextEncoder().encode(a.message).length)),
+            : 5 + (a.message === undefined ? 0 : 4 + TEXT.encode(a.message).length)),
         0,
       );
     const list = acks.map((a) => ({ ...a }));

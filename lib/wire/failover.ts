@@ -36,6 +36,9 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import { ByteReader, ByteWriter, smallBytes, smallU32 } from "./bytes.ts";
 import { PeerProtocolError, WireError } from "../errors.ts";
 
+/** Encodes text options (one encoder for the module). */
+const TEXT = new TextEncoder();
+
 const PROTOCOL = "failover";
 
 /** Largest message, header included (§6.1). */
@@ -756,7 +759,7 @@ function u8Option(code: number, v: number): FailoverOption {
   return { code, data: u8Data(v, failoverOptionName(code)) };
 }
 function textOption(code: number, s: string): FailoverOption {
-  return { code, data: new TextEncoder().encode(s) };
+  return { code, data: TEXT.encode(s) };
 }
 
 /** addresses-transferred (§12.1). */
