@@ -75,11 +75,63 @@ export function clientIdKeyOfHex(hex: string | null): number {
   return hex === null ? NO_KEY : hashHex(CLIENT_ID_SEED, hex);
 }
 
-/** Addresses by key, one key per address. */
+/** Addresses per page of an AddressTable. */
+const PAGE_BITS = 12;
+const PAGE_SIZE = 1 << PAGE_BITS;
+const PAGE_MASK = PAGE_SIZE - 1;
+
+/**
+ * An int32 per IPv4 address, in pages of 4,096 addresses. A Map keyed by address hashes a
+ * heap-allocated number for every address from 64.0.0.0 up (V8 keeps only 31-bit integers
+ * unboxed); page numbers are below 2^20, and a page is one typed array.
+ */
+export class AddressTable {
+  readonly #pages = new Map<number, Int32Array>();
+  readonly #empty: number;
+  #size = 0;
+
+  /** `empty`: the value of an address never set (and what removing sets). */
+  constructor(empty: number) {
+    this.#empty = empty;
+  }
+
+  /** Addresses whose value is not the empty one. */
+  get size(): number {
+    return this.#size;
+  }
+
+  get(address: number): number {
+    const page = this.#pages.get(address >>> PAGE_BITS);
+    return page === undefined ? this.#empty : page[address & PAGE_MASK] as number;
+  }
+
+  set(address: number, value: number): void {
+    const n = address >>> PAGE_BITS;
+    let page = this.#pages.get(n);
+    if (page === undefined) {
+      if (value === this.#empty) return;
+      page = new Int32Array(PAGE_SIZE);
+      if (this.#empty !== 0) page.fill(this.#empty);
+      this.#pages.set(n, page);
+    }
+    const i = address & PAGE_MASK;
+    const old = page[i] as number;
+    if (old === this.#empty) {
+      if (value !== this.#empty) this.#size++;
+    } else if (value === this.#empty) this.#size--;
+    page[i] = value;
+  }
+}
+
+/**
+ * Addresses by key, one key per address. An address is kept as its int32 (`address | 0`),
+ * unboxed for 0.0.0.0/2 and 192.0.0.0/2 (the unsigned value only for 0.0.0.0/2), and read back
+ * with `>>> 0`.
+ */
 export class AddressIndex {
   /** One address, or several (a client with several leases, or a hash collision). */
   readonly #byKey = new Map<number, number | number[]>();
-  readonly #keyOf = new Map<number, number>();
+  readonly #keyOf = new AddressTable(NO_KEY);
 
   /** Number of addresses that have a key. */
   get size(): number {
@@ -90,16 +142,14 @@ export class AddressIndex {
   set(address: number, key: number): void {
     const old = this.#keyOf.get(address);
     if (old === key) return;
-    if (old !== undefined) this.#unlink(old, address);
-    if (key === NO_KEY) {
-      this.#keyOf.delete(address);
-      return;
-    }
+    const a = address | 0;
+    if (old !== NO_KEY) this.#unlink(old, a);
     this.#keyOf.set(address, key);
+    if (key === NO_KEY) return;
     const current = this.#byKey.get(key);
-    if (current === undefined) this.#byKey.set(key, address);
-    else if (typeof current === "number") this.#byKey.set(key, [current, address]);
-    else current.push(address);
+    if (current === undefined) this.#byKey.set(key, a);
+    else if (typeof current === "number") this.#byKey.set(key, [current, a]);
+    else current.push(a);
   }
 
   /** The addresses with key `key`, in no particular order (candidates: compare the rows). */
@@ -107,17 +157,17 @@ export class AddressIndex {
     if (key === NO_KEY) return [];
     const found = this.#byKey.get(key);
     if (found === undefined) return [];
-    return typeof found === "number" ? [found] : found;
+    return typeof found === "number" ? [found >>> 0] : found.map((a) => a >>> 0);
   }
 
-  #unlink(key: number, address: number): void {
+  #unlink(key: number, a: number): void {
     const current = this.#byKey.get(key);
     if (current === undefined) return;
     if (typeof current === "number") {
-      if (current === address) this.#byKey.delete(key);
+      if (current === a) this.#byKey.delete(key);
       return;
     }
-    const i = current.indexOf(address);
+    const i = current.indexOf(a);
     if (i < 0) return;
     current.splice(i, 1);
     if (current.length === 1) this.#byKey.set(key, current[0] as number);
@@ -128,7 +178,8 @@ export class AddressIndex {
 export class ClientIndex {
   readonly hw = new AddressIndex();
   readonly clientId = new AddressIndex();
-  readonly #codes = new Map<number, number>();
+  /** Status codes are 1..7; 0 is "no row". */
+  readonly #codes = new AddressTable(0);
 
   /** Number of rows. */
   get size(): number {
@@ -137,7 +188,7 @@ export class ClientIndex {
 
   /** The stored binding status code of `address`; 0 when it has no row. */
   code(address: number): number {
-    return this.#codes.get(address) ?? 0;
+    return this.#codes.get(address);
   }
 
   /** Records the row of `address` as written. */
@@ -149,7 +200,7 @@ export class ClientIndex {
 
   /** Forgets the row of `address`. */
   remove(address: number): void {
-    this.#codes.delete(address);
+    this.#codes.set(address, 0);
     this.hw.set(address, NO_KEY);
     this.clientId.set(address, NO_KEY);
   }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   AddressIndex,
+  AddressTable,
   clientIdKey,
   clientIdKeyOfHex,
   ClientIndex,
@@ -98,4 +99,56 @@ Deno.test("ClientIndex keeps each row's status code and forgets removed rows", (
   index.remove(5);
   assert.equal(index.code(5), 0);
   assert.equal(index.size, 0);
+});
+
+Deno.test("AddressTable: a value per address across the whole IPv4 range, sizes counted", () => {
+  const t = new AddressTable(-1);
+  const edges = [
+    0,
+    1,
+    4095,
+    4096,
+    0x3fffffff,
+    0x40000000,
+    0x7fffffff,
+    0x80000000,
+    0xc6121000,
+    0xffffffff,
+  ];
+  for (const a of edges) assert.equal(t.get(a), -1, `unset ${a}`);
+  edges.forEach((a, i) => t.set(a, i));
+  assert.equal(t.size, edges.length);
+  edges.forEach((a, i) => assert.equal(t.get(a), i, `set ${a}`));
+  // Neighbours on the same page stay unset.
+  assert.equal(t.get(2), -1);
+  assert.equal(t.get(0xfffffffe), -1);
+  t.set(0x80000000, 7);
+  assert.equal(t.size, edges.length, "overwriting does not count twice");
+  t.set(0x80000000, -1);
+  t.set(0x80000000, -1);
+  assert.equal(t.size, edges.length - 1, "setting the empty value removes, once");
+  assert.equal(t.get(0x80000000), -1);
+  // Setting the empty value where no page exists allocates nothing and counts nothing.
+  t.set(0x12345678, -1);
+  assert.equal(t.size, edges.length - 1);
+  const zero = new AddressTable(0);
+  zero.set(0xc0000201, 3);
+  assert.equal(zero.get(0xc0000201), 3);
+  assert.equal(zero.get(0xc0000202), 0);
+  assert.equal(zero.size, 1);
+});
+
+Deno.test("AddressIndex gives back addresses above 2^31 unsigned, alone and in collisions", () => {
+  const index = new AddressIndex();
+  const high = [0x80000001, 0xc6121000, 0xffffffff];
+  for (const a of high) index.set(a, 42);
+  index.set(0x0a000001, 43);
+  assert.deepEqual([...index.lookup(42)].sort((a, b) => a - b), high);
+  assert.deepEqual(index.lookup(43), [0x0a000001]);
+  index.set(0xc6121000, NO_KEY);
+  assert.deepEqual([...index.lookup(42)].sort((a, b) => a - b), [0x80000001, 0xffffffff]);
+  index.set(0x80000001, 44);
+  assert.deepEqual(index.lookup(42), [0xffffffff], "a single address again, unsigned");
+  assert.deepEqual(index.lookup(44), [0x80000001]);
+  assert.equal(index.size, 3);
 });
