@@ -360,6 +360,33 @@ export function encodeDhcp(msg: DhcpMessage, options?: EncodeDhcpOptions): Uint8
     throw new RangeError(`Cannot encode DHCP message: padTo ${padTo} is not an integer`);
   }
 
+  // The common case first: every option fits in the options field. Sizes are summed without
+  // an Item per option (an encode made about 1 KiB of garbage, 8 MiB/s at 8,000 replies/s).
+  const mainRoom = maxSize - OPTIONS_OFFSET - 1; // 1 for END
+  let fits = 0;
+  msg.options.forEach((value, code) => {
+    if (!Number.isInteger(code) || code < 0 || code > 255) {
+      throw new RangeError(`Cannot encode DHCP option ${code}: the code is not 0..255`);
+    }
+    if (code !== Opt.PAD && code !== Opt.END && code !== Opt.OVERLOAD) {
+      fits += encodedSize(value.length);
+    }
+  });
+  if (fits <= mainRoom) {
+    const w = new ByteWriter(options?.into ?? Math.max(padTo, BOOTP_MIN_LENGTH));
+    writeHeader(w, msg, msg.sname, msg.file);
+    let relay: Uint8Array | undefined;
+    msg.options.forEach((value, code) => {
+      if (code === Opt.PAD || code === Opt.END || code === Opt.OVERLOAD) return;
+      if (code === Opt.RELAY_AGENT_INFO) relay = value;
+      else writeOption(w, code, value);
+    });
+    if (relay !== undefined) writeOption(w, Opt.RELAY_AGENT_INFO, relay); // RFC 3046 §2.1: last
+    w.u8(Opt.END);
+    if (w.length < padTo) w.zeros(padTo - w.length);
+    return options?.into ? w.view() : w.finish();
+  }
+
   let relay: Item | undefined;
   let items: Item[] = [];
   let total = 0;
@@ -374,7 +401,6 @@ export function encodeDhcp(msg: DhcpMessage, options?: EncodeDhcpOptions): Uint8
     total += item.size;
   }
   const relaySize = relay?.size ?? 0;
-  const mainRoom = maxSize - OPTIONS_OFFSET - 1; // 1 for END
 
   let main: Item[][] = [items];
   let overload = 0;
@@ -427,21 +453,7 @@ export function encodeDhcp(msg: DhcpMessage, options?: EncodeDhcpOptions): Uint8
   }
 
   const w = new ByteWriter(options?.into ?? Math.max(padTo, BOOTP_MIN_LENGTH));
-  w.u8(checkUint(msg.op, 8, "op"));
-  w.u8(checkUint(msg.htype, 8, "htype"));
-  w.u8(checkUint(msg.hlen, 8, "hlen"));
-  w.u8(checkUint(msg.hops, 8, "hops"));
-  w.u32(checkUint(msg.xid, 32, "xid"));
-  w.u16(checkUint(msg.secs, 16, "secs"));
-  w.u16(checkUint(msg.flags, 16, "flags"));
-  w.u32(checkUint(msg.ciaddr, 32, "ciaddr"));
-  w.u32(checkUint(msg.yiaddr, 32, "yiaddr"));
-  w.u32(checkUint(msg.siaddr, 32, "siaddr"));
-  w.u32(checkUint(msg.giaddr, 32, "giaddr"));
-  writeFixed(w, msg.chaddr, CHADDR_LENGTH, "chaddr");
-  writeFixed(w, snameArea ?? msg.sname, SNAME_LENGTH, "sname");
-  writeFixed(w, fileArea ?? msg.file, FILE_LENGTH, "file");
-  w.u32(DHCP_MAGIC_COOKIE);
+  writeHeader(w, msg, snameArea ?? msg.sname, fileArea ?? msg.file);
   if (overload !== 0) w.u8(Opt.OVERLOAD).u8(1).u8(overload); // RFC 2132 §9.3
   for (const item of main[0] as Item[]) writeItem(w, item);
   if (relay !== undefined) writeItem(w, relay); // RFC 3046 §2.1: last, value unchanged
@@ -501,17 +513,39 @@ function writeArea(items: Item[], length: number): Uint8Array {
   return w.finish();
 }
 
+/** The fixed fields (RFC 2131 §2) and the magic cookie. */
+function writeHeader(w: ByteWriter, msg: DhcpMessage, sname: Uint8Array, file: Uint8Array): void {
+  w.u8(checkUint(msg.op, 8, "op"));
+  w.u8(checkUint(msg.htype, 8, "htype"));
+  w.u8(checkUint(msg.hlen, 8, "hlen"));
+  w.u8(checkUint(msg.hops, 8, "hops"));
+  w.u32(checkUint(msg.xid, 32, "xid"));
+  w.u16(checkUint(msg.secs, 16, "secs"));
+  w.u16(checkUint(msg.flags, 16, "flags"));
+  w.u32(checkUint(msg.ciaddr, 32, "ciaddr"));
+  w.u32(checkUint(msg.yiaddr, 32, "yiaddr"));
+  w.u32(checkUint(msg.siaddr, 32, "siaddr"));
+  w.u32(checkUint(msg.giaddr, 32, "giaddr"));
+  writeFixed(w, msg.chaddr, CHADDR_LENGTH, "chaddr");
+  writeFixed(w, sname, SNAME_LENGTH, "sname");
+  writeFixed(w, file, FILE_LENGTH, "file");
+  w.u32(DHCP_MAGIC_COOKIE);
+}
+
 function writeItem(w: ByteWriter, item: Item): void {
-  const v = item.value;
+  writeOption(w, item.code, item.value);
+}
+
+function writeOption(w: ByteWriter, code: number, v: Uint8Array): void {
   if (v.length <= MAX_INSTANCE) {
     // One instance: the common case, written without a view of the value.
-    w.u8(item.code).u8(v.length).bytes(v);
+    w.u8(code).u8(v.length).bytes(v);
     return;
   }
   // RFC 3396 §5: consecutive instances of at most 255 octets.
   for (let off = 0; off < v.length; off += MAX_INSTANCE) {
     const n = Math.min(MAX_INSTANCE, v.length - off);
-    w.u8(item.code).u8(n).bytes(v.subarray(off, off + n));
+    w.u8(code).u8(n).bytes(v.subarray(off, off + n));
   }
 }
 
