@@ -98,7 +98,7 @@ export function parseSettings(env: (name: string) => string | undefined): BenchS
     plan: {
       steps: steps.sort((a, b) => a - b),
       minRate: 50,
-      bisections: number("BENCH_BISECT", quick ? 0 : 1),
+      bisections: number("BENCH_BISECT", quick ? 0 : 2),
       repeats: number("BENCH_REPEATS", quick ? 0 : 3),
     },
     quietWaitSeconds: number("BENCH_QUIET_WAIT", quick ? 2 : 15),
