@@ -496,3 +496,30 @@ Deno.test("batch() outside a burst sends what it queued with one sendmmsg", asyn
     transport.close();
   }
 });
+
+Deno.test("datagrams kept by the receiver keep their own bytes across later bursts", async () => {
+  const transport = openFfiTransport({ address: "127.0.0.1", port: 0 });
+  const client = loopbackSocket();
+  try {
+    const to = { transport: "udp" as const, hostname: "127.0.0.1", port: transport.port };
+    const kept: Uint8Array[] = [];
+    const done = Promise.withResolvers<void>();
+    const running = transport.run((p) => {
+      kept.push(p.data);
+      if (kept.length === 300) done.resolve();
+    });
+    // Sizes vary so that copies straddle the shared chunk's end; several bursts overwrite the
+    // receive slots meanwhile.
+    for (let i = 0; i < 300; i++) {
+      await client.send(bytes(`m${i}:${"x".repeat((i * 37) % 1400)}`), to);
+      if (i % 50 === 49) await new Promise((r) => setTimeout(r, 5));
+    }
+    await within(done.promise, 5000, "300 datagrams");
+    kept.forEach((d, i) => assert.equal(text(d), `m${i}:${"x".repeat((i * 37) % 1400)}`));
+    transport.close();
+    await within(running, 1000, "run() after close()");
+  } finally {
+    client.close();
+    transport.close();
+  }
+});
