@@ -244,6 +244,9 @@ class FfiUdpTransport implements FfiTransport {
   #delivered = 0;
   /** Datagrams queued in the send slots [0, #queued). */
   #queued = 0;
+  /** The shared chunk received datagrams are copied into, and how much of it is used. */
+  #chunk = new Uint8Array(0);
+  #chunkUsed = 0;
 
   // Allocated once, off the V8 heap (never moved) and referenced for the life of the
   // transport, so the pointers written into the structures stay valid.
@@ -592,8 +595,6 @@ class FfiUdpTransport implements FfiTransport {
     this.#chunkUsed += length;
     return out;
   }
-  #chunk = new Uint8Array(0);
-  #chunkUsed = 0;
 
   #isQueuedFor(address: number): boolean {
     for (let i = 0; i < this.#queued; i++) {
