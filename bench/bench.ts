@@ -5,6 +5,7 @@
  * Needs root, perfdhcp, iproute2 (ip, ss), taskset and two CPUs; otherwise it says why and
  * exits 0 (a benchmark, not a test).
  */
+import { CLIENT_RCVBUF_DEFAULT, type ClientBuffer, prepareClientBuffer } from "./client_buffer.ts";
 import { findTool, output, progress, runCommand } from "./command.ts";
 import { type LiveProcesses, type MeasureOptions, measureRun, type RunResult } from "./measure.ts";
 import {
@@ -44,6 +45,8 @@ export interface BenchSettings {
   keepRunDirs: boolean;
   serverCpu: number;
   clientCpu: number;
+  /** perfdhcp's socket receive buffer in bytes, 0 for the host default (client_buffer.ts). */
+  clientRcvbuf: number;
 }
 
 /** What pair mode measures unless BENCH_SERVERS says otherwise: Kea alone, then both pairs. */
@@ -106,6 +109,7 @@ export function parseSettings(env: (name: string) => string | undefined): BenchS
     keepRunDirs: env("BENCH_KEEP") === "1",
     serverCpu: 1,
     clientCpu: 0,
+    clientRcvbuf: number("BENCH_CLIENT_RCVBUF", CLIENT_RCVBUF_DEFAULT),
   };
 }
 
@@ -194,6 +198,7 @@ async function main(): Promise<number> {
   const redone: RunResult[] = [];
   /** Pair mode: how each pair's snapshot went. */
   const snapshots: Record<string, string> = {};
+  let clientBuffer: ClientBuffer = { env: {}, bytes: null, note: "not prepared" };
   try {
     const where = pairTopology
       ? `bridge ${pairTopology.bridge} in ${pairTopology.bridgeNs}: ${topology.serverNs} (${topology.serverIf} ${topology.serverAddress}/15, primary), ` +
@@ -205,6 +210,8 @@ async function main(): Promise<number> {
       `topology ${where}; pool ${POOL_START} - ${POOL_END}; dur ${settings.durationSeconds}s; ` +
         `rates ${settings.plan.steps.join(",")}${settings.quick ? " (quick)" : ""}`,
     );
+    clientBuffer = await prepareClientBuffer(workDir, settings.clientRcvbuf);
+    progress(clientBuffer.note);
     if (pairTopology) await createPairTopology(pairTopology);
     else await createTopology(topology);
     const options: MeasureOptions = {
@@ -213,6 +220,7 @@ async function main(): Promise<number> {
       durationSeconds: settings.durationSeconds,
       serverCpu: settings.serverCpu,
       clientCpu: settings.clientCpu,
+      clientEnv: clientBuffer.env,
       quietWaitSeconds: settings.quietWaitSeconds,
       keepRunDirs: settings.keepRunDirs,
       live,
@@ -316,6 +324,7 @@ async function main(): Promise<number> {
       "BENCH_RATES",
       "BENCH_REPEATS",
       "BENCH_BISECT",
+      "BENCH_CLIENT_RCVBUF",
     ]
       .filter((k) => Deno.env.get(k) !== undefined)
       .map((k) => `${k}=${Deno.env.get(k)}`),
@@ -339,6 +348,7 @@ async function main(): Promise<number> {
       pool: `${POOL_START} - ${POOL_END}`,
       perfdhcp: "perfdhcp -4 -l <client veth> -r RATE -p DUR -R 4000000 -d 2 -W 2000000 -g single",
       pass: "ACKs >= 99 % of DISCOVERs sent and DISCOVERs sent >= 97 % of RATE x DUR",
+      clientReceiveBuffer: clientBuffer.note,
     },
     servers: summaries,
     ...(settings.mode === "pair"

@@ -34,6 +34,8 @@ export interface RunResult {
   /** Distinct active leases persisted; null when they could not be counted. */
   leases: number | null;
   clientCpuSeconds: number;
+  /** Replies dropped by perfdhcp's full socket (client UDP RcvbufErrors); null if unread. */
+  clientRcvbufErrors: number | null;
   wallSeconds: number;
   /** Busy CPU seconds of everything else on the machine during the run (foreign load). */
   otherCpuSeconds: number;
@@ -51,6 +53,8 @@ export interface MeasureOptions {
   durationSeconds: number;
   serverCpu: number;
   clientCpu: number;
+  /** perfdhcp's extra environment (its receive-buffer preload, client_buffer.ts). */
+  clientEnv: Record<string, string>;
   /** Before a run, wait up to this long for the machine to be below 0.25 busy cores. */
   quietWaitSeconds: number;
   keepRunDirs: boolean;
@@ -129,6 +133,7 @@ export async function measureRun(
       rate,
       durationSeconds,
       clientCpu: options.clientCpu,
+      env: options.clientEnv,
       onSpawn: (child) => {
         options.live.client = child;
         if (child && options.live.aborted) child.kill("SIGKILL");
@@ -175,6 +180,7 @@ export async function measureRun(
       peakRssMib: round(peakRssKib / 1024, 1),
       leases,
       clientCpuSeconds: round(perf.cpuSeconds, 2),
+      clientRcvbufErrors: perf.rcvbufErrors,
       wallSeconds: round(perf.wallSeconds, 2),
       otherCpuSeconds: round(otherCpuSeconds, 2),
       noisy: otherCpuSeconds / perf.wallSeconds > NOISY_CORES,
@@ -203,6 +209,7 @@ function emptyRun() {
     peakRssMib: 0,
     leases: null,
     clientCpuSeconds: 0,
+    clientRcvbufErrors: null,
     wallSeconds: 0,
     otherCpuSeconds: 0,
     noisy: false,
@@ -219,7 +226,9 @@ export function describeRun(r: RunResult): string {
     } %) ` +
     `${r.exchangesPerSecond}/s avg DO=${d.avgDelayMs ?? "-"} RA=${a.avgDelayMs ?? "-"} ms ` +
     `cpu=${r.serverCpuSeconds}s (${r.cpuMicrosPerExchange ?? "-"} µs/ex) rss=${r.peakRssMib} MiB ` +
-    `client cpu=${r.clientCpuSeconds}s other=${r.otherCpuSeconds}s leases=${r.leases ?? "?"} ` +
+    `client cpu=${r.clientCpuSeconds}s rcvbuf drops=${
+      r.clientRcvbufErrors ?? "?"
+    } other=${r.otherCpuSeconds}s leases=${r.leases ?? "?"} ` +
     (r.pair
       ? `secondary leases=${r.pair.leasesSecondary ?? "?"} acks=${
         r.pair.acks ? `${r.pair.acks.primary}/${r.pair.acks.secondary}` : "?"

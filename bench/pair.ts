@@ -506,6 +506,8 @@ export interface PairMeasureOptions {
   durationSeconds: number;
   serverCpu: number;
   clientCpu: number;
+  /** perfdhcp's extra environment (its receive-buffer preload, client_buffer.ts). */
+  clientEnv: Record<string, string>;
   quietWaitSeconds: number;
   keepRunDirs: boolean;
   live: LiveProcesses;
@@ -559,6 +561,7 @@ export async function measurePairRun(
       peakRssMib: 0,
       leases: null,
       clientCpuSeconds: 0,
+      clientRcvbufErrors: null,
       wallSeconds: 0,
       otherCpuSeconds: 0,
       noisy: false,
@@ -592,6 +595,7 @@ export async function measurePairRun(
       rate,
       durationSeconds,
       clientCpu: options.clientCpu,
+      env: options.clientEnv,
       onSpawn: (child) => {
         options.live.client = child;
         if (child && options.live.aborted) child.kill("SIGKILL");
@@ -661,6 +665,7 @@ export async function measurePairRun(
     peakRssMib: round(peakRssKib / 1024, 1),
     leases: counts?.primary ?? null,
     clientCpuSeconds: round(perf.cpuSeconds, 2),
+    clientRcvbufErrors: perf.rcvbufErrors,
     wallSeconds: round(perf.wallSeconds, 2),
     otherCpuSeconds: round(otherCpuSeconds, 2),
     noisy: otherCpuSeconds / perf.wallSeconds > NOISY_CORES,

@@ -1,4 +1,5 @@
 /** Runs Kea's perfdhcp in the client namespace and parses its statistics. */
+import { readRcvbufErrors } from "./client_buffer.ts";
 import { sleep } from "./command.ts";
 import { CLOCK_TICKS, readCpuTicks } from "./proc.ts";
 import type { Topology } from "./topology.ts";
@@ -49,6 +50,11 @@ export interface PerfdhcpRun {
   wallSeconds: number;
   /** perfdhcp's own CPU seconds (last sample before it exited, 0.25 s resolution). */
   cpuSeconds: number;
+  /**
+   * Datagrams the client namespace's sockets dropped for a full receive buffer during the run
+   * (UDP RcvbufErrors): replies the servers sent that perfdhcp never read. Null if unreadable.
+   */
+  rcvbufErrors: number | null;
 }
 
 /** Options of one 4-way run. */
@@ -58,6 +64,8 @@ export interface PerfdhcpOptions {
   clientCpu: number;
   /** Simulated clients (-R); perfdhcp walks MACs sequentially, so each exchange is new. */
   clients?: number;
+  /** Extra environment for perfdhcp (the receive-buffer preload, client_buffer.ts). */
+  env?: Record<string, string>;
   /** Called with the child while it runs, so a Ctrl-C handler can kill it. */
   onSpawn?: (child: Deno.ChildProcess | null) => void;
 }
@@ -93,10 +101,12 @@ export async function runPerfdhcp(t: Topology, options: PerfdhcpOptions): Promis
     "-g",
     "single",
   ];
+  const errors0 = await readRcvbufErrors(t.clientNs);
   const started = performance.now();
   // ip netns exec and taskset exec() in place, so the child pid is perfdhcp's.
   const child = new Deno.Command("ip", {
     args,
+    env: options.env ?? {},
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -123,12 +133,15 @@ export async function runPerfdhcp(t: Topology, options: PerfdhcpOptions): Promis
     finished = true;
     await sampler;
     const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    const wallSeconds = (performance.now() - started) / 1000;
+    const errors1 = await readRcvbufErrors(t.clientNs);
     return {
       stats: parsePerfdhcp(text),
       output: text,
       exitCode: out.code,
-      wallSeconds: (performance.now() - started) / 1000,
+      wallSeconds,
       cpuSeconds: cpuTicks / CLOCK_TICKS,
+      rcvbufErrors: errors0 === null || errors1 === null ? null : errors1 - errors0,
     };
   } finally {
     finished = true;

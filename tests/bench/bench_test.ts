@@ -262,6 +262,11 @@ Deno.test("parseSettings() reads the knobs", async (t) => {
     assert.deepEqual(s.servers, ["duet", "kea", "dhcpd", "dnsmasq"]);
     assert.equal(s.durationSeconds, 10);
     assert.equal(s.plan.repeats, 3);
+    assert.equal(s.clientRcvbuf, 4 * 1024 * 1024);
+  });
+  await t.step("BENCH_CLIENT_RCVBUF=0 leaves perfdhcp the host default", () => {
+    assert.equal(parseSettings(env({ BENCH_CLIENT_RCVBUF: "0" })).clientRcvbuf, 0);
+    assert.throws(() => parseSettings(env({ BENCH_CLIENT_RCVBUF: "-1" })), RangeError);
   });
   await t.step("quick", () => {
     const s = parseSettings(env({ BENCH_QUICK: "1", BENCH_SERVERS: "duet, kea" }));
