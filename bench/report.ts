@@ -119,22 +119,36 @@ export function formatTable(rows: ServerSummary[], runs: RunResult[] = []): stri
   return lines.join("\n") + "\n";
 }
 
-/** Pair mode's targets (#5): the duet pair against Kea alone and against the ISC pair. */
+/**
+ * Pair mode's targets (#5): the duet pair against Kea alone and against the ISC pair. The
+ * issue's words are "sustains at least the standalone Kea rate", and the sweep's notion of
+ * sustaining a rate is passing it (< 1 % drops) in most of the confirming repeats: the
+ * ratios compare those confirmed rates. The medians of ACKs per second are kept beside them:
+ * at a rate perfdhcp cannot quite send, they differ by how many DISCOVERs it managed.
+ */
 export interface PairTargets {
+  /** Confirmed passing rates (offered 4-way/s); null when not measured. */
   duetPair: number | null;
   kea: number | null;
   iscPair: number | null;
-  /** duet pair / Kea 4-way/s; the target is at least 1. */
+  /** duet pair / Kea confirmed rates; the target is at least 1. */
   vsKea: number | null;
-  /** duet pair / ISC pair 4-way/s; the target is at least 10. */
+  /** duet pair / ISC pair confirmed rates; the target is at least 10. */
   vsIscPair: number | null;
+  /** The same two ratios of the reported runs' ACKs per second. */
+  vsKeaMedian: number | null;
+  vsIscPairMedian: number | null;
   met: boolean | null;
 }
 
 /** The ratios of pair mode; `met` is null while a figure is missing. */
 export function pairTargets(rows: ServerSummary[]): PairTargets {
-  const rate = (name: string) =>
-    rows.find((r) => r.server === name)?.run?.exchangesPerSecond ?? null;
+  const row = (name: string) => rows.find((r) => r.server === name);
+  const rate = (name: string) => {
+    const r = row(name);
+    return r === undefined || r.run === null || r.bestRate <= 0 ? null : r.bestRate;
+  };
+  const median = (name: string) => row(name)?.run?.exchangesPerSecond ?? null;
   const duetPair = rate("duet-pair");
   const kea = rate("kea");
   const iscPair = rate("dhcpd-pair");
@@ -146,6 +160,8 @@ export function pairTargets(rows: ServerSummary[]): PairTargets {
     iscPair,
     vsKea,
     vsIscPair,
+    vsKeaMedian: ratio(median("duet-pair"), median("kea")),
+    vsIscPairMedian: ratio(median("duet-pair"), median("dhcpd-pair")),
     met: vsKea === null || vsIscPair === null ? null : vsKea >= 1 && vsIscPair >= 10,
   };
 }
@@ -184,11 +200,15 @@ export function formatPairTable(rows: ServerSummary[]): string {
   const t = pairTargets(rows);
   lines.push("");
   lines.push(
-    `duet pair / Kea: 4-way/s × ${fmt(t.vsKea, 2)} (target ≥ 1); duet pair / ISC pair: × ${
+    `duet pair / Kea: confirmed rate ${t.duetPair ?? "–"} / ${t.kea ?? "–"} = × ${
+      fmt(t.vsKea, 2)
+    } (target ≥ 1); duet pair / ISC pair: ${t.duetPair ?? "–"} / ${t.iscPair ?? "–"} = × ${
       fmt(t.vsIscPair, 1)
     } (target ≥ 10): ${
       t.met === null ? "not all measured" : t.met ? "target met" : "target NOT met"
-    }`,
+    }. Median ACKs/s of the reported runs: × ${fmt(t.vsKeaMedian, 3)} and × ${
+      fmt(t.vsIscPairMedian, 1)
+    }.`,
   );
   return lines.join("\n") + "\n";
 }

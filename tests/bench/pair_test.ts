@@ -129,10 +129,15 @@ Deno.test("POOL_SIZE is the single servers' pool", () => {
   assert.equal(POOL_SIZE, 126_971);
 });
 
-function row(server: string, perSecond: number, pair?: PairExtras): ServerSummary {
+function row(
+  server: string,
+  perSecond: number,
+  pair?: PairExtras,
+  median = perSecond,
+): ServerSummary {
   const run = {
     server,
-    exchangesPerSecond: perSecond,
+    exchangesPerSecond: median,
     cpuMicrosPerExchange: 200,
     discoverOffer: { sent: 10, received: 10, drops: 0, avgDelayMs: 0.5 },
     requestAck: { sent: 10, received: 10, drops: 0, avgDelayMs: 0.25 },
@@ -175,6 +180,8 @@ Deno.test("pairTargets() compares the duet pair with Kea alone and with the ISC 
     iscPair: 100,
     vsKea: 1.125,
     vsIscPair: 45,
+    vsKeaMedian: 1.125,
+    vsIscPairMedian: 45,
     met: true,
   });
   assert.equal(
@@ -182,7 +189,35 @@ Deno.test("pairTargets() compares the duet pair with Kea alone and with the ISC 
     false,
     "below Kea alone",
   );
+  assert.equal(
+    pairTargets([row("kea", 4000), row("duet-pair", 4500), row("dhcpd-pair", 500)]).met,
+    false,
+    "less than ten times the ISC pair",
+  );
   assert.equal(pairTargets([row("kea", 5000), row("duet-pair", 4500)]).met, null);
+});
+
+Deno.test("pairTargets() compares confirmed rates; the medians of ACKs/s are information", () => {
+  // Both confirmed 14,000/s; perfdhcp sent a few fewer DISCOVERs in the pair's median run.
+  const t = pairTargets([
+    row("kea", 14000, undefined, 13967),
+    row("duet-pair", 14000, EXTRAS, 13958.4),
+    row("dhcpd-pair", 310, undefined, 309.9),
+  ]);
+  assert.equal(t.vsKea, 1);
+  assert.equal(t.met, true);
+  assert.ok(t.vsKeaMedian !== null && t.vsKeaMedian < 1);
+  // One rate step lower than Kea is below, whatever the medians say.
+  const below = pairTargets([
+    row("kea", 14000, undefined, 13000),
+    row("duet-pair", 12000, EXTRAS, 13500),
+    row("dhcpd-pair", 310),
+  ]);
+  assert.equal(below.met, false);
+  assert.ok(below.vsKeaMedian !== null && below.vsKeaMedian > 1);
+  // A server that confirmed no rate has no figure.
+  const none = row("kea", 0);
+  assert.equal(pairTargets([none, row("duet-pair", 4500), row("dhcpd-pair", 100)]).met, null);
 });
 
 Deno.test("formatPairTable() adds the ACK split, both lease counts, BNDACK times and backlog", () => {
@@ -195,5 +230,8 @@ Deno.test("formatPairTable() adds the ACK split, both lease counts, BNDACK times
     table,
     /^\| kea \| s \| 4000 \| \*\*4000\.0\*\* .*\| – \| 10 \/ 10 \| – \| – \| – \|$/m,
   );
-  assert.match(table, /duet pair \/ Kea: 4-way\/s × 1\.13 .* not all measured/);
+  assert.match(
+    table,
+    /duet pair \/ Kea: confirmed rate 4500 \/ 4000 = × 1\.13 .* not all measured/,
+  );
 });
