@@ -299,6 +299,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
       },
       logger,
       clock: storedClock,
+      coreOffset: () => clock.offset,
       ...(options.machine ? { machine: options.machine } : {}),
       // draft-12 §8: the partner link over TCP.
       link: (handlers) => {
@@ -335,6 +336,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     clock,
     onCommitted: (addresses, leases) => failover?.leasesCommitted(addresses, leases),
     onLeasesCommitted: (changes) => leaseEvents(changes),
+    onClockStep: (delta) => failover?.shiftTimes(delta),
   });
   shell.trackPrevious = hooks.enabled;
 

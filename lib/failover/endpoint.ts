@@ -35,9 +35,11 @@ import {
   localState,
   type MachineOptions,
   type Persisted,
+  persisted,
   resume,
   type Service,
   service,
+  shiftMachineTimes,
   type StateAction,
   type StateInput,
   type TimerName,
@@ -143,7 +145,14 @@ export interface FailoverEndpointOptions {
     writable?(): boolean;
   };
   logger: Logger;
+  /** The stored timeline (lib/server/clock.ts ProtocolClock.storeNow, in lib/cli/serve.ts). */
   clock: EndpointClock;
+  /**
+   * Seconds to add to the DHCP core's time to get the stored timeline's (ProtocolClock.offset:
+   * the clock steps applied so far). service() and partnerDownSince() take and give times on
+   * the core's timeline; default 0 (no step ever applied).
+   */
+  coreOffset?: () => number;
   /** Overrides of the machine's options (tests: startupTimeout and the like). */
   machine?: Partial<MachineOptions>;
   /** Makes the partner link, given the endpoint's handlers (lib/cli/serve.ts: a PeerService). */
@@ -252,8 +261,10 @@ export class FailoverEndpoint implements FailoverView {
    * What the current state allows for DHCP clients (§5.5-§5.9, §9). Asked for every request:
    * the answer is kept until the machine changes or, in PARTNER-DOWN, the second does.
    */
-  service(now: number): Service {
+  service(coreNow: number): Service {
     const m = this.#machine;
+    // The machine's times are on the stored timeline; the core's clock never steps.
+    const now = coreNow + (this.#o.coreOffset?.() ?? 0);
     const second = Math.floor(now);
     const c = this.#service;
     if (c !== null && c.machine === m && (c.second === second || !c.timed)) return c.value;
@@ -266,10 +277,28 @@ export class FailoverEndpoint implements FailoverView {
     return value;
   }
 
-  /** When this server entered PARTNER-DOWN, or null (§9.4.2). */
+  /** When this server entered PARTNER-DOWN on the core's timeline, or null (§9.4.2). */
   partnerDownSince(): number | null {
     const m = this.#machine;
-    return m !== null && m.state === ServerState.PARTNER_DOWN ? m.startTimeOfState : null;
+    if (m === null || m.state !== ServerState.PARTNER_DOWN) return null;
+    return m.startTimeOfState - (this.#o.coreOffset?.() ?? 0);
+  }
+
+  /**
+   * This server's clock stepped by `delta` seconds and the stored lease times were moved by it
+   * (DhcpShell, lib/server/clock.ts): the machine's own times move too, so that every wait it
+   * is in keeps the time it had left (state.ts shiftMachineTimes), its timers are set again
+   * for their moved times, and the moved state is recorded.
+   */
+  shiftTimes(delta: number): void {
+    const m = this.#machine;
+    if (m === null || delta === 0) return;
+    const moved = shiftMachineTimes(m, delta);
+    this.#machine = moved;
+    for (const [name, at] of Object.entries(moved.timers) as [TimerName, number][]) {
+      this.#startTimer(name, at);
+    }
+    this.#persistState(persisted(moved));
   }
 
   /**

@@ -592,6 +592,32 @@ function findRow(m: FailoverMachine, on: Trigger, c: Ctx): TransitionRow | undef
   });
 }
 
+/**
+ * The machine after this server's clock stepped by `delta` seconds (lib/server/clock.ts): its
+ * own times (start-time-of-state, when communications were lost, the last time of operation,
+ * the time of failure, the timers) move with the stored lease times, so that every wait keeps
+ * the time it had left: the MCLT in PARTNER-DOWN (§9.4.2), RECOVER-WAIT (§9.6.2), the safe
+ * period (§10). The partner's start-time-of-state is on the partner's clock and stays.
+ */
+export function shiftMachineTimes(m: FailoverMachine, delta: number): FailoverMachine {
+  if (!Number.isSafeInteger(delta)) throw new RangeError(`Cannot shift by ${delta} s`);
+  if (delta === 0) return m;
+  const timers: Partial<Record<TimerName, number>> = {};
+  for (const [name, at] of Object.entries(m.timers) as [TimerName, number][]) {
+    timers[name] = at + delta;
+  }
+  return {
+    ...m,
+    startTimeOfState: m.startTimeOfState + delta,
+    previousStartTime: m.previousStartTime + delta,
+    commLostAt: m.commLostAt === null ? null : m.commLostAt + delta,
+    lastOperational: m.lastOperational + delta,
+    // 0: no failure known (a fresh start, §9.3.2 step 1), nothing to wait for.
+    timeOfFailure: m.timeOfFailure === 0 ? 0 : m.timeOfFailure + delta,
+    timers,
+  };
+}
+
 /** The stored form of a machine (§9.2): STARTUP is stored as its previous state (§9.3.2). */
 export function persisted(m: FailoverMachine): Persisted {
   const inStartup = m.state === S.STARTUP;

@@ -64,6 +64,11 @@ export interface ShellOptions {
    * each carries the row it replaced when `trackPrevious` is set (lease-event hooks).
    */
   onLeasesCommitted?: (changes: LeaseChange[]) => void;
+  /**
+   * Called once a clock step of `delta` seconds has been applied to the stored lease times
+   * (the failover endpoint moves its own times with them: FailoverEndpoint.shiftTimes).
+   */
+  onClockStep?: (delta: number) => void;
 }
 
 /** One lease the core wrote, and the row it replaced (read only while trackPrevious is set). */
@@ -654,6 +659,7 @@ export class DhcpShell {
     if (!moved) return;
     clock.applyStep(delta);
     this.#stepLogged = null;
+    this.#o.onClockStep?.(delta);
     // Later ACKs wait for a sync, and that sync covers this commit too.
     this.#syncWanted = true;
     this.#startSync();

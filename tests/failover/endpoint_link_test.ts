@@ -117,6 +117,7 @@ function endpointOver(
     commitNow?: () => Promise<void>;
     clock?: EndpointClock;
     logger?: Logger;
+    coreOffset?: () => number;
   } = {},
 ): { endpoint: FailoverEndpoint; link: RecordingLink } {
   const config = parseConfig(CONFIG, "test.yaml");
@@ -140,6 +141,7 @@ function endpointOver(
     },
     logger: options.logger ?? silentLogger(),
     clock: options.clock ?? STILL,
+    ...(options.coreOffset ? { coreOffset: options.coreOffset } : {}),
     link: (h) => {
       link.handlers = h;
       return link;
@@ -273,4 +275,75 @@ Deno.test("FailoverEndpoint sends a BNDUPD only for committed bindings (§7.1.1)
   assert.equal(u.potentialExpirationTime, NOW + 690);
   assert.equal(bndupds[0]!.pending, 0, "the renewal was committed before its BNDUPD went out");
   await endpoint.stop();
+});
+
+Deno.test("FailoverEndpoint keeps PARTNER-DOWN's MCLT wait whole across a clock step (§9.4.2)", async (t) => {
+  // lib/server/clock.ts: the DHCP core's clock never steps; the stored timeline (the endpoint's
+  // clock) jumps with the system clock once the shell has moved the lease times. Either way
+  // round, the partner's pool opens MCLT (60 s here) after PARTNER-DOWN began, not sooner (an
+  // address the partner may still be serving) and not a year later.
+  const YEAR = 365 * 86_400;
+  for (const step of [YEAR, -YEAR]) {
+    for (const order of ["entered before the step", "entered after the step"] as const) {
+      await t.step(`${step > 0 ? "forward" : "backward"}, ${order}`, async () => {
+        const store = new MemoryLeaseStore();
+        // Down for a moment in COMMUNICATIONS-INTERRUPTED, where the operator may say
+        // partner-down (§9.9.3) once STARTUP is over.
+        store.setMeta(
+          STATE_META_KEY,
+          JSON.stringify({
+            state: ServerState.COMMUNICATIONS_INTERRUPTED,
+            startTimeOfState: NOW - 100,
+            previousState: null,
+            partnerState: ServerState.NORMAL,
+            partnerStartTimeOfState: NOW - 1000,
+            commLostAt: NOW - 100,
+            lastOperational: NOW - 5,
+            mclt: null,
+          }),
+        );
+        let stored = NOW;
+        let offset = 0;
+        const timers: { fn: () => void; ms: number }[] = [];
+        const clock: EndpointClock = {
+          now: () => stored,
+          schedule: (fn, ms) => timers.push({ fn, ms }) - 1,
+          cancel: (h) => {
+            const timer = timers[h as number];
+            if (timer) timer.fn = () => {};
+          },
+        };
+        const { endpoint } = endpointOver(store, { clock, coreOffset: () => offset });
+        const core = () => stored - offset;
+        const applyStep = () => {
+          stored += step;
+          offset += step;
+          endpoint.shiftTimes(step);
+        };
+        endpoint.start();
+        // The STARTUP timer (and the first "still operating" record) fire.
+        for (const timer of timers.splice(0)) timer.fn();
+        assert.equal(endpoint.state, ServerState.COMMUNICATIONS_INTERRUPTED);
+        if (order === "entered after the step") applyStep();
+        assert.equal(endpoint.command("partner-down").accepted, true);
+        assert.equal(endpoint.state, ServerState.PARTNER_DOWN);
+        const entered = core();
+        stored += 20;
+        if (order === "entered before the step") applyStep();
+        assert.equal(endpoint.partnerDownSince(), entered, "on the core's timeline");
+        assert.equal(endpoint.service(core()).partnerPool, false, "20 s into the MCLT");
+        stored += 39;
+        assert.equal(endpoint.service(core()).partnerPool, false, "59 s into the MCLT");
+        stored += 1;
+        assert.equal(endpoint.service(core()).partnerPool, true, "the MCLT has passed");
+        const recorded = JSON.parse(store.getMeta(STATE_META_KEY) ?? "{}");
+        assert.equal(
+          recorded.startTimeOfState,
+          entered + offset,
+          "recorded on the stored timeline",
+        );
+        await endpoint.stop();
+      });
+    }
+  }
 });

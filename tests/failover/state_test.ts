@@ -11,6 +11,7 @@ import {
   type Persisted,
   resume,
   service,
+  shiftMachineTimes,
   type StateAction,
   type StateInput,
   transition,
@@ -801,4 +802,31 @@ Deno.test("transition() 'operational' records the time of operation while servin
       assert.deepEqual(acts(r.actions), []);
     });
   }
+});
+
+Deno.test("shiftMachineTimes() moves this server's times and timers, not the partner's", () => {
+  const m = machineIn(S.PARTNER_DOWN, {
+    partner: S.COMMUNICATIONS_INTERRUPTED,
+    timers: { "recover-wait": T0 + 50 },
+  });
+  const d = -86_400;
+  const moved = shiftMachineTimes(m, d);
+  assert.equal(moved.startTimeOfState, m.startTimeOfState + d);
+  assert.equal(moved.previousStartTime, m.previousStartTime + d);
+  assert.equal(moved.commLostAt, (m.commLostAt as number) + d);
+  assert.equal(moved.lastOperational, m.lastOperational + d);
+  assert.equal(moved.timeOfFailure, m.timeOfFailure + d);
+  assert.deepEqual(moved.timers, { "recover-wait": T0 + 50 + d });
+  assert.deepEqual(moved.partner, m.partner, "the partner's start-time-of-state is its own");
+  assert.equal(m.startTimeOfState, T0 - 1000, "the input is not changed");
+  // PARTNER-DOWN's partner pool opens MCLT after it began, on the moved timeline.
+  const at = (x: FailoverMachine, now: number) =>
+    service(x.state, x.role, { now, startTimeOfState: x.startTimeOfState, mclt: x.mclt })
+      .partnerPool;
+  assert.equal(at(moved, m.startTimeOfState + MCLT - 1 + d), false);
+  assert.equal(at(moved, m.startTimeOfState + MCLT + d), true);
+  assert.equal(shiftMachineTimes(m, 0), m);
+  const fresh = machineIn(S.RECOVER, { timeOfFailure: 0 });
+  assert.equal(shiftMachineTimes(fresh, 86_400).timeOfFailure, 0, "no failure known stays none");
+  assert.throws(() => shiftMachineTimes(m, 0.5), RangeError);
 });

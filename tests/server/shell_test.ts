@@ -145,6 +145,7 @@ class FakeTime {
 function setup(
   options: {
     logLines?: string[];
+    onClockStep?: (delta: number) => void;
     onLeasesCommitted?: (changes: LeaseChange[]) => void;
     commitDelayMs?: number;
     clockMs?: () => number;
@@ -170,6 +171,7 @@ function setup(
     clock,
     tickSeconds: 3600,
     ...(options.onLeasesCommitted ? { onLeasesCommitted: options.onLeasesCommitted } : {}),
+    ...(options.onClockStep ? { onClockStep: options.onClockStep } : {}),
     // Unless a test is about the spacing of syncs, each reading is far past the last, so that
     // no sync waits for SYNC_INTERVAL_MS on a real timer.
     clockMs: options.clockMs ?? (() => (spacing += 1000)),
@@ -480,7 +482,11 @@ Deno.test("DhcpShell on a clock step: no lease expires early or lives longer, st
   for (const step of [86_400, -86_400]) {
     await t.step(`a step of ${step} s`, async () => {
       const lines: string[] = [];
-      const { store, transport, shell, time, clock } = setup({ logLines: lines });
+      const told: number[] = [];
+      const { store, transport, shell, time, clock } = setup({
+        logLines: lines,
+        onClockStep: (delta) => told.push(delta),
+      });
       try {
         const address = await leaseOne(transport, store, MAC);
         const before = store.get(address) as Lease;
@@ -493,6 +499,7 @@ Deno.test("DhcpShell on a clock step: no lease expires early or lives longer, st
         assert.equal(moved.starts, before.starts + step);
         assert.equal(clock.offset, step);
         assert.deepEqual(shell.clockHealth, { steps: 1, lastStepSeconds: step });
+        assert.deepEqual(told, [step], "the failover endpoint is told, once");
         const logged = lines.filter((l) => l.includes("System clock stepped"));
         assert.equal(logged.length, 1);
         assert.match(logged[0] as string, new RegExp(`step=${step > 0 ? "\\+" : ""}${step}s`));
