@@ -33,8 +33,8 @@ import { SqliteLeaseStore } from "../store/sqlite.ts";
 import { hbaFromSplit, wireHba } from "../balance/hba.ts";
 import type { LinkSettings } from "../peer/link.ts";
 import { PeerService } from "../peer/tcp.ts";
-import { type EndpointClock, FailoverEndpoint } from "../failover/endpoint.ts";
-import type { MachineOptions } from "../failover/state.ts";
+import { type EndpointClock, FailoverEndpoint, STATE_META_KEY } from "../failover/endpoint.ts";
+import { type MachineOptions, type Persisted, shiftPersistedTimes } from "../failover/state.ts";
 import { cidrContains, formatIpv4 } from "../wire/ip.ts";
 import {
   type ControlServer,
@@ -543,7 +543,11 @@ export function startServer(config: Config, options: StartOptions): RunningServe
  * that has not synchronised yet), every stored time moves back by the difference, so that each
  * lease keeps the time it had left (lib/server/clock.ts startStep()).
  */
-function alignStoredTimes(store: SqliteLeaseStore, clock: ProtocolClock, logger: Logger): void {
+export function alignStoredTimes(
+  store: SqliteLeaseStore,
+  clock: ProtocolClock,
+  logger: Logger,
+): void {
   // The wall time this server last recorded, not the leases' own times: those may come from a
   // partner whose clock is ahead (draft-12 §5.10 lets partners differ by any amount).
   const newest = Number(store.getMeta(CLOCK_META_KEY) ?? 0) || 0;
@@ -556,6 +560,14 @@ function alignStoredTimes(store: SqliteLeaseStore, clock: ProtocolClock, logger:
   });
   try {
     store.shiftTimes(step);
+    // The failover state's own times move with them, so that its waits (the MCLT in
+    // PARTNER-DOWN, RECOVER-WAIT) keep what they had left; an unreadable record is left for
+    // the endpoint to report.
+    const text = store.getMeta(STATE_META_KEY);
+    const record = text === undefined ? null : readStateRecord(text);
+    if (record !== null) {
+      store.setMeta(STATE_META_KEY, JSON.stringify(shiftPersistedTimes(record, step)));
+    }
     store.commit();
   } catch (e) {
     if (!(e instanceof StoreError)) throw e;
@@ -568,6 +580,19 @@ function alignStoredTimes(store: SqliteLeaseStore, clock: ProtocolClock, logger:
 
 /** The meta key of the wall time the server last recorded, epoch seconds. */
 const CLOCK_META_KEY = "clock.wall";
+
+/** A stored failover state record, or null when it does not parse as one. */
+function readStateRecord(text: string): Persisted | null {
+  try {
+    const p = JSON.parse(text) as Persisted;
+    return typeof p === "object" && p !== null && typeof p.state === "number" &&
+        Number.isSafeInteger(p.startTimeOfState) && Number.isSafeInteger(p.lastOperational)
+      ? p
+      : null;
+  } catch {
+    return null;
+  }
+}
 /** How often it is recorded while serving (one small commit), seconds. */
 const CLOCK_RECORD_SECONDS = 60;
 

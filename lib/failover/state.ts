@@ -618,6 +618,21 @@ export function shiftMachineTimes(m: FailoverMachine, delta: number): FailoverMa
   };
 }
 
+/**
+ * A stored state record after the clock stepped by `delta` seconds while the server was down
+ * (lib/cli/serve.ts moves the lease times at start): this server's times move, the partner's
+ * start-time-of-state stays (shiftMachineTimes, for a running machine).
+ */
+export function shiftPersistedTimes(p: Persisted, delta: number): Persisted {
+  if (!Number.isSafeInteger(delta)) throw new RangeError(`Cannot shift by ${delta} s`);
+  return {
+    ...p,
+    startTimeOfState: p.startTimeOfState + delta,
+    commLostAt: p.commLostAt === null ? null : p.commLostAt + delta,
+    lastOperational: p.lastOperational + delta,
+  };
+}
+
 /** The stored form of a machine (§9.2): STARTUP is stored as its previous state (§9.3.2). */
 export function persisted(m: FailoverMachine): Persisted {
   const inStartup = m.state === S.STARTUP;
