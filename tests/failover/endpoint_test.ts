@@ -4,7 +4,8 @@
  * §9.5-§9.8), a lease granted by the primary reaches the secondary's database by
  * BNDUPD/BNDACK (§7.1-§7.2), a restarted server resumes from its stored state (§9.3.2), and
  * the operator's PARTNER-DOWN (§9.9.3) is taken in COMMUNICATIONS-INTERRUPTED through the
- * control socket and `duet partner-down`.
+ * control socket and `duet partner-down`, and after a clock step PARTNER-DOWN still waits the
+ * MCLT (§9.4.2).
  */
 import assert from "node:assert/strict";
 import { buildRequest, RelayClient } from "../../lib/cli/relay_client.ts";
@@ -252,6 +253,71 @@ Deno.test("a fresh duet pair reaches NORMAL, shares a lease by BNDUPD and resume
   } finally {
     await control?.stop();
     await client.close();
+    await secondary?.stop();
+    await primary.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a pair member whose clock steps back a day still waits PARTNER-DOWN's MCLT (§9.4.2)", async () => {
+  // lib/server/clock.ts: the shell moves every stored time by the step and tells the failover
+  // endpoint, which moves its own; the core's clock never steps. Before that was wired, a
+  // server entering PARTNER-DOWN after a step back of more than the MCLT could take the
+  // partner's addresses at once.
+  const dir = await Deno.makeTempDir({ prefix: "duet-endpoint-step-" });
+  const ports = [freeTcpPort(), freeTcpPort()];
+  if (ports[0] === ports[1]) ports[1] = freeTcpPort();
+  const [pPort, sPort] = ports as [number, number];
+  logs.primary = [];
+  logs.secondary = [];
+  const DAY = 86_400;
+  let stepMs = 0;
+  const primary = startServer(configOf(dir, "primary", "primary", pPort, sPort), {
+    logger: recordingLogger(logs.primary),
+    transport: "deno",
+    peerRetrySeconds: 1,
+    clockSources: { wallMs: () => Date.now() + stepMs, monoMs: () => performance.now() },
+  });
+  let secondary: RunningServer | undefined;
+  try {
+    secondary = startServer(configOf(dir, "secondary", "secondary", sPort, pPort), {
+      logger: recordingLogger(logs.secondary),
+      transport: "deno",
+      peerRetrySeconds: 1,
+    });
+    const s = secondary;
+    await waitFor(
+      "both servers in NORMAL",
+      () => stateOf(primary) === "NORMAL" && stateOf(s) === "NORMAL",
+      20_000,
+    );
+    await secondary.stop();
+    secondary = undefined;
+    await waitFor(
+      "the primary in COMMUNICATIONS-INTERRUPTED",
+      () => stateOf(primary) === "COMMUNICATIONS-INTERRUPTED",
+      10_000,
+    );
+    stepMs = -DAY * 1000;
+    await waitFor("the step applied", () => primary.shell.clockHealth.steps === 1, 5_000);
+    assert.equal(primary.failover?.command("partner-down").accepted, true);
+    assert.equal(stateOf(primary), "PARTNER-DOWN");
+    const coreNow = Date.now() / 1000;
+    const since = primary.failover?.partnerDownSince() ?? 0;
+    assert.ok(Math.abs(since - coreNow) < 3, `entered ${since - coreNow} s from now`);
+    assert.equal(
+      primary.failover?.service(Math.floor(coreNow)).partnerPool,
+      false,
+      "the partner's pool waits the MCLT (60 s)",
+    );
+    assert.equal(primary.failover?.service(Math.floor(since) + 61).partnerPool, true);
+    const recorded = JSON.parse(primary.store.getMeta(STATE_META_KEY) ?? "{}");
+    assert.equal(recorded.state, ServerState.PARTNER_DOWN);
+    assert.ok(
+      Math.abs(recorded.startTimeOfState - (coreNow - DAY)) < 3,
+      "recorded on the stepped clock, as the lease times are",
+    );
+  } finally {
     await secondary?.stop();
     await primary.stop();
     await Deno.remove(dir, { recursive: true });
