@@ -33,7 +33,12 @@ import { SqliteLeaseStore } from "../store/sqlite.ts";
 import { hbaFromSplit, wireHba } from "../balance/hba.ts";
 import type { LinkSettings } from "../peer/link.ts";
 import { PeerService } from "../peer/tcp.ts";
-import { type EndpointClock, FailoverEndpoint, STATE_META_KEY } from "../failover/endpoint.ts";
+import {
+  type EndpointClock,
+  FailoverEndpoint,
+  parsePersisted,
+  STATE_META_KEY,
+} from "../failover/endpoint.ts";
 import { type MachineOptions, type Persisted, shiftPersistedTimes } from "../failover/state.ts";
 import { cidrContains, formatIpv4 } from "../wire/ip.ts";
 import {
@@ -581,18 +586,18 @@ export function alignStoredTimes(
 /** The meta key of the wall time the server last recorded, epoch seconds. */
 const CLOCK_META_KEY = "clock.wall";
 
-/** A stored failover state record, or null when it does not parse as one. */
+/** A stored failover state record with times to move, or null when it is not one. */
 function readStateRecord(text: string): Persisted | null {
   try {
-    const p = JSON.parse(text) as Persisted;
-    return typeof p === "object" && p !== null && typeof p.state === "number" &&
-        Number.isSafeInteger(p.startTimeOfState) && Number.isSafeInteger(p.lastOperational)
+    const p = parsePersisted(text);
+    return Number.isSafeInteger(p.startTimeOfState) && Number.isSafeInteger(p.lastOperational)
       ? p
       : null;
   } catch {
     return null;
   }
 }
+
 /** How often it is recorded while serving (one small commit), seconds. */
 const CLOCK_RECORD_SECONDS = 60;
 

@@ -55,6 +55,15 @@ import {
 
 /** The meta key under which the machine's stable state is kept (§9.2). */
 export const STATE_META_KEY = "failover.state";
+
+/** The failover state record stored under STATE_META_KEY; throws when the text is not one. */
+export function parsePersisted(text: string): Persisted {
+  const p = JSON.parse(text) as Persisted;
+  if (typeof p !== "object" || p === null || typeof p.state !== "number") {
+    throw new TypeError("not a failover state record");
+  }
+  return p;
+}
 /** How often a state that could not be recorded is tried again (ms). */
 export const STATE_RETRY_MS = 1000;
 
@@ -459,11 +468,7 @@ export class FailoverEndpoint implements FailoverView {
     const text = this.#o.store.getMeta(STATE_META_KEY);
     if (text === undefined) return null;
     try {
-      const p = JSON.parse(text) as Persisted;
-      if (typeof p !== "object" || p === null || typeof p.state !== "number") {
-        throw new TypeError("not a failover state record");
-      }
-      return p;
+      return parsePersisted(text);
     } catch (e) {
       this.#log.error("Ignoring an unreadable stored failover state: starting as if new", {
         error: (e as Error).message,

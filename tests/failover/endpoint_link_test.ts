@@ -98,6 +98,23 @@ function partnerIn(serverState: number): PartnerInfo {
 /** A clock whose timers never fire: the test drives everything. */
 const STILL: EndpointClock = { now: () => NOW, schedule: () => 0, cancel: () => {} };
 
+/** A clock whose timers are kept, for the test to fire; a cancelled one becomes a no-op. */
+function recordingClock(now: () => number): {
+  clock: EndpointClock;
+  timers: { fn: () => void; ms: number }[];
+} {
+  const timers: { fn: () => void; ms: number }[] = [];
+  const clock: EndpointClock = {
+    now,
+    schedule: (fn, ms) => timers.push({ fn, ms }) - 1,
+    cancel: (h) => {
+      const t = timers[h as number];
+      if (t) t.fn = () => {};
+    },
+  };
+  return { clock, timers };
+}
+
 function active(ends: number, tstp: number): Lease {
   return {
     ...emptyLease(ADDRESS, "active"),
@@ -194,15 +211,7 @@ Deno.test("FailoverEndpoint has each new state committed and synced, even with n
 
 Deno.test("FailoverEndpoint retries a state it could not record until it is on stable storage", async () => {
   const store = new MemoryLeaseStore();
-  const timers: { fn: () => void; ms: number }[] = [];
-  const clock: EndpointClock = {
-    now: () => NOW,
-    schedule: (fn, ms) => timers.push({ fn, ms }) - 1,
-    cancel: (h) => {
-      const t = timers[h as number];
-      if (t) t.fn = () => {};
-    },
-  };
+  const { clock, timers } = recordingClock(() => NOW);
   const lines: string[] = [];
   let failures = 2;
   const { endpoint } = endpointOver(store, {
@@ -304,15 +313,7 @@ Deno.test("FailoverEndpoint keeps PARTNER-DOWN's MCLT wait whole across a clock 
         );
         let stored = NOW;
         let offset = 0;
-        const timers: { fn: () => void; ms: number }[] = [];
-        const clock: EndpointClock = {
-          now: () => stored,
-          schedule: (fn, ms) => timers.push({ fn, ms }) - 1,
-          cancel: (h) => {
-            const timer = timers[h as number];
-            if (timer) timer.fn = () => {};
-          },
-        };
+        const { clock, timers } = recordingClock(() => stored);
         const { endpoint } = endpointOver(store, { clock, coreOffset: () => offset });
         const core = () => stored - offset;
         const applyStep = () => {

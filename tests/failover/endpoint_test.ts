@@ -85,6 +85,11 @@ function stateOf(s: RunningServer): string {
   return s.failover?.status().state ?? "none";
 }
 
+/** Waits until every server of `servers` is in `state`. */
+function untilState(servers: RunningServer[], state: string, what: string, ms: number) {
+  return waitFor(what, () => servers.every((s) => stateOf(s) === state), ms);
+}
+
 function udpPortOf(c: Config): number {
   const l = c.listen[0];
   assert.ok(l && l.kind === "address");
@@ -113,11 +118,7 @@ Deno.test("a fresh duet pair reaches NORMAL, shares a lease by BNDUPD and resume
   try {
     secondary = startServer(secondaryConfig, options(sLog));
     const s1 = secondary;
-    await waitFor(
-      "both servers in NORMAL",
-      () => stateOf(primary) === "NORMAL" && stateOf(s1) === "NORMAL",
-      20_000,
-    );
+    await untilState([primary, s1], "NORMAL", "both servers in NORMAL", 20_000);
     // §9.5.2, §9.7.2: a fresh server has no stored state, so both recover first.
     for (const [who, lines] of [["primary", pLog], ["secondary", sLog]] as const) {
       const text = lines.join("\n");
@@ -197,9 +198,10 @@ Deno.test("a fresh duet pair reaches NORMAL, shares a lease by BNDUPD and resume
     // Restart the secondary: it resumes from NORMAL (§9.3.2) and returns to NORMAL.
     await secondary.stop();
     secondary = undefined;
-    await waitFor(
+    await untilState(
+      [primary],
+      "COMMUNICATIONS-INTERRUPTED",
       "the primary in COMMUNICATIONS-INTERRUPTED",
-      () => stateOf(primary) === "COMMUNICATIONS-INTERRUPTED",
       10_000,
     );
     // What it stored is NORMAL: stopping does not record a communications failure.
@@ -212,11 +214,7 @@ Deno.test("a fresh duet pair reaches NORMAL, shares a lease by BNDUPD and resume
     sLog.length = 0;
     secondary = startServer(secondaryConfig, options(sLog));
     const s2 = secondary;
-    await waitFor(
-      "both servers in NORMAL again",
-      () => stateOf(primary) === "NORMAL" && stateOf(s2) === "NORMAL",
-      20_000,
-    );
+    await untilState([primary, s2], "NORMAL", "both servers in NORMAL again", 20_000);
     // §9.3.2 steps 1-2: NORMAL from stable storage becomes COMMUNICATIONS-INTERRUPTED, and
     // §9.9.3 takes it back to NORMAL with the partner: no RECOVER, no UPDREQALL.
     assert.match(
@@ -232,9 +230,10 @@ Deno.test("a fresh duet pair reaches NORMAL, shares a lease by BNDUPD and resume
     control = await startControl(primary, { socket, config: primaryConfig, logger: pLogger });
     await secondary.stop();
     secondary = undefined;
-    await waitFor(
+    await untilState(
+      [primary],
+      "COMMUNICATIONS-INTERRUPTED",
       "the primary in COMMUNICATIONS-INTERRUPTED",
-      () => stateOf(primary) === "COMMUNICATIONS-INTERRUPTED",
       10_000,
     );
     const cli = await runDuet(["partner-down", "--socket", socket]);
@@ -286,16 +285,13 @@ Deno.test("a pair member whose clock steps back a day still waits PARTNER-DOWN's
       peerRetrySeconds: 1,
     });
     const s = secondary;
-    await waitFor(
-      "both servers in NORMAL",
-      () => stateOf(primary) === "NORMAL" && stateOf(s) === "NORMAL",
-      20_000,
-    );
+    await untilState([primary, s], "NORMAL", "both servers in NORMAL", 20_000);
     await secondary.stop();
     secondary = undefined;
-    await waitFor(
+    await untilState(
+      [primary],
+      "COMMUNICATIONS-INTERRUPTED",
       "the primary in COMMUNICATIONS-INTERRUPTED",
-      () => stateOf(primary) === "COMMUNICATIONS-INTERRUPTED",
       10_000,
     );
     stepMs = -DAY * 1000;
