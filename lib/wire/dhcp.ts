@@ -12,9 +12,11 @@
  *   in the options field.
  * - Option 53 with a length other than 1 makes the whole message undecodable (WireError). Other
  *   fixed-size options with a wrong size are kept as raw bytes; their getter returns undefined.
- * - Option values in `options` are copies, never views into the input.
+ * - A single-instance option value is a view into the input; the value of a repeated option
+ *   (RFC 3396) is the instances joined into a new array.
  */
-import { ByteReader, ByteWriter, joinParts } from "./bytes.ts";
+import { ByteWriter, joinParts } from "./bytes.ts";
+import { DhcpOptions } from "./dhcp_options.ts";
 import { WireError } from "../errors.ts";
 
 /** DHCP message types, option 53 values (RFC 2132 §9.6). */
@@ -100,6 +102,7 @@ const SNAME_OFFSET = 44;
 const SNAME_LENGTH = 64;
 const FILE_OFFSET = 108;
 const FILE_LENGTH = 128;
+const CHADDR_OFFSET = 28;
 const CHADDR_LENGTH = 16;
 const OPTIONS_OFFSET = BOOTP_FIXED_LENGTH + 4;
 /** RFC 3396 §5: one option instance carries at most 255 octets. */
@@ -145,9 +148,10 @@ export interface EncodeDhcpOptions {
 }
 
 /**
- * `chaddr`, `sname`, `file` and single-instance option values are views into `bytes`, not copies:
- * `sname`, `file` and single-instance option values are views into `bytes`, not copies:
- * the caller MUST NOT reuse `bytes` while the message is in use.
+ * `chaddr`, `sname`, `file` and single-instance option values are views into `bytes`, not
+ * copies: the caller MUST NOT reuse `bytes` while the message is in use. The options are a
+ * DhcpOptions (a Map that makes each view when asked), and `sname` and `file` are made when
+ * first read: a decoded message is a class instance, so spread it only after reading them.
  * @example const msg = decodeDhcp(payload); getMessageType(msg) === DhcpType.DHCPREQUEST
  */
 export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
@@ -158,26 +162,11 @@ export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
       `Cannot decode DHCP message: ${bytes.length} bytes is shorter than the ${OPTIONS_OFFSET}-byte header and magic cookie`,
     );
   }
-  const r = new ByteReader(bytes, "dhcp");
-  const op = r.u8("op");
-  const htype = r.u8("htype");
-  const hlen = r.u8("hlen");
+  const hlen = bytes[2] as number;
   if (hlen > CHADDR_LENGTH) {
     throw new WireError("dhcp", 2, `Cannot decode DHCP message: hlen is ${hlen}, at most 16`);
   }
-  const hops = r.u8("hops");
-  const xid = r.u32("xid");
-  const secs = r.u16("secs");
-  const flags = r.u16("flags");
-  const ciaddr = r.u32("ciaddr");
-  const yiaddr = r.u32("yiaddr");
-  const siaddr = r.u32("siaddr");
-  const giaddr = r.u32("giaddr");
-  // Views into `bytes`, like the option values: a decoded message shares the input buffer.
-  const chaddr = r.bytesView(CHADDR_LENGTH, "chaddr");
-  const sname = r.bytesView(SNAME_LENGTH, "sname");
-  const file = r.bytesView(FILE_LENGTH, "file");
-  const cookie = r.u32("magic cookie");
+  const cookie = readU32(bytes, BOOTP_FIXED_LENGTH);
   if (cookie !== DHCP_MAGIC_COOKIE) {
     throw new WireError(
       "dhcp",
@@ -189,15 +178,16 @@ export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
   }
 
   const state: ParseState = {
-    options: new Map(),
-    repeats: new Map(),
+    generation: nextGeneration(),
+    spans: [],
+    repeats: null,
     overloadAt: -1,
-    overload: [],
+    overload: null,
     typeAt: -1,
   };
   // RFC 2131 §4.1: options field first, then file, then sname.
   parseOptionArea(bytes, OPTIONS_OFFSET, bytes.length, "options field", true, state);
-  if (state.overload.length > 0) {
+  if (state.overload !== null) {
     const v = joinParts(state.overload);
     if (v.length !== 1 || (v[0] as number) < 1 || (v[0] as number) > 3) {
       throw new WireError(
@@ -225,46 +215,141 @@ export function decodeDhcp(bytes: Uint8Array): DhcpMessage {
       );
     }
   }
-  // RFC 3396 §7: instances of one option are concatenated in the order they appear; joined
-  // once here, so that many instances cost linear time.
-  for (const [code, parts] of state.repeats) state.options.set(code, joinParts(parts));
-  const type = state.options.get(Opt.MESSAGE_TYPE);
-  if (type !== undefined && type.length !== 1) {
+  const options = optionsOf(bytes, state);
+  const typeLength = options.lengthOf(Opt.MESSAGE_TYPE);
+  if (typeLength >= 0 && typeLength !== 1) {
     throw new WireError(
       "dhcp",
       state.typeAt,
-      `Cannot decode DHCP option 53: length is ${type.length}, expected 1`,
+      `Cannot decode DHCP option 53: length is ${typeLength}, expected 1`,
     );
   }
+  return new DecodedDhcp(bytes, options);
+}
+
+/**
+ * A decoded message: the header read at once, `sname` and `file` viewed when first read (a
+ * server reads neither for most requests), settable like the fields of any DhcpMessage.
+ */
+class DecodedDhcp implements DhcpMessage {
+  op: number;
+  htype: number;
+  hlen: number;
+  hops: number;
+  xid: number;
+  secs: number;
+  flags: number;
+  ciaddr: number;
+  yiaddr: number;
+  siaddr: number;
+  giaddr: number;
+  chaddr: Uint8Array;
+  options: DhcpOptions;
+  #bytes: Uint8Array;
+  #sname: Uint8Array | undefined = undefined;
+  #file: Uint8Array | undefined = undefined;
+
+  constructor(bytes: Uint8Array, options: DhcpOptions) {
+    this.#bytes = bytes;
+    this.op = bytes[0] as number;
+    this.htype = bytes[1] as number;
+    this.hlen = bytes[2] as number;
+    this.hops = bytes[3] as number;
+    this.xid = readU32(bytes, 4);
+    this.secs = ((bytes[8] as number) << 8) | (bytes[9] as number);
+    this.flags = ((bytes[10] as number) << 8) | (bytes[11] as number);
+    this.ciaddr = readU32(bytes, 12);
+    this.yiaddr = readU32(bytes, 16);
+    this.siaddr = readU32(bytes, 20);
+    this.giaddr = readU32(bytes, 24);
+    this.chaddr = bytes.subarray(CHADDR_OFFSET, CHADDR_OFFSET + CHADDR_LENGTH);
+    this.options = options;
+  }
+
+  get sname(): Uint8Array {
+    return this.#sname ??= this.#bytes.subarray(SNAME_OFFSET, SNAME_OFFSET + SNAME_LENGTH);
+  }
+
+  set sname(value: Uint8Array) {
+    this.#sname = value;
+  }
+
+  get file(): Uint8Array {
+    return this.#file ??= this.#bytes.subarray(FILE_OFFSET, FILE_OFFSET + FILE_LENGTH);
+  }
+
+  set file(value: Uint8Array) {
+    this.#file = value;
+  }
+}
+
+/**
+ * A message as a plain object with its options in a Map: what decodeDhcp()'s result compares
+ * equal to (node:assert's deepStrictEqual compares prototypes), and safe to spread.
+ */
+export function plainDhcp(msg: DhcpMessage): DhcpMessage {
   return {
-    op,
-    htype,
-    hlen,
-    hops,
-    xid,
-    secs,
-    flags,
-    ciaddr,
-    yiaddr,
-    siaddr,
-    giaddr,
-    chaddr,
-    sname,
-    file,
-    options: state.options,
+    op: msg.op,
+    htype: msg.htype,
+    hlen: msg.hlen,
+    hops: msg.hops,
+    xid: msg.xid,
+    secs: msg.secs,
+    flags: msg.flags,
+    ciaddr: msg.ciaddr,
+    yiaddr: msg.yiaddr,
+    siaddr: msg.siaddr,
+    giaddr: msg.giaddr,
+    chaddr: msg.chaddr,
+    sname: msg.sname,
+    file: msg.file,
+    options: new Map(msg.options),
   };
 }
 
+/**
+ * For each option code, the decode that last saw it (`generation`) and where its span is:
+ * a repeat is found in constant time, with no per-decode table to allocate or clear.
+ * Decoding is synchronous, so one pair of tables serves every decode.
+ */
+const SEEN_IN = new Int32Array(256);
+const SPAN_AT = new Int32Array(256);
+let generation = 0;
+
+function nextGeneration(): number {
+  generation = generation >= 0x7fffffff ? 1 : generation + 1;
+  if (generation === 1) SEEN_IN.fill(0);
+  return generation;
+}
+
 interface ParseState {
-  /** Each option's value; for a repeated option, its first instance until decodeDhcp joins. */
-  options: Map<number, Uint8Array>;
+  generation: number;
+  /** code, offset, length of each option's first instance, in order of first appearance. */
+  spans: number[];
   /** Every instance of each option that appeared more than once, in order (RFC 3396). */
-  repeats: Map<number, Uint8Array[]>;
+  repeats: Map<number, Uint8Array[]> | null;
   /** The instances of option 52 seen in the options field. */
-  overload: Uint8Array[];
+  overload: Uint8Array[] | null;
   overloadAt: number;
   /** Offset of the first option 53 instance. */
   typeAt: number;
+}
+
+/** The decoded options: the spans as they are, or with repeats joined once (RFC 3396 §7). */
+function optionsOf(bytes: Uint8Array, state: ParseState): DhcpOptions {
+  const { spans, repeats } = state;
+  if (repeats === null) return DhcpOptions.ofSpans(bytes, spans);
+  const entries: [number, Uint8Array][] = [];
+  for (let i = 0; i < spans.length; i += 3) {
+    const code = spans[i] as number;
+    const parts = repeats.get(code);
+    const at = spans[i + 1] as number;
+    entries.push([
+      code,
+      parts === undefined ? bytes.subarray(at, at + (spans[i + 2] as number)) : joinParts(parts),
+    ]);
+  }
+  return DhcpOptions.of(entries);
 }
 
 /** Reads code/length/value triples from bytes[start, end) until END or the end (RFC 2132 §2). */
@@ -276,45 +361,61 @@ function parseOptionArea(
   isOptionsField: boolean,
   state: ParseState,
 ): void {
-  const r = new ByteReader(bytes, "dhcp", start, end);
-  while (r.remaining > 0) {
-    const at = r.offset;
-    const code = r.u8("option code");
+  let p = start;
+  while (p < end) {
+    const at = p;
+    const code = bytes[p++] as number;
     if (code === Opt.PAD) continue;
     if (code === Opt.END) return; // whatever follows END is ignored (see the module comment)
-    if (r.remaining < 1) {
+    if (p >= end) {
       throw new WireError(
         "dhcp",
         at,
         `Cannot decode DHCP option ${code}: the length octet is missing at the end of the ${area}`,
       );
     }
-    const len = r.u8("option length");
-    if (len > r.remaining) {
+    const len = bytes[p++] as number;
+    if (len > end - p) {
       throw new WireError(
         "dhcp",
         at,
-        `Cannot decode DHCP option ${code}: length is ${len}, only ${r.remaining} bytes left in the ${area}`,
+        `Cannot decode DHCP option ${code}: length is ${len}, only ${
+          end - p
+        } bytes left in the ${area}`,
       );
     }
-    const value = r.bytesView(len, "option value");
+    const valueAt = p;
+    p += len;
     if (code === Opt.OVERLOAD) {
       // RFC 2131 §4.1: option 52 is only meaningful in the options field.
       if (isOptionsField) {
-        if (state.overload.length === 0) state.overloadAt = at;
-        state.overload.push(value);
+        if (state.overload === null) {
+          state.overloadAt = at;
+          state.overload = [];
+        }
+        state.overload.push(bytes.subarray(valueAt, p));
       }
       continue;
     }
     if (code === Opt.MESSAGE_TYPE && state.typeAt < 0) state.typeAt = at;
-    const prev = state.options.get(code);
-    if (prev === undefined) {
-      state.options.set(code, value);
+    if (SEEN_IN[code] !== state.generation) {
+      SEEN_IN[code] = state.generation;
+      SPAN_AT[code] = state.spans.length;
+      state.spans.push(code, valueAt, len);
       continue;
     }
-    const parts = state.repeats.get(code);
-    if (parts === undefined) state.repeats.set(code, [prev, value]);
-    else parts.push(value);
+    const repeats = state.repeats ??= new Map();
+    const parts = repeats.get(code);
+    if (parts !== undefined) {
+      parts.push(bytes.subarray(valueAt, p));
+      continue;
+    }
+    const first = SPAN_AT[code] as number;
+    const firstAt = state.spans[first + 1] as number;
+    repeats.set(code, [
+      bytes.subarray(firstAt, firstAt + (state.spans[first + 2] as number)),
+      bytes.subarray(valueAt, p),
+    ]);
   }
 }
 
@@ -620,6 +721,7 @@ export function hwAddress(msg: DhcpMessage): Uint8Array {
 // ---- typed getters: undefined when absent or malformed, never throw (STYLE.md §4) ----
 
 function u8Of(m: DhcpMessage, code: number): number | undefined {
+  if (m.options instanceof DhcpOptions) return m.options.u8(code);
   const v = m.options.get(code);
   return v !== undefined && v.length === 1 ? v[0] : undefined;
 }
@@ -630,6 +732,7 @@ function u16Of(m: DhcpMessage, code: number): number | undefined {
 }
 
 function u32Of(m: DhcpMessage, code: number): number | undefined {
+  if (m.options instanceof DhcpOptions) return m.options.u32(code);
   const v = m.options.get(code);
   return v !== undefined && v.length === 4 ? readU32(v, 0) : undefined;
 }

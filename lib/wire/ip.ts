@@ -90,10 +90,13 @@ export function formatMac(b: Uint8Array): string {
   return s;
 }
 
+/** "00".."ff": a server keys every request by the hex of its chaddr or client identifier. */
+const HEX_OCTETS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 /** Lower-case hex without separators. */
 export function toHex(b: Uint8Array): string {
   let s = "";
-  for (const x of b) s += x.toString(16).padStart(2, "0");
+  for (let i = 0; i < b.length; i++) s += HEX_OCTETS[b[i] as number];
   return s;
 }
 

@@ -44,6 +44,7 @@ import {
   hwAddress,
   newReply,
   Opt,
+  plainDhcp,
 } from "../../lib/wire/dhcp.ts";
 
 const FIXTURES = new URL("../fixtures/dhcp/", import.meta.url);
@@ -662,7 +663,7 @@ Deno.test("encodeDhcp() writes header, cookie, options in order, END and pads to
   assert.equal(toHex(b.subarray(236, 240)), DHCP_MAGIC_COOKIE.toString(16));
   assert.equal(toHex(b.subarray(240, 250)), "350101" + "0c0161" + "fa00" + "ff" + "00");
   assert.deepEqual(b.subarray(249), new Uint8Array(51));
-  assert.deepEqual(decodeDhcp(b), m);
+  assert.deepEqual(plainDhcp(decodeDhcp(b)), m);
   assert.equal(encodeDhcp(m, { padTo: 0 }).length, 249);
   assert.equal(encodeDhcp(m, { padTo: 400 }).length, 400);
   assert.equal(encodeDhcp(m, { padTo: 9000 }).length, 576); // never beyond maxSize
