@@ -80,18 +80,18 @@ export function parseMac(text: string): Uint8Array | undefined {
   return out;
 }
 
+/** "00".."ff": each request is keyed and logged by the hex of its chaddr or client id. */
+const HEX_OCTETS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 /** Formats bytes as lower-case colon-separated hex. */
 export function formatMac(b: Uint8Array): string {
   let s = "";
   for (let i = 0; i < b.length; i++) {
     if (i > 0) s += ":";
-    s += (b[i] as number).toString(16).padStart(2, "0");
+    s += HEX_OCTETS[b[i] as number];
   }
   return s;
 }
-
-/** "00".."ff": a server keys every request by the hex of its chaddr or client identifier. */
-const HEX_OCTETS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
 /** Lower-case hex without separators. */
 export function toHex(b: Uint8Array): string {
