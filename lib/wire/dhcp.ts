@@ -288,23 +288,8 @@ class DecodedDhcp implements DhcpMessage {
  * equal to (node:assert's deepStrictEqual compares prototypes), and safe to spread.
  */
 export function plainDhcp(msg: DhcpMessage): DhcpMessage {
-  return {
-    op: msg.op,
-    htype: msg.htype,
-    hlen: msg.hlen,
-    hops: msg.hops,
-    xid: msg.xid,
-    secs: msg.secs,
-    flags: msg.flags,
-    ciaddr: msg.ciaddr,
-    yiaddr: msg.yiaddr,
-    siaddr: msg.siaddr,
-    giaddr: msg.giaddr,
-    chaddr: msg.chaddr,
-    sname: msg.sname,
-    file: msg.file,
-    options: new Map(msg.options),
-  };
+  // A decoded message's own fields, and the two it makes on first read.
+  return { ...msg, sname: msg.sname, file: msg.file, options: new Map(msg.options) };
 }
 
 /**
