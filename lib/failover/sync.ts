@@ -128,9 +128,15 @@ export interface SyncStatus {
 interface SentItem {
   lease: Lease;
   potentialExpiration: number;
-  /** Its transaction's options, built once to measure the message and once only. */
+  /**
+   * Its transaction's options, built once to measure the message and once only; dropped once
+   * the BNDUPD is built, so that what waits for the BNDACK is the lease and no more (an
+   * in-flight item outlives a few scavenges, and whatever it holds is copied and promoted).
+   */
   options: readonly FailoverOption[];
 }
+
+const NO_OPTIONS: readonly FailoverOption[] = [];
 
 interface InFlight {
   items: Map<number, SentItem>;
@@ -891,6 +897,7 @@ export class BindingSync {
         { time: Math.floor(now), xid },
         items.map((i) => i.options),
       );
+      for (const item of items) item.options = NO_OPTIONS;
       out.push(
         stored
           ? { kind: "send-after-commit", message, connection: this.#connection }
