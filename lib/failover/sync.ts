@@ -334,8 +334,14 @@ export class BindingSync {
   /** maxBindingsPerBndupd of the options, and of the current connection. */
   readonly #defaultMaxBindings: number;
   #maxBindings: number;
-  /** Local changes not yet sent, by address; Map order is the sending order. */
-  #queue = new Map<number, Lease>();
+  /**
+   * Local changes not yet sent, by address; Map order is the sending order. The lease is kept
+   * only for the step that queued it (or one sent and to be sent again): after that the entry
+   * is null and the row is read when the change goes out. Under load, or while the partner is
+   * away, changes wait here long, and a lease kept that long is copied and promoted by V8's
+   * scavenges where a row read at sending time dies young.
+   */
+  #queue = new Map<number, Lease | null>();
   #inFlight = new Map<number, InFlight>();
   /** address -> xid of the BNDUPD carrying it (at most one per address). */
   #inFlightByAddress = new Map<number, number>();
@@ -456,6 +462,7 @@ export class BindingSync {
     this.#pump(input.now, out);
     this.#written.clear();
     this.#ackedInStep.clear();
+    for (const address of this.#fresh) if (this.#queue.has(address)) this.#queue.set(address, null);
     this.#fresh.clear();
     return out;
   }
@@ -828,11 +835,17 @@ export class BindingSync {
       for (const [address, queued] of this.#queue) {
         // One BNDUPD per address in flight: the next waits for the ack (§7.2.2 records tsfp).
         if (this.#inFlightByAddress.has(address) || batch.has(address)) continue;
-        // The committed row is the latest; the queued copy only stands in for a deleted row.
-        // A lease queued in this very step was read from the committed row a moment ago,
-        // unless this step has written it since.
+        // The committed row is the latest; a queued copy (one sent before, queued again) only
+        // stands in for a row that is gone. A lease queued in this very step was read from the
+        // committed row a moment ago, unless this step has written it since. No row and no
+        // copy: nothing of ours to tell.
         const lease = this.#written.get(address) ??
-          (this.#fresh.has(address) ? queued : this.#o.view.get(address) ?? queued);
+          (this.#fresh.has(address) ? queued : this.#o.view.get(address) ?? queued) ??
+          undefined;
+        if (lease === undefined) {
+          this.#queue.delete(address);
+          continue;
+        }
         if (!tryAdd(lease)) {
           full = true;
           break;

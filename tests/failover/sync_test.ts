@@ -392,6 +392,28 @@ Deno.test("BindingSync reads no row again for leases the caller just handed it; 
   a.store.get = get;
 });
 
+Deno.test("BindingSync keeps no copy of a change past its step: a row gone by sending time is not sent", () => {
+  const [a] = pair(1, { maxBindings: 1 });
+  const leases = testAddresses(3).map((address) => activeLease(address));
+  for (const lease of leases) a.store.put(lease);
+  a.store.commit();
+  a.step({ kind: "leases-changed", now: T0, leases });
+  assert.equal(a.sentBndupds.length, 1);
+  assert.equal(a.sync.status.queued, 2);
+  // The second change waits for window space; its row goes before it is sent.
+  a.store.delete((leases[1] as Lease).address);
+  a.store.commit();
+  const b = new Node("secondary", "secondary");
+  b.linkUp(10);
+  run(a, b);
+  assert.deepEqual(
+    transactions(a.sentBndupds),
+    [(leases[0] as Lease).address, (leases[2] as Lease).address],
+    "the change without a row is dropped, the next goes out",
+  );
+  assert.equal(a.sync.status.queued, 0);
+});
+
 Deno.test("BindingSync answers UPDREQALL with every binding, then UPDDONE after all BNDACKs", () => {
   const [a, b] = pair(10);
   const addresses = testAddresses(768);
