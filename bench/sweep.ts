@@ -84,8 +84,11 @@ function bisectRate(lo: number, hi: number): number | null {
 
 /**
  * Steps up until the first failure (halving down when the first step fails), bisects, then
- * confirms the best rate with fresh repeats; if most repeats fail, the next lower passing
- * rate is confirmed instead, or, when none is lower, half the rate (down to minRate).
+ * confirms the best rate with fresh repeats. If most repeats fail, that rate counts as failed:
+ * the sweep bisects again between it and the next lower passing rate (or, when none is lower,
+ * the first of its halves that passes, down to minRate) and confirms the best of that. Without
+ * the second bisection a server whose repeats failed at the top step (Kea at 16,000/s on
+ * 2026-12-03) was confirmed at half of it, with nothing tried in between.
  */
 export async function sweep<R extends SweepRun & { error?: string | undefined }>(
   plan: SweepPlan,
@@ -148,16 +151,20 @@ export async function sweep<R extends SweepRun & { error?: string | undefined }>
     lo = down.pass;
     hi = down.fail;
   }
-  if (lo > 0 && hi > 0) {
+  /** Narrows lo (passed) and hi (failed) with plan.bisections runs; false when a run failed to run. */
+  async function bisect(): Promise<boolean> {
+    if (lo === 0 || hi === 0) return true;
     for (let i = 0; i < plan.bisections; i++) {
       const mid = bisectRate(lo, hi);
       if (mid === null) break;
       const ok = await attempt(mid, "bisect");
-      if (ok === null) return failed();
+      if (ok === null) return false;
       if (ok) lo = mid;
       else hi = mid;
     }
+    return true;
   }
+  if (!await bisect()) return failed();
   while (lo > 0) {
     if (plan.repeats === 0) return result(lo, passed.get(lo) ?? null);
     const repeats: R[] = [];
@@ -170,15 +177,18 @@ export async function sweep<R extends SweepRun & { error?: string | undefined }>
     if (good.length * 2 > plan.repeats) {
       return result(lo, medianRun(good), good.length, plan.repeats);
     }
+    hi = lo;
     const lower = [...passed.keys()].filter((r) => r < lo);
     if (lower.length > 0) {
       lo = Math.max(...lower);
-      continue;
+    } else {
+      // No lower rate has passed yet (the sweep started at this one): halve until one passes.
+      const down = await stepDown(lo);
+      if (down === null) return failed();
+      lo = down.pass;
+      hi = down.fail;
     }
-    // No lower rate has passed yet (the sweep started at this one): halve until one passes.
-    const down = await stepDown(lo);
-    if (down === null) return failed();
-    lo = down.pass;
+    if (!await bisect()) return failed();
   }
   return result(0, null);
 }

@@ -173,11 +173,37 @@ Deno.test("sweep() halves down again when most repeats fail at the lowest rate t
     "repeat2@250",
     "repeat3@250",
     "stepdown@125",
+    "bisect@185",
     "repeat1@125",
     "repeat2@125",
     "repeat3@125",
   ]);
   assert.equal(r.bestRate, 125);
+  assert.equal(r.repeatsPassed, 3);
+});
+
+Deno.test("sweep() bisects below a rate whose repeats fail, then confirms the best of that", async () => {
+  // Kea on 2026-12-03: every step up to 16,000/s passed once, two repeats of three at 16,000
+  // failed; the old sweep confirmed 8,000 with nothing tried in between.
+  const f = fakeServer(14000, { 16000: ["PASS", "FAIL", "FAIL", "PASS"] });
+  const r = await sweep(
+    { steps: [4000, 8000, 16000], minRate: 50, bisections: 2, repeats: 3 },
+    f.measure,
+  );
+  assert.deepEqual(f.calls, [
+    "step@4000",
+    "step@8000",
+    "step@16000",
+    "repeat1@16000",
+    "repeat2@16000",
+    "repeat3@16000",
+    "bisect@12000",
+    "bisect@14000",
+    "repeat1@14000",
+    "repeat2@14000",
+    "repeat3@14000",
+  ]);
+  assert.equal(r.bestRate, 14000);
   assert.equal(r.repeatsPassed, 3);
 });
 
