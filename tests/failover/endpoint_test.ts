@@ -90,6 +90,16 @@ function untilState(servers: RunningServer[], state: string, what: string, ms: n
   return waitFor(what, () => servers.every((s) => stateOf(s) === state), ms);
 }
 
+/** Until the primary has noticed that its partner is gone. */
+function untilAlone(primary: RunningServer) {
+  return untilState(
+    [primary],
+    "COMMUNICATIONS-INTERRUPTED",
+    "the primary in COMMUNICATIONS-INTERRUPTED",
+    10_000,
+  );
+}
+
 function udpPortOf(c: Config): number {
   const l = c.listen[0];
   assert.ok(l && l.kind === "address");
@@ -198,12 +208,7 @@ Deno.test("a fresh duet pair reaches NORMAL, shares a lease by BNDUPD and resume
     // Restart the secondary: it resumes from NORMAL (§9.3.2) and returns to NORMAL.
     await secondary.stop();
     secondary = undefined;
-    await untilState(
-      [primary],
-      "COMMUNICATIONS-INTERRUPTED",
-      "the primary in COMMUNICATIONS-INTERRUPTED",
-      10_000,
-    );
+    await untilAlone(primary);
     // What it stored is NORMAL: stopping does not record a communications failure.
     const stored = SqliteLeaseStore.open(secondaryConfig.database, { readOnly: true });
     try {
@@ -230,12 +235,7 @@ Deno.test("a fresh duet pair reaches NORMAL, shares a lease by BNDUPD and resume
     control = await startControl(primary, { socket, config: primaryConfig, logger: pLogger });
     await secondary.stop();
     secondary = undefined;
-    await untilState(
-      [primary],
-      "COMMUNICATIONS-INTERRUPTED",
-      "the primary in COMMUNICATIONS-INTERRUPTED",
-      10_000,
-    );
+    await untilAlone(primary);
     const cli = await runDuet(["partner-down", "--socket", socket]);
     assert.equal(cli.code, 0, cli.stderr);
     assert.equal(cli.stdout, "COMMUNICATIONS-INTERRUPTED -> PARTNER-DOWN\n");
@@ -288,12 +288,7 @@ Deno.test("a pair member whose clock steps back a day still waits PARTNER-DOWN's
     await untilState([primary, s], "NORMAL", "both servers in NORMAL", 20_000);
     await secondary.stop();
     secondary = undefined;
-    await untilState(
-      [primary],
-      "COMMUNICATIONS-INTERRUPTED",
-      "the primary in COMMUNICATIONS-INTERRUPTED",
-      10_000,
-    );
+    await untilAlone(primary);
     stepMs = -DAY * 1000;
     await waitFor("the step applied", () => primary.shell.clockHealth.steps === 1, 5_000);
     assert.equal(primary.failover?.command("partner-down").accepted, true);
