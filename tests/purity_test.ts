@@ -13,6 +13,8 @@ const SHELLS = new Set([
   "lib/server/udp_deno.ts",
   "lib/server/udp_ffi.ts",
   "lib/server/libc.ts",
+  "lib/server/bpf.ts", // bpf(2): loads the kernel filter lib/balance/kernel_filter.ts builds
+  "lib/server/kernel_balance.ts", // the filter's one-second timer
   "lib/store/sqlite.ts",
   "lib/peer/tcp.ts",
   "lib/control/http.ts",

@@ -18,6 +18,9 @@ export const SO_RCVBUF = 8;
 /** SO_RCVBUF beyond net.core.rmem_max; needs CAP_NET_ADMIN, socket(7). */
 export const SO_RCVBUFFORCE = 33;
 export const SO_BINDTODEVICE = 25;
+/** Attach an eBPF socket filter by program fd; detach any filter (asm-generic/socket.h). */
+export const SO_ATTACH_BPF = 50;
+export const SO_DETACH_FILTER = 27;
 export const IPPROTO_IP = 0;
 export const IP_PKTINFO = 8;
 export const MSG_DONTWAIT = 0x40;
@@ -63,6 +66,11 @@ const SYMBOLS = {
   if_indextoname: { parameters: ["u32", "buffer"], result: "pointer" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   strerror: { parameters: ["i32"], result: "pointer" },
+  /** syscall(number, a, b, c): bpf(2), which glibc does not wrap. */
+  syscall: { parameters: ["i64", "i64", "buffer", "u64"], result: "i64" },
+  /** getifaddrs(&list) / freeifaddrs(list): this host's addresses (server identifiers). */
+  getifaddrs: { parameters: ["buffer"], result: "i32" },
+  freeifaddrs: { parameters: ["pointer"], result: "void" },
   __errno_location: { parameters: [], result: "pointer" },
   /** Runs on a worker thread and returns a Promise; errno is not readable afterwards. */
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
@@ -186,4 +194,39 @@ export function interfaceName(index: number, scratch = new Uint8Array(IF_NAMESIZ
   if (p === null) return null;
   const end = scratch.indexOf(0);
   return new TextDecoder().decode(scratch.subarray(0, end < 0 ? scratch.length : end));
+}
+
+/**
+ * This host's IPv4 addresses (getifaddrs(3)), as numbers, without duplicates: what a DHCP
+ * reply's server identifier can be (lib/server/dhcp.ts uses the arrival interface's).
+ */
+export function localIpv4Addresses(): number[] {
+  const lib = libc();
+  const head = new BigUint64Array(1);
+  if (lib.getifaddrs(new Uint8Array(head.buffer)) !== 0) {
+    throw errnoError("Cannot list this host's addresses (getifaddrs)");
+  }
+  const first = Deno.UnsafePointer.create(head[0] as bigint);
+  const out = new Set<number>();
+  try {
+    // struct ifaddrs (LP64): ifa_next @0, ifa_name @8, ifa_flags @16, ifa_addr @24.
+    for (let p = first, n = 0; p !== null && n < 65536; n++) {
+      const entry = new Deno.UnsafePointerView(p);
+      const addr = entry.getPointer(24);
+      if (addr !== null) {
+        const sa = new Deno.UnsafePointerView(addr);
+        // struct sockaddr_in: sin_family @0 (host order), sin_addr @4 (network order).
+        if (sa.getUint16(0) === AF_INET) {
+          out.add(
+            ((sa.getUint8(4) << 24) | (sa.getUint8(5) << 16) | (sa.getUint8(6) << 8) |
+              sa.getUint8(7)) >>> 0,
+          );
+        }
+      }
+      p = entry.getPointer(0);
+    }
+  } finally {
+    if (first !== null) lib.freeifaddrs(first);
+  }
+  return [...out];
 }

@@ -59,6 +59,13 @@ export interface Transport {
    * without it sends each datagram at once.
    */
   batch?(sends: () => void): void;
+  /**
+   * Attaches an eBPF socket filter (lib/server/bpf.ts) by its program's file descriptor;
+   * throws when the kernel refuses. Only transports on raw sockets (udp_ffi.ts) have it.
+   */
+  attachSocketFilter?(programFd: number): void;
+  /** Removes the attached socket filter, if any (SO_DETACH_FILTER); never throws. */
+  detachSocketFilter?(): void;
   /** Stops `run` and releases the socket(s). Idempotent. */
   close(): void;
 }

@@ -31,7 +31,9 @@ import {
   POLLNVAL,
   setIntOption,
   SIOCSARP,
+  SO_ATTACH_BPF,
   SO_BROADCAST,
+  SO_DETACH_FILTER,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
   SO_REUSEADDR,
@@ -106,6 +108,8 @@ export interface FfiTransport extends Transport {
    */
   readonly receiveBuffer: number;
   batch(sends: () => void): void;
+  attachSocketFilter(programFd: number): void;
+  detachSocketFilter(): void;
 }
 
 // Byte layouts, Linux LP64 (x86_64 / aarch64), little-endian host order.
@@ -692,6 +696,14 @@ class FfiUdpTransport implements FfiTransport {
       a.set(entry.bytes.subarray(0, IF_NAMESIZE), ARP_DEV);
     }
     return this.#lib.ioctl(this.#fd, SIOCSARP_REQUEST, a) === 0;
+  }
+
+  attachSocketFilter(programFd: number): void {
+    setIntOption(this.#fd, SOL_SOCKET, SO_ATTACH_BPF, programFd, `SO_ATTACH_BPF on ${this.name}`);
+  }
+
+  detachSocketFilter(): void {
+    if (!this.#fdsClosed) trySetIntOption(this.#fd, SOL_SOCKET, SO_DETACH_FILTER, 0);
   }
 
   close(): void {
