@@ -29,6 +29,7 @@ import { type PoolStatus, poolUsage } from "../control/pools.ts";
 import type { Transport } from "../server/transport.ts";
 import { openDenoTransport } from "../server/udp_deno.ts";
 import { openFfiTransport } from "../server/udp_ffi.ts";
+import { KernelBalancer } from "../server/kernel_balance.ts";
 import { SqliteLeaseStore } from "../store/sqlite.ts";
 import { hbaFromSplit, wireHba } from "../balance/hba.ts";
 import type { LinkSettings } from "../peer/link.ts";
@@ -120,6 +121,8 @@ export interface RunningServer {
   peer: PeerService | null;
   /** The failover endpoint (state machine and binding sync) that owns `peer`. */
   failover: FailoverEndpoint | null;
+  /** The kernel's load-balancing filter beside the endpoint (lib/server/kernel_balance.ts). */
+  kernelFilter: KernelBalancer | null;
   /** The lease-event hook runner (idle when no `hooks:` section is configured). */
   hooks: HookRunner;
   /** Utilisation of every pool of the configuration in force. */
@@ -371,6 +374,18 @@ export function startServer(config: Config, options: StartOptions): RunningServe
       throw e;
     }
   }
+  // draft-12 §5.3 in the kernel: while NORMAL, the partner's broadcasts never wake this server.
+  const kernelFilter = failover === null ? null : new KernelBalancer({
+    transports,
+    source: failover,
+    serverId: () => current.serverId ?? null,
+    counters: () => core.counters,
+    logger,
+    enabled: f?.kernelFilter ?? false,
+  });
+  if (failover !== null && kernelFilter !== null) {
+    failover.onStateChange = () => kernelFilter.sync();
+  }
   shell.start();
   // The wall time the database was last known good at, for the next start (alignStoredTimes):
   // a small commit of its own, between the shell's batches (no reply waits for it, and it is
@@ -504,6 +519,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     transports,
     peer,
     failover,
+    kernelFilter,
     hooks,
     pools: () => poolUsage(current.subnets, store),
     reload() {
@@ -532,6 +548,7 @@ export function startServer(config: Config, options: StartOptions): RunningServe
         clearInterval(wallTimer);
         if (stopOptions.shutdown === true) await failover?.shutdown();
         else await failover?.stop();
+        kernelFilter?.stop();
         await shell.stop();
         recordWall();
         await hooks.stop(HOOK_STOP_GRACE_MS);

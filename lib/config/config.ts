@@ -86,6 +86,7 @@ export const FAILOVER_DEFAULTS = {
   // draft-12 §5.10: partners MAY differ in time by any amount (the delta is tracked per
   // message); §11.1 only asks that a limit be configurable, so none is set by default.
   maxClockSkew: 0,
+  kernelFilter: true,
   /** Used by applyPeerFlags() when no `failover:` section gives one (ISC's usual value). */
   mclt: 3600,
   /** Used by applyPeerFlags() on a primary without `split`/`hba`: half the buckets each. */
@@ -141,6 +142,7 @@ const FAILOVER_KEYS = [
   "shared-secret-file",
   "auto-partner-down",
   "max-clock-skew",
+  "kernel-filter",
   "tls",
 ] as const;
 const TLS_KEYS = ["cert-file", "key-file", "ca-file", "require", "server-name"] as const;
@@ -1199,6 +1201,8 @@ function readFailover(ctx: Ctx, e: Entry, listen: readonly ListenSpec[]): Failov
       `"max-balance" (${maxBalance}) is below "min-balance" (${minBalance})`,
     );
   }
+  const kf = at("kernel-filter");
+  const kernelFilter = (kf ? readBool(ctx, kf) : undefined) ?? FAILOVER_DEFAULTS.kernelFilter;
   const hp = at("hba-polarity");
   let hbaPolarity: "isc" | "draft" = FAILOVER_DEFAULTS.hbaPolarity;
   if (hp) {
@@ -1241,6 +1245,7 @@ function readFailover(ctx: Ctx, e: Entry, listen: readonly ListenSpec[]): Failov
     sharedSecretFilePos,
     autoPartnerDown,
     maxClockSkew,
+    kernelFilter,
     tls,
   };
 }
@@ -2096,6 +2101,7 @@ export function applyPeerFlags(config: Config, flags: PeerFlags): Config {
       sharedSecretFilePos: { line: 0, col: 0 },
       autoPartnerDown: FAILOVER_DEFAULTS.autoPartnerDown,
       maxClockSkew: FAILOVER_DEFAULTS.maxClockSkew,
+      kernelFilter: FAILOVER_DEFAULTS.kernelFilter,
       tls: null,
     }
     : { ...base };

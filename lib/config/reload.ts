@@ -127,6 +127,7 @@ const FAILOVER_FIELDS: [string, keyof FailoverConfig][] = [
   ["shared-secret-file", "sharedSecretFile"],
   ["auto-partner-down", "autoPartnerDown"],
   ["max-clock-skew", "maxClockSkew"],
+  ["kernel-filter", "kernelFilter"],
 ];
 
 /** The subnet keys whose change a reload applies, with their Config field. */

@@ -181,6 +181,11 @@ export interface FailoverConfig {
   autoPartnerDown: number;
   /** Largest accepted clock difference with the partner in seconds (§11.1); 0 = no limit. */
   maxClockSkew: number;
+  /**
+   * Drop the partner's broadcasts in the kernel while NORMAL (an eBPF socket filter,
+   * lib/server/bpf.ts) instead of waking for them; needs CAP_BPF, else user space decides.
+   */
+  kernelFilter: boolean;
   /** TLS on the partner link (draft-12 §11.2), or null for none. */
   tls: FailoverTlsConfig | null;
 }

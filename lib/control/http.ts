@@ -14,6 +14,7 @@
  *                       applied or unchanged, 422 invalid, 409 refused (the configuration in
  *                       force stays), each with the problems and their line:col
  */
+import type { KernelFilterStatus } from "../server/kernel_balance.ts";
 import type { Config } from "../config/types.ts";
 import type { ReloadOutcome, ReloadResult } from "../config/reload.ts";
 import type { HookStatus } from "../hooks/runner.ts";
@@ -64,6 +65,8 @@ export interface ControlSource {
     /** The last state transitions, oldest first (epoch seconds). */
     readonly transitions?: readonly { time: number; from: string; to: string; reason: string }[];
   } | null;
+  /** The kernel's load-balancing filter (lib/server/kernel_balance.ts), with an endpoint. */
+  kernelFilter?: { status(): KernelFilterStatus } | null;
   /** Per-pool utilisation (lib/control/pools.ts), read when a status is built. */
   pools?(): PoolStatus[];
   /** The lease-event hook runner (lib/hooks/runner.ts). */
@@ -270,6 +273,7 @@ export async function startControl(
           peer: source.peer?.status() ?? null,
           local: source.failover?.status() ?? null,
           transitions: source.failover?.transitions ?? [],
+          kernelFilter: source.kernelFilter?.status() ?? null,
         }
         : null,
       hooks: hookStatus(),

@@ -283,6 +283,25 @@ export function renderMetrics(s: StatusSnapshot): string {
           n.backup === undefined ? [] : [{ labels: [["subnet", n.subnet]], value: n.backup }]
         ),
       },
+      ...(f.kernelFilter === undefined ? [] : [
+        {
+          name: "duet_kernel_filter_active",
+          help:
+            "1 while the kernel's eBPF filter drops the partner's load-balanced requests (NORMAL), else 0.",
+          type: "gauge" as const,
+          samples: [{ value: f.kernelFilter.state === "dropping" ? 1 : 0 }],
+        },
+        {
+          name: "duet_kernel_filter_dropped_total",
+          help:
+            "Requests the kernel's filter dropped as the partner's (also counted in duet_packets_dropped_total).",
+          type: "counter" as const,
+          samples: Object.entries(f.kernelFilter.dropped).map(([type, value]) => ({
+            labels: [["type", type]] as [string, string][],
+            value,
+          })),
+        },
+      ]),
       {
         name: "duet_failover_link_up",
         help: "1 when the failover partner link is up (draft-12 §8.3), else 0.",

@@ -3,6 +3,7 @@
  * human rendering. Pure: the shell (lib/control/http.ts) gathers the parts, buildStatus()
  * turns them into one plain JSON-able object.
  */
+import type { KernelFilterStatus } from "../server/kernel_balance.ts";
 import type { DhcpCounters } from "../server/dhcp.ts";
 import type { ClockHealth, ShellCounters, StoreHealth } from "../server/shell.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
@@ -97,6 +98,12 @@ export interface FailoverStatus {
   };
   /** The last state transitions (up to 10), oldest first, each with the reason logged. */
   transitions: TransitionStatus[];
+  /**
+   * The kernel's load-balancing filter: whether it drops the partner's requests now
+   * (`dropping`, NORMAL), stands by (`passing`), is `off` by configuration or `unavailable`
+   * (with the kernel's reason), and how many requests it dropped. Absent without an endpoint.
+   */
+  kernelFilter?: KernelFilterStatus;
 }
 
 /** One failover state transition (draft-12 §9). */
@@ -227,6 +234,8 @@ export interface StatusParts {
     } | null;
     /** FailoverEndpoint.transitions: times in epoch seconds. */
     transitions?: readonly { time: number; from: string; to: string; reason: string }[];
+    /** The kernel's load-balancing filter (lib/server/kernel_balance.ts). */
+    kernelFilter?: KernelFilterStatus | null;
   } | null;
   hooks?: HookStatus | null;
   /** Reload counts and the last reload (lib/cli/serve.ts). */
@@ -314,6 +323,7 @@ function failoverOf(f: NonNullable<StatusParts["failover"]>): FailoverStatus {
         ackLatency: p?.bndupdAck ?? null,
       },
     }),
+    ...(f.kernelFilter ? { kernelFilter: f.kernelFilter } : {}),
     transitions: (f.transitions ?? []).map((t) => ({
       time: iso(t.time),
       from: t.from,
@@ -484,6 +494,17 @@ export function renderStatus(s: StatusSnapshot): string {
       `${u.queued} queued, ${u.unacked} unacked; ${u.sent} sent, ${u.accepted} accepted, ` +
         `${u.rejected} rejected`,
     );
+  }
+  const k = f?.kernelFilter;
+  if (k) {
+    const dropped = k.dropped.DHCPDISCOVER + k.dropped.DHCPREQUEST;
+    const what = {
+      dropping: "drops the partner's requests",
+      passing: "passes every request (not NORMAL)",
+      off: "off (failover.kernel-filter)",
+      unavailable: `unavailable: ${k.reason ?? "unknown"}`,
+    }[k.state];
+    row("kernel", `${what}; ${dropped} dropped`);
   }
   (f?.transitions ?? []).forEach((t, i) => {
     row(

@@ -5,7 +5,8 @@
  * events and partner messages to the two pure engines and runs their actions in order. Clock
  * and timers come in through `EndpointClock`, so this module itself stays free of them.
  */
-import { hashKey, type Polarity, shouldAnswer } from "../balance/hash.ts";
+import { hashKey, isMine as bucketIsMine, type Polarity, shouldAnswer } from "../balance/hash.ts";
+import { mineBitmap } from "../balance/kernel_filter.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import type { DhcpEffect, FailoverView } from "../server/dhcp.ts";
@@ -209,6 +210,8 @@ export class FailoverEndpoint implements FailoverView {
    * or the one the primary sent on the current connection; null before any.
    */
   #hba: Uint8Array | null = null;
+  /** kernelBalance()'s bitmap, for the assignment it was made from. */
+  #mine: { hba: Uint8Array; bits: Uint8Array } | null = null;
   readonly #polarity: Polarity;
   /** Pool balancing (§5.4): when the primary last balanced, and the periodic timer. */
   #balancedAt = -Infinity;
@@ -332,6 +335,29 @@ export class FailoverEndpoint implements FailoverView {
       loadBalanceMaxSeconds: this.#o.config.failover?.loadBalanceMaxSeconds ?? 3,
     });
   }
+
+  /**
+   * What the kernel's load-balancing filter decides by (lib/balance/kernel_filter.ts): in
+   * NORMAL with an assignment, the buckets this server answers (a bitmap, role and polarity
+   * resolved) and load-balance-max-seconds, as isMine() uses them; null in any other state
+   * (the filter then passes every request up).
+   */
+  kernelBalance(): { mine: Uint8Array; loadBalanceMaxSeconds: number } | null {
+    const hba = this.#hba;
+    if (hba === null || this.#machine?.state !== ServerState.NORMAL) return null;
+    if (this.#mine?.hba !== hba) {
+      const role = this.role;
+      const polarity = this.#polarity;
+      this.#mine = { hba, bits: mineBitmap((b) => bucketIsMine(role, hba, b, polarity)) };
+    }
+    return {
+      mine: this.#mine.bits,
+      loadBalanceMaxSeconds: this.#o.config.failover?.loadBalanceMaxSeconds ?? 3,
+    };
+  }
+
+  /** Called after every change of state (the kernel filter follows NORMAL with it). */
+  onStateChange: (() => void) | null = null;
 
   /** §5.11: this server's change of the binding has not been sent to the partner. */
   unsent(address: number): boolean {
@@ -589,7 +615,10 @@ export class FailoverEndpoint implements FailoverView {
         const { machine, actions } = transition(m, input);
         this.#machine = machine;
         this.#runActions(actions);
-        if (machine.state !== m.state) this.#entered(machine.state);
+        if (machine.state !== m.state) {
+          this.#entered(machine.state);
+          this.onStateChange?.();
+        }
         for (const a of actions) {
           const f = a.kind === "log" ? a.fields : undefined;
           if (f?.from === undefined || f.to === undefined) continue;

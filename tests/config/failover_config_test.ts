@@ -57,6 +57,7 @@ Deno.test("parseConfig() reads every failover key into the right value", () => {
   shared-secret-file: /etc/duet/pair.secret
   auto-partner-down: 3600
   max-clock-skew: 10
+  kernel-filter: false
 `));
   assert.deepEqual(f, {
     role: "primary",
@@ -79,6 +80,7 @@ Deno.test("parseConfig() reads every failover key into the right value", () => {
     sharedSecretFilePos: { line: 22, col: 23 },
     autoPartnerDown: 3600,
     maxClockSkew: 10,
+    kernelFilter: false,
     tls: null,
   });
 });
@@ -166,6 +168,11 @@ const BROKEN: [string, string, Expect][] = [
     withFailover(PRIMARY + "  peer_port: 647\n"),
     [[11, 3, 'Unknown key "peer_port": did you mean "peer-port"?']],
   ],
+  ["kernel-filter not a boolean", withFailover(PRIMARY + "  kernel-filter: maybe\n"), [[
+    11,
+    18,
+    '"kernel-filter"',
+  ]]],
   ["unknown key far from any", withFailover(PRIMARY + "  colour: blue\n"), [[
     11,
     3,
@@ -685,6 +692,7 @@ Deno.test("applyPeerFlags() makes a standalone server a primary with defaults", 
     sharedSecretFilePos: { line: 0, col: 0 },
     autoPartnerDown: 0,
     maxClockSkew: 0,
+    kernelFilter: true,
     tls: null,
   });
   assert.deepEqual(out.subnets, c.subnets);

@@ -220,9 +220,19 @@ Deno.test("renderMetrics() reports the failover link, partner state, skew and co
         updatesRejected: 1,
       },
     },
+    kernelFilter: { state: "dropping", reason: null, dropped: { DHCPDISCOVER: 7, DHCPREQUEST: 5 } },
   };
   const families = parseExposition(renderMetrics(buildStatus(parts)));
   assert.equal(sample(families.get("duet_failover_link_up")), 1);
+  assert.equal(sample(families.get("duet_kernel_filter_active")), 1);
+  assert.equal(
+    sample(families.get("duet_kernel_filter_dropped_total"), { type: "DHCPDISCOVER" }),
+    7,
+  );
+  assert.equal(
+    sample(families.get("duet_kernel_filter_dropped_total"), { type: "DHCPREQUEST" }),
+    5,
+  );
   const states = families.get("duet_failover_partner_state")?.samples ?? [];
   assert.deepEqual(states.filter((s) => s.value === 1).map((s) => s.labels.state), [
     "PARTNER-DOWN",
@@ -253,6 +263,7 @@ Deno.test("renderMetrics() with the link down has no skew or contact samples", (
   assert.ok(families.get("duet_failover_partner_state")?.samples.every((s) => s.value === 0));
   assert.equal(families.get("duet_failover_clock_skew_seconds")?.samples.length, 0);
   assert.equal(families.get("duet_failover_seconds_since_contact")?.samples.length, 0);
+  assert.equal(families.has("duet_kernel_filter_active"), false, "no endpoint, no filter");
 });
 
 Deno.test("renderMetrics() reports the BNDUPD backlog and the BNDACK round-trip quantiles", () => {

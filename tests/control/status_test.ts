@@ -120,6 +120,7 @@ Deno.test("buildStatus() reports binding updates and the last transitions with r
       { time: 1_700_000_100, from: "RECOVER", to: "RECOVER-DONE", reason: "UPDDONE received" },
       { time: 1_700_000_200, from: "RECOVER-DONE", to: "NORMAL", reason: "partner RECOVER-DONE" },
     ],
+    kernelFilter: { state: "dropping", reason: null, dropped: { DHCPDISCOVER: 7, DHCPREQUEST: 5 } },
   };
   const s = buildStatus(parts);
   assert.deepEqual(JSON.parse(JSON.stringify(s)), s);
@@ -146,8 +147,30 @@ Deno.test("buildStatus() reports binding updates and the last transitions with r
       reason: "partner RECOVER-DONE",
     },
   ]);
+  assert.deepEqual(s.failover?.kernelFilter, {
+    state: "dropping",
+    reason: null,
+    dropped: { DHCPDISCOVER: 7, DHCPREQUEST: 5 },
+  });
   const lines = renderStatus(s).split("\n");
   assert.ok(lines.includes("updates   2 queued, 1 unacked; 9 sent, 8 accepted, 0 rejected"));
+  assert.ok(lines.includes("kernel    drops the partner's requests; 12 dropped"), lines.join("\n"));
+  const unavailable = buildStatus({
+    ...parts,
+    failover: {
+      ...parts.failover,
+      kernelFilter: {
+        state: "unavailable",
+        reason: "Cannot create the eBPF map: Operation not permitted",
+        dropped: { DHCPDISCOVER: 0, DHCPREQUEST: 0 },
+      },
+    },
+  });
+  assert.ok(
+    renderStatus(unavailable).includes(
+      "kernel    unavailable: Cannot create the eBPF map: Operation not permitted; 0 dropped",
+    ),
+  );
   const at = lines.indexOf(
     "states    2023-11-14T22:15:00Z RECOVER -> RECOVER-DONE (UPDDONE received)",
   );
