@@ -232,6 +232,10 @@ export function describeRun(r: RunResult): string {
     (r.pair
       ? `secondary leases=${r.pair.leasesSecondary ?? "?"} acks=${
         r.pair.acks ? `${r.pair.acks.primary}/${r.pair.acks.secondary}` : "?"
+      }${
+        r.pair.kernelDropped
+          ? ` kdrop=${r.pair.kernelDropped.primary}/${r.pair.kernelDropped.secondary}`
+          : ""
       } bndack p50/p99=${r.pair.bndackP50Ms ?? "-"}/${r.pair.bndackP99Ms ?? "-"} ms backlog=${
         r.pair.backlogPeak ?? "-"
       } drain=${r.pair.drainSeconds ?? "-"}s `

@@ -55,6 +55,11 @@ export interface PairExtras {
   acks: Record<PairRole, number> | null;
   /** BNDUPD -> BNDACK round trips measured by each side (duet only). */
   bndack: Record<PairRole, AckLatencySummary | null> | null;
+  /**
+   * Requests each side's kernel filter dropped as the partner's since it started (duet
+   * only; 0 with BENCH_KERNEL_FILTER=0 or where the kernel refuses eBPF), or null.
+   */
+  kernelDropped?: Record<PairRole, number> | null;
   /** The larger side's median and p99, ms. */
   bndackP50Ms: number | null;
   bndackP99Ms: number | null;
@@ -81,7 +86,7 @@ export interface PairSpec {
   /** Sizes of both sides' backlogs, or null when the pair cannot tell (ISC). */
   backlog(dir: string): Promise<Record<PairRole, number> | null>;
   /** Failover figures read before the servers stop (duet: GET /status). */
-  stats(dir: string): Promise<Pick<PairExtras, "acks" | "bndack">>;
+  stats(dir: string): Promise<Pick<PairExtras, "acks" | "bndack" | "kernelDropped">>;
   /** Active leases each side persisted (after the servers stopped). */
   countLeases(dir: string): Promise<Record<PairRole, number>>;
 }
@@ -136,6 +141,8 @@ export function duetPairConfig(dbDir: string, role: PairRole, t: PairTopology): 
     `  load-balance-max-seconds: ${s.loadBalanceMaxSeconds}`,
     `  max-unacked-bndupd: ${s.maxUnackedBndupd}`,
     `  max-response-delay: ${s.maxResponseDelay}`,
+    // BENCH_KERNEL_FILTER=0 measures the pair balancing in user space only (bench/README.md).
+    ...(Deno.env.get("BENCH_KERNEL_FILTER") === "0" ? ["  kernel-filter: false"] : []),
     "",
   ].join("\n");
 }
@@ -148,7 +155,12 @@ export interface DuetPairStatus {
   dhcp: { sent: Record<string, number> };
   failover: {
     updates?: { queued: number; unacked: number; ackLatency: AckLatencySummary | null };
+    kernelFilter?: { dropped: Record<string, number> };
   } | null;
+}
+
+function kernelDropped(s: DuetPairStatus): number {
+  return Object.values(s.failover?.kernelFilter?.dropped ?? {}).reduce((a, b) => a + b, 0);
 }
 
 /** In NORMAL with a NORMAL partner and nothing waiting for the partner's acknowledgement. */
@@ -319,6 +331,7 @@ const DUET_PAIR: PairSpec = {
         primary: p.failover?.updates?.ackLatency ?? null,
         secondary: s.failover?.updates?.ackLatency ?? null,
       },
+      kernelDropped: { primary: kernelDropped(p), secondary: kernelDropped(s) },
     };
   },
   async countLeases(dir) {
@@ -672,6 +685,7 @@ export async function measurePairRun(
     pair: {
       leasesSecondary: counts?.secondary ?? null,
       acks: stats.acks,
+      kernelDropped: stats.kernelDropped ?? null,
       bndack,
       bndackP50Ms: worse(bndack?.primary?.p50Ms, bndack?.secondary?.p50Ms),
       bndackP99Ms: worse(bndack?.primary?.p99Ms, bndack?.secondary?.p99Ms),
