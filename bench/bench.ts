@@ -86,7 +86,7 @@ export function parseSettings(env: (name: string) => string | undefined): BenchS
     return n;
   };
   const steps = (parseList(env("BENCH_RATES")) ??
-    (quick ? ["250", "2000"] : ["500", "1000", "2000", "4000", "8000", "16000"]))
+    (quick ? ["250", "2000"] : ["500", "1000", "2000", "4000", "8000", "16000", "32000"]))
     .map(Number);
   if (steps.some((r) => !Number.isInteger(r) || r <= 0)) {
     throw new RangeError(
