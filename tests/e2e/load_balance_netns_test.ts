@@ -275,3 +275,61 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "duet pair in namespaces: a secondary that may not load eBPF balances in user space, says why, and the split is the same",
+  sanitizeResources: false,
+  async fn(t) {
+    if (!requireOrSkip(t, netnsPrerequisites(["perfdhcp", "setpriv"]))) return;
+    const noKernel = kernelFilterRefusal();
+    if (!requireOrSkip(t, noKernel === null ? null : `this kernel refuses eBPF: ${noKernel}`)) {
+      return;
+    }
+    const pair = await PairLab.create("lbu", {
+      pool: POOL,
+      mclt: 30,
+      split: 128,
+      leaseTime: { default: 600, max: 3600 },
+      maxResponseDelay: MAX_RESPONSE_DELAY,
+      loadBalanceMaxSeconds: 3,
+    }, [{ name: "c", address: "198.18.0.2/15", mac: "02:00:00:00:f2:02" }]);
+    try {
+      // Root without CAP_BPF, CAP_SYS_ADMIN and CAP_PERFMON: bpf(2) refuses the map.
+      await pair.start("secondary", "info", [
+        "setpriv",
+        "--bounding-set=-bpf,-sys_admin,-perfmon",
+      ]);
+      await pair.start("primary", "info");
+      await pair.waitState("primary", "normal", "normal", 20_000);
+      await pair.waitState("secondary", "normal", "normal", 20_000);
+      const secondaryLog = pair.servers.secondary?.stderr ?? "";
+      assert.match(secondaryLog, /Load balancing in user space only: no kernel filter/);
+      assert.match(secondaryLog, /Operation not permitted/);
+      const n = 400;
+      const out = await pair.lab.exec(pair.ns.c as string, perfdhcp("02:00:00:b0:00:00", n, 200), {
+        timeoutMs: 30_000,
+      });
+      const counts = perfdhcpCounts(out.stdout);
+      const sent = counts.do[0] as number;
+      assert.ok(sent >= n, out.stdout);
+      assert.equal(counts.ra[1], sent, out.stdout);
+      const p = await pair.status("primary");
+      const s = await pair.status("secondary");
+      assert.equal(acks(p) + acks(s), sent);
+      assert.equal(p.failover?.kernelFilter?.state, "dropping");
+      assert.equal(p.failover?.kernelFilter?.dropped.DHCPDISCOVER, sent - acks(p));
+      const k = s.failover?.kernelFilter;
+      assert.equal(k?.state, "unavailable", JSON.stringify(k));
+      assert.match(k?.reason ?? "", /needs CAP_BPF or root/);
+      // The user-space refusals of the secondary are the kernel's of the primary, mirrored.
+      assert.equal(s.dhcp.dropped["load-balanced"], sent - acks(s));
+      assert.equal(s.dhcp.received.DHCPDISCOVER, sent);
+      assert.equal(p.dhcp.received.DHCPDISCOVER, sent);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${pair.logs(40)}`, { cause: e });
+    } finally {
+      await pair.cleanup();
+    }
+  },
+});

@@ -145,13 +145,15 @@ ${failover.map((l) => `  ${l}\n`).join("")}`;
   }
 
   /** Starts (or restarts, with its database) one server and waits for `duet serving`. */
-  async start(role: Role, logLevel = "debug"): Promise<DuetProcess> {
+  /** Starts one server; `wrap` runs it through a command first (e.g. setpriv, dropping a capability). */
+  async start(role: Role, logLevel = "debug", wrap: string[] = []): Promise<DuetProcess> {
     const ns = this.ns[role === "primary" ? "p" : "s"] as string;
     const p = new DuetProcess(["--config", this.configPath(role), "--log-level", logLevel], [
       "ip",
       "netns",
       "exec",
       ns,
+      ...wrap,
     ]);
     this.servers[role] = p;
     this.#history.push({ name: `${role} #${this.#history.length + 1}`, p });
