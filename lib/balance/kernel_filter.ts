@@ -170,13 +170,12 @@ class Asm {
     return this.i(0, 0, 0, 0, 0);
   }
   /** r0 = bpf_skb_load_bytes(ctx=r6, offset=r<reg> + add, fp+at, len) (r1-r5 clobbered). */
-  loadBytes(offsetReg: number | null, add: number, at: number, len: number | "r4"): this {
+  loadBytes(offsetReg: number | null, add: number, at: number, len: number): this {
     this.i(OP.movX, 1, 6, 0, 0);
     if (offsetReg === null) this.i(OP.movK, 2, 0, 0, add);
     else this.i(OP.movX, 2, offsetReg, 0, 0).i(OP.addK, 2, 0, 0, add);
     this.i(OP.movX, 3, 10, 0, 0).i(OP.addK, 3, 0, 0, at);
-    if (len !== "r4") this.i(OP.movK, 4, 0, 0, len);
-    return this.i(OP.call, 0, 0, 0, FN_SKB_LOAD_BYTES);
+    return this.i(OP.movK, 4, 0, 0, len).i(OP.call, 0, 0, 0, FN_SKB_LOAD_BYTES);
   }
   bytes(): Uint8Array {
     const out = new Uint8Array(this.insns.length * 8);

@@ -375,16 +375,18 @@ export function startServer(config: Config, options: StartOptions): RunningServe
     }
   }
   // draft-12 §5.3 in the kernel: while NORMAL, the partner's broadcasts never wake this server.
-  const kernelFilter = failover === null ? null : new KernelBalancer({
-    transports,
-    source: failover,
-    serverId: () => current.serverId ?? null,
-    counters: () => core.counters,
-    logger,
-    enabled: f?.kernelFilter ?? false,
-  });
-  if (failover !== null && kernelFilter !== null) {
-    failover.onStateChange = () => kernelFilter.sync();
+  let kernelFilter: KernelBalancer | null = null;
+  if (failover !== null) {
+    const k = new KernelBalancer({
+      transports,
+      source: failover,
+      serverId: () => current.serverId ?? null,
+      counters: () => core.counters,
+      logger,
+      enabled: f?.kernelFilter === true,
+    });
+    failover.onStateChange = () => k.sync();
+    kernelFilter = k;
   }
   shell.start();
   // The wall time the database was last known good at, for the next start (alignStoredTimes):

@@ -32,6 +32,15 @@ const POOL = `${POOL_FIRST} - ${POOL_LAST}`;
 const CLIENTS = 2000;
 /** Seconds without a message before the link is declared down (draft-12 §8.3). */
 const MAX_RESPONSE_DELAY = 10;
+/** Both tests' pair: split 128, a short MCLT and link timeout. */
+const PAIR = {
+  pool: POOL,
+  mclt: 30,
+  split: 128,
+  leaseTime: { default: 600, max: 3600 },
+  maxResponseDelay: MAX_RESPONSE_DELAY,
+  loadBalanceMaxSeconds: 3,
+};
 
 /**
  * perfdhcp, broadcast on c0 (it relays: giaddr 198.18.0.2), `n` exchanges of new clients from
@@ -80,14 +89,7 @@ Deno.test({
   async fn(t) {
     if (!requireOrSkip(t, netnsPrerequisites(["perfdhcp", "dhclient"]))) return;
     const lateMac = macServedBy("secondary", 0xe1);
-    const pair = await PairLab.create("lb", {
-      pool: POOL,
-      mclt: 30,
-      split: 128,
-      leaseTime: { default: 600, max: 3600 },
-      maxResponseDelay: MAX_RESPONSE_DELAY,
-      loadBalanceMaxSeconds: 3,
-    }, [
+    const pair = await PairLab.create("lb", PAIR, [
       { name: "c", address: "198.18.0.2/15", mac: "02:00:00:00:f1:02" },
       { name: "d", address: null, mac: lateMac },
     ]);
@@ -286,14 +288,11 @@ Deno.test({
     if (!requireOrSkip(t, noKernel === null ? null : `this kernel refuses eBPF: ${noKernel}`)) {
       return;
     }
-    const pair = await PairLab.create("lbu", {
-      pool: POOL,
-      mclt: 30,
-      split: 128,
-      leaseTime: { default: 600, max: 3600 },
-      maxResponseDelay: MAX_RESPONSE_DELAY,
-      loadBalanceMaxSeconds: 3,
-    }, [{ name: "c", address: "198.18.0.2/15", mac: "02:00:00:00:f2:02" }]);
+    const pair = await PairLab.create("lbu", PAIR, [{
+      name: "c",
+      address: "198.18.0.2/15",
+      mac: "02:00:00:00:f2:02",
+    }]);
     try {
       // Root without CAP_BPF, CAP_SYS_ADMIN and CAP_PERFMON: bpf(2) refuses the map.
       await pair.start("secondary", "info", [

@@ -31,31 +31,25 @@ Deno.test("KernelBalancer follows the endpoint: drops while it names buckets, pa
   const c = counters();
   const specs = MACS.map((mac, i) => discover(i + 1, mac));
   let k: KernelBalancer | null = null;
-  const run = (attach: (t: Transport) => void) => deliver(specs, attach);
+  // A balancer attaches to the sockets it is given at start: one per run's socket.
+  const start = (transport: Transport) =>
+    new KernelBalancer({
+      transports: [transport],
+      source: { kernelBalance: () => balance },
+      serverId: () => null,
+      counters: () => c,
+      logger: silentLogger(),
+      enabled: true,
+    });
   try {
-    // A balancer attaches to the sockets it is given at start: one per run's socket.
-    const arrivedOff = await run((transport) => {
-      k = new KernelBalancer({
-        transports: [transport],
-        source: { kernelBalance: () => balance },
-        serverId: () => null,
-        counters: () => c,
-        logger: silentLogger(),
-        enabled: true,
-      });
+    const arrivedOff = await deliver(specs, (transport) => {
+      k = start(transport);
     });
     assert.equal(arrivedOff.size, specs.length, "outside NORMAL everything passes");
     assert.equal(k!.status().state, "passing");
     k!.stop();
-    const arrivedOn = await run((transport) => {
-      k = new KernelBalancer({
-        transports: [transport],
-        source: { kernelBalance: () => balance },
-        serverId: () => null,
-        counters: () => c,
-        logger: silentLogger(),
-        enabled: true,
-      });
+    const arrivedOn = await deliver(specs, (transport) => {
+      k = start(transport);
       balance = { mine: new Uint8Array(32), loadBalanceMaxSeconds: 3 };
       k.sync();
     });
