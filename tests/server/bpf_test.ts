@@ -6,11 +6,20 @@
  */
 import assert from "node:assert/strict";
 import { KernelBalanceFilter } from "../../lib/server/bpf.ts";
-import { deliver, type Spec } from "./bpf_packets.ts";
+import { bytes, deliver, type Spec } from "./bpf_packets.ts";
 import { type FailoverRole, type Polarity, shouldAnswer } from "../../lib/balance/hash.ts";
 import { MAX_KEY, mineBitmap, OPTION_STEPS } from "../../lib/balance/kernel_filter.ts";
 import { isMine } from "../../lib/balance/hash.ts";
 import { requireOrSkip } from "../netns.ts";
+import { parseConfig } from "../../lib/config/config.ts";
+import { service } from "../../lib/failover/state.ts";
+import { silentLogger } from "../../lib/log.ts";
+import { DhcpCore, type FailoverView } from "../../lib/server/dhcp.ts";
+import type { Arrival } from "../../lib/server/reply.ts";
+import { MemoryLeaseStore } from "../../lib/store/memory.ts";
+import { decodeDhcp, Opt } from "../../lib/wire/dhcp.ts";
+import { ServerState } from "../../lib/wire/failover.ts";
+import { hashKey } from "../../lib/balance/hash.ts";
 
 const LOOPBACK = 0x7f000001;
 
@@ -65,6 +74,58 @@ function refusedByCore(s: Spec, set: Setting): boolean {
     secs: s.secs,
     loadBalanceMaxSeconds: set.maxSeconds,
   });
+}
+
+const NOW = 1_800_000_000;
+/** Arrival on loopback, as the filtered socket of the test receives them. */
+const ARRIVAL: Arrival = {
+  srcAddress: LOOPBACK,
+  srcPort: 68,
+  ifindex: 1,
+  ifname: "lo",
+  localAddress: LOOPBACK,
+  dstAddress: LOOPBACK,
+};
+
+/**
+ * A DHCP core in NORMAL behind a view that decides load balancing as FailoverEndpoint.isMine
+ * does (the real service() table and shouldAnswer over hashKey).
+ */
+function normalCore(set: Setting): DhcpCore {
+  const config = parseConfig(
+    `database: ":memory:"
+listen:
+  - interface: lo
+subnets:
+  - subnet: 198.18.0.0/15
+    pools:
+      - range: 198.18.1.0 - 198.18.1.255
+`,
+    "test.yaml",
+  );
+  const view: FailoverView = {
+    role: set.role,
+    mclt: () => 300,
+    service: (now) =>
+      service(ServerState.NORMAL, set.role, { now, startTimeOfState: 0, mclt: 300 }),
+    partnerDownSince: () => null,
+    isMine: (msg) =>
+      shouldAnswer({
+        role: set.role,
+        hba: set.hba,
+        polarity: set.polarity,
+        key: hashKey({
+          htype: msg.htype,
+          hlen: msg.hlen,
+          chaddr: msg.chaddr,
+          clientId: msg.options.get(Opt.CLIENT_ID),
+        }),
+        secs: msg.secs,
+        loadBalanceMaxSeconds: set.maxSeconds,
+      }),
+    unsent: () => false,
+  };
+  return new DhcpCore(config, new MemoryLeaseStore(), { logger: silentLogger(), failover: view });
 }
 
 /** A small deterministic generator (the same requests every run). */
@@ -158,6 +219,17 @@ Deno.test("the kernel filter drops exactly the requests the core refuses as the 
         }
       }
       assert.deepEqual(wrong.slice(0, 3), [], `${role}/${polarity}: ${wrong.length} wrong`);
+      // And the real core, in NORMAL with the same assignment, refuses every one of them.
+      const core = normalCore(set);
+      const answered: string[] = [];
+      for (const s of specs) {
+        if (arrived.has(s.xid)) continue;
+        const out = core.handle(decodeDhcp(bytes(s)), ARRIVAL, NOW);
+        if (out.dropped !== "load-balanced" && out.dropped !== "other-server") {
+          answered.push(`xid ${s.xid}: ${out.dropped ?? "answered"}: ${JSON.stringify(s)}`);
+        }
+      }
+      assert.deepEqual(answered.slice(0, 3), [], `${role}/${polarity}: ${answered.length}`);
       // The population exercises both outcomes, and the kernel counted what it dropped.
       assert.ok(dropped > 60 && dropped < 1200, `${role}/${polarity}: ${dropped} dropped`);
       const after = filter.counters();
