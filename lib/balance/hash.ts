@@ -130,6 +130,38 @@ export function shouldAnswer(opts: ShouldAnswerOptions): boolean {
   return isMine(opts.role, opts.hba, loadBalanceHash(opts.key), opts.polarity);
 }
 
+/** The parts of a decoded DHCP request shouldAnswerRequest() reads (lib/wire/dhcp.ts). */
+export interface BalancedRequest {
+  htype: number;
+  hlen: number;
+  chaddr: Uint8Array;
+  secs: number;
+  options: { get(code: number): Uint8Array | undefined };
+}
+
+/** RFC 2132 §9.14: the client identifier option. */
+const CLIENT_ID = 61;
+
+/**
+ * shouldAnswer() for a decoded request: its key is option 61 when present, else
+ * chaddr[0..hlen) (hashKey), its `secs` the request's (FailoverEndpoint.isMine).
+ */
+export function shouldAnswerRequest(
+  msg: BalancedRequest,
+  opts: Omit<ShouldAnswerOptions, "key" | "secs">,
+): boolean {
+  return shouldAnswer({
+    ...opts,
+    key: hashKey({
+      htype: msg.htype,
+      hlen: msg.hlen,
+      chaddr: msg.chaddr,
+      clientId: msg.options.get(CLIENT_ID),
+    }),
+    secs: msg.secs,
+  });
+}
+
 function checkHba(hba: Uint8Array): void {
   if (hba.length !== HBA_LENGTH) {
     throw new RangeError(

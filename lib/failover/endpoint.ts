@@ -5,12 +5,12 @@
  * events and partner messages to the two pure engines and runs their actions in order. Clock
  * and timers come in through `EndpointClock`, so this module itself stays free of them.
  */
-import { hashKey, isMine as bucketIsMine, type Polarity, shouldAnswer } from "../balance/hash.ts";
+import { isMine as bucketIsMine, type Polarity, shouldAnswerRequest } from "../balance/hash.ts";
 import { mineBitmap } from "../balance/kernel_filter.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import type { DhcpEffect, FailoverView } from "../server/dhcp.ts";
-import { type DhcpMessage, Opt } from "../wire/dhcp.ts";
+import type { DhcpMessage } from "../wire/dhcp.ts";
 import type { LinkSettings, LocalState, PartnerInfo } from "../peer/link.ts";
 import type { PeerStatus } from "../peer/tcp.ts";
 import type { Lease, LeaseStore, LeaseView } from "../store/store.ts";
@@ -321,17 +321,10 @@ export class FailoverEndpoint implements FailoverView {
   isMine(msg: DhcpMessage): boolean {
     const hba = this.#hba;
     if (hba === null) return true;
-    return shouldAnswer({
+    return shouldAnswerRequest(msg, {
       role: this.role,
       hba,
       polarity: this.#polarity,
-      key: hashKey({
-        htype: msg.htype,
-        hlen: msg.hlen,
-        chaddr: msg.chaddr,
-        clientId: msg.options.get(Opt.CLIENT_ID),
-      }),
-      secs: msg.secs,
       loadBalanceMaxSeconds: this.#o.config.failover?.loadBalanceMaxSeconds ?? 3,
     });
   }

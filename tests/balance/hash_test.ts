@@ -7,6 +7,7 @@ import {
   MIXING_TABLE,
   type Polarity,
   shouldAnswer,
+  shouldAnswerRequest,
 } from "../../lib/balance/hash.ts";
 import { hbaFromSplit } from "../../lib/balance/hba.ts";
 import { parseMac } from "../../lib/wire/ip.ts";
@@ -239,4 +240,28 @@ Deno.test("shouldAnswer() answers own buckets, and others' once secs passes the 
     assert.equal(shouldAnswer({ ...base, polarity: "draft", role: "secondary", secs: 0 }), true);
     assert.equal(shouldAnswer({ ...base, polarity: "draft", role: "primary", secs: 0 }), false);
   });
+});
+
+Deno.test("shouldAnswerRequest() hashes option 61 when present, else chaddr, and reads secs", () => {
+  const hba = hbaFromSplit(62);
+  const chaddr = new Uint8Array(16);
+  chaddr.set(macBytes("02:00:00:00:00:62")); // bucket 55: the primary's under ISC polarity
+  const opts = {
+    role: "primary" as const,
+    hba,
+    polarity: "isc" as Polarity,
+    loadBalanceMaxSeconds: 3,
+  };
+  const noOptions = { get: () => undefined };
+  const request = { htype: 1, hlen: 6, chaddr, secs: 0, options: noOptions };
+  assert.equal(shouldAnswerRequest(request, opts), true);
+  assert.equal(shouldAnswerRequest(request, { ...opts, role: "secondary" }), false);
+  assert.equal(shouldAnswerRequest({ ...request, secs: 4 }, { ...opts, role: "secondary" }), true);
+  // A client identifier decides instead of chaddr: one whose bucket is the secondary's.
+  const cids = Array.from({ length: 256 }, (_, i) => Uint8Array.of(1, i));
+  const cid = cids.find((c) => loadBalanceHash(c) >= 62);
+  assert.ok(cid !== undefined);
+  const withCid = { ...request, options: { get: (c: number) => (c === 61 ? cid : undefined) } };
+  assert.equal(shouldAnswerRequest(withCid, opts), false);
+  assert.equal(shouldAnswerRequest(withCid, { ...opts, role: "secondary" }), true);
 });

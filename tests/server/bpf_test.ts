@@ -7,7 +7,12 @@
 import assert from "node:assert/strict";
 import { KernelBalanceFilter } from "../../lib/server/bpf.ts";
 import { bytes, deliver, type Spec } from "./bpf_packets.ts";
-import { type FailoverRole, type Polarity, shouldAnswer } from "../../lib/balance/hash.ts";
+import {
+  type FailoverRole,
+  type Polarity,
+  shouldAnswer,
+  shouldAnswerRequest,
+} from "../../lib/balance/hash.ts";
 import { MAX_KEY, mineBitmap, OPTION_STEPS } from "../../lib/balance/kernel_filter.ts";
 import { isMine } from "../../lib/balance/hash.ts";
 import { requireOrSkip } from "../netns.ts";
@@ -17,9 +22,8 @@ import { silentLogger } from "../../lib/log.ts";
 import { DhcpCore, type FailoverView } from "../../lib/server/dhcp.ts";
 import type { Arrival } from "../../lib/server/reply.ts";
 import { MemoryLeaseStore } from "../../lib/store/memory.ts";
-import { decodeDhcp, Opt } from "../../lib/wire/dhcp.ts";
+import { decodeDhcp } from "../../lib/wire/dhcp.ts";
 import { ServerState } from "../../lib/wire/failover.ts";
-import { hashKey } from "../../lib/balance/hash.ts";
 
 const LOOPBACK = 0x7f000001;
 
@@ -110,17 +114,10 @@ subnets:
       service(ServerState.NORMAL, set.role, { now, startTimeOfState: 0, mclt: 300 }),
     partnerDownSince: () => null,
     isMine: (msg) =>
-      shouldAnswer({
+      shouldAnswerRequest(msg, {
         role: set.role,
         hba: set.hba,
         polarity: set.polarity,
-        key: hashKey({
-          htype: msg.htype,
-          hlen: msg.hlen,
-          chaddr: msg.chaddr,
-          clientId: msg.options.get(Opt.CLIENT_ID),
-        }),
-        secs: msg.secs,
         loadBalanceMaxSeconds: set.maxSeconds,
       }),
     unsent: () => false,
