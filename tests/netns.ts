@@ -15,6 +15,8 @@
  * }
  */
 
+import { KernelBalanceFilter } from "../lib/server/bpf.ts";
+
 /** Output of a finished process. */
 export interface ExecResult {
   code: number;
@@ -63,6 +65,19 @@ function probeNamespaces(): string | null {
  * True when the test may go on. Otherwise prints `SKIP <test>: <reason>` and returns false,
  * or throws (failing the test) when env CI=true, where prerequisites are installed.
  */
+/**
+ * Why this kernel refuses duet's eBPF load-balancing filter (lib/server/bpf.ts: no CAP_BPF, a
+ * seccomp profile that blocks bpf(2)), or null when it takes it.
+ */
+export function kernelFilterRefusal(): string | null {
+  try {
+    KernelBalanceFilter.open().close();
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 export function requireOrSkip(
   t: Deno.TestContext | undefined,
   reason: string | null,

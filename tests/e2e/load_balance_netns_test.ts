@@ -9,8 +9,7 @@
  * down (COMMUNICATIONS-INTERRUPTED), every client at once.
  */
 import assert from "node:assert/strict";
-import { netnsPrerequisites, requireOrSkip } from "../netns.ts";
-import { KernelBalanceFilter } from "../../lib/server/bpf.ts";
+import { kernelFilterRefusal, netnsPrerequisites, requireOrSkip } from "../netns.ts";
 import {
   ADDRESS,
   addressRange,
@@ -66,16 +65,6 @@ function perfdhcp(base: string, n: number, rate: number): string[] {
     "-W",
     "2000000",
   ];
-}
-
-/** Why this kernel refuses the eBPF load-balancing filter, or null when it takes it. */
-function kernelFilterRefusal(): string | null {
-  try {
-    KernelBalanceFilter.open().close();
-    return null;
-  } catch (e) {
-    return (e as Error).message;
-  }
 }
 
 function acks(s: { dhcp: { sent: Record<string, number> } }): number {

@@ -722,7 +722,13 @@ export class InteropLab {
   }
 
   /** `duet status --json` (through the control socket). */
-  async duetStatus(): Promise<{ state: string | null; "partner-state": string | null }> {
+  async duetStatus(): Promise<
+    {
+      state: string | null;
+      "partner-state": string | null;
+      failover?: { kernelFilter?: { state: string; dropped: Record<string, number> } } | null;
+    }
+  > {
     const r = await runDuet(["status", "--json", "--config", this.yaml], { timeoutMs: 15_000 });
     if (r.code !== 0) throw new Error(`duet status failed (${r.code}): ${r.stderr}`);
     return JSON.parse(r.stdout);

@@ -6,7 +6,7 @@
  * the binding updates keep up, one per BNDUPD as ISC needs them (§6.3, §7.1).
  */
 import assert from "node:assert/strict";
-import { netnsPrerequisites, requireOrSkip } from "../netns.ts";
+import { kernelFilterRefusal, netnsPrerequisites, requireOrSkip } from "../netns.ts";
 import {
   DUET_ADDR,
   INTEROP_TOOLS,
@@ -96,6 +96,22 @@ async function load(x: InteropLab, duetRole: Role): Promise<void> {
     const n = offers.filter((m) => m.serverId === server).length;
     assert.ok(n > EXCHANGES * 0.3, `${server} made ${n} of ${offers.length} offers`);
   }
+  // duet dropped ISC's clients' DISCOVERs in the kernel (ISC polarity, both roles), and only
+  // those: every one of its own was offered above.
+  const noKernel = kernelFilterRefusal();
+  if (noKernel !== null) {
+    // deno-lint-ignore no-console
+    console.log(`NOTE: kernel filter not checked: ${noKernel}`);
+    return;
+  }
+  const k = (await x.duetStatus()).failover?.kernelFilter;
+  assert.equal(k?.state, "dropping", JSON.stringify(k));
+  const iscOffers = offers.filter((m) => m.serverId === ISC_ADDR).length;
+  const dropped = k.dropped.DHCPDISCOVER ?? 0;
+  assert.ok(
+    dropped >= iscOffers && dropped <= EXCHANGES - (offers.length - iscOffers),
+    `${dropped}`,
+  );
 }
 
 for (const duetRole of ["primary", "secondary"] as const) {
